@@ -1,0 +1,163 @@
+//! Errors of the storage layer, each carrying the Kafka error code a broker answers with.
+
+use std::path::PathBuf;
+
+use crate::record::RecordError;
+
+/// Kafka protocol error codes that storage errors map to.
+pub mod codes {
+    /// OFFSET_OUT_OF_RANGE
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    /// CORRUPT_MESSAGE
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    /// MESSAGE_TOO_LARGE
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    /// RECORD_LIST_TOO_LARGE
+    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
+    /// INVALID_TIMESTAMP
+    pub const INVALID_TIMESTAMP: i16 = 32;
+    /// UNSUPPORTED_FOR_MESSAGE_FORMAT
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+    /// KAFKA_STORAGE_ERROR
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    /// INVALID_CONFIG
+    pub const INVALID_CONFIG: i16 = 40;
+    /// INVALID_RECORD
+    pub const INVALID_RECORD: i16 = 87;
+    /// UNKNOWN_SERVER_ERROR
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+}
+
+/// A storage failure or a rejected request.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A batch in an append request is invalid; nothing from the request was written.
+    #[error("batch {batch_index} (byte {position} of the request) is invalid: {source}")]
+    InvalidBatch {
+        /// Index of the bad batch in the request.
+        batch_index: usize,
+        /// Byte position of the bad batch in the request.
+        position: usize,
+        /// What is wrong with it.
+        source: RecordError,
+    },
+    /// A batch exceeds `max.message.bytes`.
+    #[error("batch {batch_index} is {size_bytes} bytes, larger than max.message.bytes={max_bytes}")]
+    MessageTooLarge {
+        /// Index of the batch in the request.
+        batch_index: usize,
+        /// Its size.
+        size_bytes: usize,
+        /// The limit.
+        max_bytes: usize,
+    },
+    /// The request is larger than a whole segment.
+    #[error("append of {size_bytes} bytes is larger than segment.bytes={segment_bytes}")]
+    RecordListTooLarge {
+        /// The request size.
+        size_bytes: usize,
+        /// The limit.
+        segment_bytes: u64,
+    },
+    /// An append request with no batches.
+    #[error("append request holds no record batches")]
+    EmptyAppend,
+    /// A follower append would move offsets backwards.
+    #[error("batch at offset {offset} is not after the log end offset {log_end_offset}")]
+    NonMonotonicOffset {
+        /// First offset of the offending batch.
+        offset: i64,
+        /// The log end offset.
+        log_end_offset: i64,
+    },
+    /// Requested offset is outside `[log start, log end]`.
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: i64,
+        /// The log start offset.
+        log_start_offset: i64,
+        /// The log end offset.
+        log_end_offset: i64,
+    },
+    /// A config value is invalid.
+    #[error("invalid value {value:?} for config {key}: {reason}")]
+    InvalidConfig {
+        /// Kafka property name.
+        key: String,
+        /// The rejected value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// The data directory is in use by another process.
+    #[error("data directory {path} is locked by another process")]
+    DirectoryLocked {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A file on disk is damaged in a way that cannot be recovered automatically.
+    #[error("{path}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An I/O error, with the file or directory it concerns.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The log was closed or deleted.
+    #[error("log {0} is closed")]
+    Closed(String),
+}
+
+impl LogError {
+    /// The Kafka error code a broker should answer with.
+    pub fn kafka_code(&self) -> i16 {
+        use codes::*;
+        match self {
+            Self::InvalidBatch { source, .. } => match source {
+                RecordError::UnsupportedMagic(_) => UNSUPPORTED_FOR_MESSAGE_FORMAT,
+                RecordError::MissingKey { .. }
+                | RecordError::InvalidOffsetDelta { .. }
+                | RecordError::LastOffsetDeltaMismatch { .. }
+                | RecordError::EmptyBatch
+                | RecordError::ControlBatchFromClient => INVALID_RECORD,
+                _ => CORRUPT_MESSAGE,
+            },
+            Self::MessageTooLarge { .. } => MESSAGE_TOO_LARGE,
+            Self::RecordListTooLarge { .. } => RECORD_LIST_TOO_LARGE,
+            Self::EmptyAppend => CORRUPT_MESSAGE,
+            Self::NonMonotonicOffset { .. } => UNKNOWN_SERVER_ERROR,
+            Self::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+            Self::InvalidConfig { .. } => INVALID_CONFIG,
+            Self::DirectoryLocked { .. }
+            | Self::Corrupt { .. }
+            | Self::Io { .. }
+            | Self::Closed(_) => KAFKA_STORAGE_ERROR,
+        }
+    }
+}
+
+/// Attaches a path to an I/O error.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, LogError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, LogError> {
+        self.map_err(|source| LogError::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+/// The storage layer's result type.
+pub type Result<T, E = LogError> = std::result::Result<T, E>;

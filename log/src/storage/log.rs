@@ -1,0 +1,803 @@
+//! `Log`: one partition's log, a sequence of [`LogSegment`]s with one active segment at the
+//! end. It validates and appends batches, assigns offsets, rolls segments, serves reads as
+//! file ranges, applies retention and DeleteRecords, flushes, and truncates for replication.
+//!
+//! The log is a plain struct: mutation takes `&mut self`, reads take `&self`. Its owner
+//! (the [`super::LogManager`]) wraps it in a lock, and background work (retention, the
+//! cleaner, flushing) goes through the same lock.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::config::LogConfig;
+use super::error::{LogError, Result};
+use super::index::TimestampOffset;
+use super::leader_epoch::LeaderEpochCache;
+use super::quarantine::{Quarantine, Quarantined};
+use super::segment::{AppendedBatch, FileRange, LogSegment};
+use crate::record::batch::BatchMut;
+use crate::record::{BatchRules, RecordBatch, TimestampType};
+
+/// Who is appending: the rules differ (Kafka's `AppendOrigin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    /// A producer: full validation, no control batches.
+    Client,
+    /// A broker coordinator writing its own records (offsets, transaction markers).
+    Coordinator,
+}
+
+/// What [`Log::open`] needs from the log's owner.
+#[derive(Debug, Clone)]
+pub struct LogOpenOptions {
+    /// Offsets below this were fsynced before the last shutdown.
+    pub recovery_point: i64,
+    /// The checkpointed log start offset, if any.
+    pub log_start_offset: Option<i64>,
+    /// Whether the previous shutdown was clean; if not, everything after the recovery
+    /// point is re-validated.
+    pub had_clean_shutdown: bool,
+    /// The current time.
+    pub now_ms: i64,
+    /// Where unparseable data goes; by default `quarantine/` beside the partition directory.
+    pub quarantine: Option<Quarantine>,
+    /// Where the dirty (not yet compacted) part of the log starts.
+    pub cleaner_checkpoint: Option<i64>,
+}
+
+impl LogOpenOptions {
+    /// Options for a log whose previous shutdown is unknown (so it is treated as unclean).
+    pub fn new(now_ms: i64) -> Self {
+        Self {
+            recovery_point: 0,
+            log_start_offset: None,
+            had_clean_shutdown: false,
+            now_ms,
+            quarantine: None,
+            cleaner_checkpoint: None,
+        }
+    }
+}
+
+/// What loading a log found and did.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    /// Segments re-validated batch by batch.
+    pub recovered_segments: usize,
+    /// Bytes cut off damaged tails (saved in the quarantine first).
+    pub truncated_bytes: u64,
+    /// Files moved aside, and why.
+    pub quarantined: Vec<Quarantined>,
+    /// Cleaner swaps completed after a crash.
+    pub completed_swaps: usize,
+}
+
+/// The result of an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogAppendInfo {
+    /// Offset of the first record appended.
+    pub first_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// Largest timestamp appended.
+    pub max_timestamp: i64,
+    /// Offset of the batch carrying it.
+    pub offset_of_max_timestamp: i64,
+    /// The broker's append time if the topic uses LogAppendTime.
+    pub log_append_time: Option<i64>,
+    /// The log start offset after the append.
+    pub log_start_offset: i64,
+    /// Records appended.
+    pub records: i64,
+    /// Batches appended.
+    pub batches: usize,
+    /// Bytes appended.
+    pub bytes: u64,
+}
+
+/// A read's result: whole batches as file ranges, plus the log's bounds at the time.
+#[derive(Debug, Clone, Default)]
+pub struct FetchDataInfo {
+    /// File ranges, in offset order.
+    pub ranges: Vec<FileRange>,
+    /// Log start offset.
+    pub log_start_offset: i64,
+    /// Log end offset.
+    pub log_end_offset: i64,
+    /// High watermark.
+    pub high_watermark: i64,
+}
+
+impl FetchDataInfo {
+    /// Total bytes across the ranges.
+    pub fn total_bytes(&self) -> u64 {
+        self.ranges.iter().map(|r| r.length).sum()
+    }
+
+    /// Reads every range into one buffer.
+    pub fn read_to_vec(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.total_bytes() as usize);
+        for r in &self.ranges {
+            out.extend_from_slice(&r.read_to_vec()?);
+        }
+        Ok(out)
+    }
+}
+
+/// One partition's log.
+#[derive(Debug)]
+pub struct Log {
+    pub(crate) dir: PathBuf,
+    pub(crate) name: String,
+    pub(crate) config: LogConfig,
+    pub(crate) segments: BTreeMap<i64, LogSegment>,
+    pub(crate) log_start_offset: i64,
+    pub(crate) recovery_point: i64,
+    pub(crate) high_watermark: i64,
+    pub(crate) high_watermark_tracks_log_end: bool,
+    pub(crate) leader_epoch_cache: LeaderEpochCache,
+    pub(crate) unflushed_records: i64,
+    pub(crate) last_flush_ms: i64,
+    pub(crate) cleaner_checkpoint: i64,
+    /// When the next tombstone in the cleaned part may be removed (known only after a
+    /// cleaning pass in this process; until then, the next dirty-triggered pass finds it).
+    pub(crate) next_tombstone_horizon_ms: Option<i64>,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering it if the last shutdown was not
+    /// clean. Damaged data is moved to the quarantine and listed in the report.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        options: LogOpenOptions,
+    ) -> Result<(Self, LoadReport)> {
+        super::load::load(dir.into(), config, options)
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory name (`<topic>-<partition>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the config (takes effect for the next roll, retention and cleaning).
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// The first readable offset.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The offset the next record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active_segment().next_offset()
+    }
+
+    /// Offsets below this are fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// The high watermark: offsets below it are committed.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Where the dirty (uncompacted) part of the log starts.
+    pub fn cleaner_checkpoint(&self) -> i64 {
+        self.cleaner_checkpoint
+    }
+
+    /// The leader-epoch cache.
+    pub fn leader_epoch_cache(&self) -> &LeaderEpochCache {
+        &self.leader_epoch_cache
+    }
+
+    /// By default the high watermark follows the log end (a single-replica partition).
+    /// Replication turns this off and moves it with [`Log::update_high_watermark`].
+    pub fn set_high_watermark_tracks_log_end(&mut self, on: bool) {
+        self.high_watermark_tracks_log_end = on;
+        if on {
+            self.high_watermark = self.log_end_offset();
+        }
+    }
+
+    /// Sets the high watermark, clamped to `[log start, log end]`.
+    pub fn update_high_watermark(&mut self, offset: i64) -> i64 {
+        self.high_watermark = offset.clamp(self.log_start_offset, self.log_end_offset());
+        self.high_watermark
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> impl Iterator<Item = &LogSegment> {
+        self.segments.values()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Bytes across all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(LogSegment::size).sum()
+    }
+
+    pub(crate) fn active_segment(&self) -> &LogSegment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_segment_mut(&mut self) -> &mut LogSegment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    /// Appends a producer's (or coordinator's) batches. Every batch is validated before
+    /// anything is written; on any error the log is unchanged. Offsets, the leader epoch
+    /// and (under LogAppendTime) timestamps are written into `records` in place.
+    pub fn append_as_leader(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        origin: AppendOrigin,
+        now_ms: i64,
+    ) -> Result<LogAppendInfo> {
+        let rules = BatchRules {
+            consecutive_offsets: true,
+            require_keys: self.config.compact(),
+            reject_control: origin == AppendOrigin::Client,
+            max_decompressed_bytes: self.max_decompressed_bytes(),
+        };
+        let validated = self.validate_request(records, &rules)?;
+        let mut next = self.log_end_offset();
+        let first_offset = next;
+        let append_time =
+            (self.config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
+        let mut batches = Vec::with_capacity(validated.len());
+        let (mut max_timestamp, mut offset_of_max_timestamp) = (-1, first_offset);
+        let mut record_count = 0i64;
+        for v in &validated {
+            let bytes = &mut records[v.position..v.position + v.size];
+            let mut batch = BatchMut::new(bytes);
+            batch.set_base_offset(next);
+            batch.set_partition_leader_epoch(leader_epoch);
+            let batch_max = match append_time {
+                Some(t) => {
+                    batch.set_max_timestamp(TimestampType::LogAppendTime, t);
+                    t
+                }
+                None => {
+                    if v.header_max_timestamp != v.max_timestamp || v.header_log_append_time {
+                        batch.set_max_timestamp(TimestampType::CreateTime, v.max_timestamp);
+                    }
+                    v.max_timestamp
+                }
+            };
+            let last_offset = next + i64::from(v.last_offset_delta);
+            if batch_max > max_timestamp {
+                max_timestamp = batch_max;
+                offset_of_max_timestamp = last_offset;
+            }
+            batches.push(AppendedBatch {
+                last_offset,
+                max_timestamp: batch_max,
+                size: v.size as u64,
+            });
+            record_count += i64::from(v.records);
+            next = last_offset + 1;
+        }
+        let total: usize = validated.iter().map(|v| v.size).sum();
+        let end = validated.last().map_or(0, |v| v.position + v.size);
+        debug_assert_eq!(total, end);
+        if leader_epoch >= 0
+            && self
+                .leader_epoch_cache
+                .latest_epoch()
+                .is_none_or(|e| leader_epoch > e)
+        {
+            self.leader_epoch_cache.assign(leader_epoch, first_offset)?;
+        }
+        self.append_validated(&records[..end], &batches, now_ms)?;
+        Ok(LogAppendInfo {
+            first_offset,
+            last_offset: next - 1,
+            max_timestamp,
+            offset_of_max_timestamp,
+            log_append_time: append_time,
+            log_start_offset: self.log_start_offset,
+            records: record_count,
+            batches: batches.len(),
+            bytes: total as u64,
+        })
+    }
+
+    /// Appends batches that already carry their offsets (from a leader, or a cleaned
+    /// log). Offsets must continue from the log end.
+    pub fn append_as_follower(&mut self, records: &[u8], now_ms: i64) -> Result<LogAppendInfo> {
+        let rules = BatchRules {
+            consecutive_offsets: false,
+            require_keys: false,
+            reject_control: false,
+            max_decompressed_bytes: self.max_decompressed_bytes(),
+        };
+        let validated = self.validate_request(records, &rules)?;
+        let mut expected = self.log_end_offset();
+        let first_offset = validated.first().map_or(expected, |v| v.base_offset);
+        let mut batches = Vec::with_capacity(validated.len());
+        let (mut max_timestamp, mut offset_of_max_timestamp, mut record_count) =
+            (-1, first_offset, 0i64);
+        for v in &validated {
+            if v.base_offset < expected {
+                return Err(LogError::NonMonotonicOffset {
+                    offset: v.base_offset,
+                    log_end_offset: expected,
+                });
+            }
+            let last_offset = v.base_offset + i64::from(v.last_offset_delta);
+            let batch_max = if v.header_log_append_time {
+                v.header_max_timestamp
+            } else {
+                v.max_timestamp.max(v.header_max_timestamp)
+            };
+            if batch_max > max_timestamp {
+                max_timestamp = batch_max;
+                offset_of_max_timestamp = last_offset;
+            }
+            batches.push(AppendedBatch {
+                last_offset,
+                max_timestamp: batch_max,
+                size: v.size as u64,
+            });
+            record_count += i64::from(v.records);
+            expected = last_offset + 1;
+        }
+        for v in &validated {
+            if v.partition_leader_epoch >= 0
+                && self
+                    .leader_epoch_cache
+                    .latest_epoch()
+                    .is_none_or(|e| v.partition_leader_epoch > e)
+            {
+                self.leader_epoch_cache
+                    .assign(v.partition_leader_epoch, v.base_offset)?;
+            }
+        }
+        // An empty active segment that starts before the first offset would leave a hole
+        // the index cannot describe; start the segment at the leader's offset instead.
+        if self.active_segment().size() == 0 && self.active_segment().base_offset() < first_offset {
+            let base = self.active_segment().base_offset();
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete()?;
+            }
+            let seg = LogSegment::create(&self.dir, first_offset, &self.config, now_ms, "")?;
+            self.segments.insert(first_offset, seg);
+        }
+        self.append_validated(records, &batches, now_ms)?;
+        Ok(LogAppendInfo {
+            first_offset,
+            last_offset: expected - 1,
+            max_timestamp,
+            offset_of_max_timestamp,
+            log_append_time: None,
+            log_start_offset: self.log_start_offset,
+            records: record_count,
+            batches: batches.len(),
+            bytes: records.len() as u64,
+        })
+    }
+
+    fn max_decompressed_bytes(&self) -> usize {
+        // A batch inflating beyond a whole segment is either hostile or useless.
+        (self.config.segment_bytes as usize).max(self.config.max_message_bytes.saturating_mul(16))
+    }
+
+    fn validate_request(&self, records: &[u8], rules: &BatchRules) -> Result<Vec<ValidatedBatch>> {
+        if records.is_empty() {
+            return Err(LogError::EmptyAppend);
+        }
+        if records.len() as u64 > self.config.segment_bytes {
+            return Err(LogError::RecordListTooLarge {
+                size_bytes: records.len(),
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        let mut out = Vec::new();
+        let mut position = 0;
+        while position < records.len() {
+            let batch_index = out.len();
+            let invalid = |source| LogError::InvalidBatch {
+                batch_index,
+                position,
+                source,
+            };
+            let (batch, _) = RecordBatch::parse(&records[position..]).map_err(invalid)?;
+            let size = batch.bytes().len();
+            if size > self.config.max_message_bytes {
+                return Err(LogError::MessageTooLarge {
+                    batch_index,
+                    size_bytes: size,
+                    max_bytes: self.config.max_message_bytes,
+                });
+            }
+            let summary = batch.validate(rules).map_err(invalid)?;
+            let h = batch.header();
+            out.push(ValidatedBatch {
+                position,
+                size,
+                base_offset: h.base_offset,
+                last_offset_delta: h.last_offset_delta,
+                partition_leader_epoch: h.partition_leader_epoch,
+                records: summary.records,
+                max_timestamp: summary.max_timestamp,
+                header_max_timestamp: h.max_timestamp,
+                header_log_append_time: h.timestamp_type() == TimestampType::LogAppendTime,
+            });
+            position += size;
+        }
+        Ok(out)
+    }
+
+    fn append_validated(
+        &mut self,
+        records: &[u8],
+        batches: &[AppendedBatch],
+        now_ms: i64,
+    ) -> Result<()> {
+        let Some(last) = batches.last() else {
+            return Ok(());
+        };
+        if self.active_segment().should_roll(
+            &self.config,
+            records.len() as u64,
+            last.last_offset,
+            now_ms,
+        ) {
+            self.roll(now_ms)?;
+        }
+        self.active_segment_mut().append(records, batches)?;
+        if self.high_watermark_tracks_log_end {
+            self.high_watermark = self.log_end_offset();
+        }
+        self.unflushed_records += batches.len() as i64;
+        if self.unflushed_records >= self.config.flush_messages {
+            self.flush(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new active segment at the log end offset. A no-op if the active segment
+    /// is empty.
+    pub fn roll(&mut self, now_ms: i64) -> Result<()> {
+        if self.active_segment().size() == 0 {
+            return Ok(());
+        }
+        let base = self.log_end_offset();
+        self.active_segment_mut().on_become_inactive()?;
+        let segment = LogSegment::create(&self.dir, base, &self.config, now_ms, "")?;
+        tracing::debug!(log = %self.name, base, "rolled new segment");
+        self.segments.insert(base, segment);
+        Ok(())
+    }
+
+    /// Rolls if the active segment is older than `segment.ms` even without new appends
+    /// (so time-based retention can reach it).
+    pub fn maybe_roll_by_time(&mut self, now_ms: i64) -> Result<bool> {
+        let roll =
+            self.active_segment()
+                .should_roll(&self.config, 0, self.log_end_offset(), now_ms);
+        if roll {
+            self.roll(now_ms)?;
+        }
+        Ok(roll)
+    }
+
+    /// Reads whole batches starting with the one that contains `start_offset`, up to
+    /// `max_bytes` (at least one batch if `min_one_batch`), never past `max_offset` (the
+    /// high watermark for consumers) or the log end.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: u64,
+        max_offset: Option<i64>,
+        min_one_batch: bool,
+    ) -> Result<FetchDataInfo> {
+        let leo = self.log_end_offset();
+        let mut info = FetchDataInfo {
+            ranges: Vec::new(),
+            log_start_offset: self.log_start_offset,
+            log_end_offset: leo,
+            high_watermark: self.high_watermark,
+        };
+        if start_offset < self.log_start_offset || start_offset > leo {
+            return Err(LogError::OffsetOutOfRange {
+                offset: start_offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: leo,
+            });
+        }
+        let upper = max_offset.map_or(leo, |m| m.min(leo));
+        let mut next = start_offset;
+        let mut budget = max_bytes;
+        let first_base = self
+            .segments
+            .range(..=start_offset)
+            .next_back()
+            .map_or(start_offset, |(b, _)| *b);
+        for segment in self.segments.range(first_base..).map(|(_, s)| s) {
+            if next >= upper {
+                break;
+            }
+            let min_one = min_one_batch && info.ranges.is_empty();
+            let Some(range) = segment.read(next, budget, Some(upper), min_one)? else {
+                if info.ranges.is_empty() {
+                    continue; // nothing at or after `next` here (a compacted gap)
+                }
+                break;
+            };
+            budget = budget.saturating_sub(range.length);
+            next = range.next_offset;
+            info.ranges.push(range);
+            if budget == 0 {
+                break;
+            }
+        }
+        Ok(info)
+    }
+
+    /// The first offset whose record timestamp is ≥ `timestamp`, with that timestamp; `None`
+    /// if every record is older (a consumer then starts at the log end).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        let max_decompressed = self.max_decompressed_bytes();
+        for segment in self.segments.values() {
+            if segment.next_offset() <= self.log_start_offset || segment.max_timestamp() < timestamp
+            {
+                continue;
+            }
+            if let Some(found) = segment.find_offset_by_timestamp(
+                timestamp,
+                self.log_start_offset,
+                max_decompressed,
+            )? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Applies `retention.ms`, `retention.bytes` (if `cleanup.policy` includes delete) and the
+    /// log start offset: deletes whole segments from the oldest, never past the high
+    /// watermark. Returns how many segments were deleted.
+    pub fn delete_old_segments(&mut self, now_ms: i64) -> Result<usize> {
+        let mut deleted =
+            self.delete_segments_while(|s, _| s.next_offset_bound <= s.log_start_offset, now_ms)?;
+        if self.config.delete() {
+            let retention_ms = self.config.retention_ms;
+            if retention_ms >= 0 {
+                deleted += self.delete_segments_while(
+                    |s, _| now_ms - s.largest_timestamp > retention_ms,
+                    now_ms,
+                )?;
+            }
+            if self.config.retention_bytes >= 0 {
+                let mut excess = self.size_bytes() as i64 - self.config.retention_bytes;
+                deleted += self.delete_segments_while(
+                    |s, _| {
+                        let fits = excess - s.size as i64 >= 0;
+                        if fits {
+                            excess -= s.size as i64;
+                        }
+                        fits
+                    },
+                    now_ms,
+                )?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes segments from the oldest while `predicate` holds and each segment lies wholly
+    /// below the high watermark. Empty active segments are never deleted; if every segment
+    /// goes, a fresh active segment starts at the log end.
+    fn delete_segments_while(
+        &mut self,
+        mut predicate: impl FnMut(&SegmentFacts, usize) -> bool,
+        now_ms: i64,
+    ) -> Result<usize> {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let leo = self.log_end_offset();
+        let mut doomed = Vec::new();
+        for (i, base) in bases.iter().enumerate() {
+            let segment = &self.segments[base];
+            let upper_bound = bases.get(i + 1).copied().unwrap_or(leo);
+            let is_active = i + 1 == bases.len();
+            if upper_bound > self.high_watermark || (is_active && segment.size() == 0) {
+                break;
+            }
+            let facts = SegmentFacts {
+                next_offset_bound: upper_bound,
+                log_start_offset: self.log_start_offset,
+                largest_timestamp: segment.largest_timestamp(),
+                size: segment.size(),
+            };
+            if !predicate(&facts, i) {
+                break;
+            }
+            doomed.push(*base);
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        if doomed.len() == bases.len() {
+            self.roll(now_ms)?;
+        }
+        for base in &doomed {
+            if let Some(segment) = self.segments.remove(base) {
+                tracing::info!(log = %self.name, base, bytes = segment.size(), "deleting segment");
+                segment.delete()?;
+            }
+        }
+        let first_base = self.segments.keys().next().copied().unwrap_or(leo);
+        self.advance_log_start_offset(first_base)?;
+        Ok(doomed.len())
+    }
+
+    fn advance_log_start_offset(&mut self, offset: i64) -> Result<()> {
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            self.leader_epoch_cache.truncate_from_start(offset)?;
+            self.high_watermark = self.high_watermark.max(offset);
+            self.recovery_point = self.recovery_point.max(offset);
+            self.cleaner_checkpoint = self.cleaner_checkpoint.max(offset);
+        }
+        Ok(())
+    }
+
+    /// DeleteRecords: makes offsets below `offset` unreadable and frees the segments wholly
+    /// below it. `offset` may not pass the high watermark. Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64, now_ms: i64) -> Result<i64> {
+        if offset > self.high_watermark || offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: self.high_watermark,
+            });
+        }
+        self.advance_log_start_offset(offset)?;
+        self.delete_segments_while(|s, _| s.next_offset_bound <= s.log_start_offset, now_ms)?;
+        Ok(self.log_start_offset)
+    }
+
+    /// fsyncs every segment holding offsets at or after the recovery point and moves the
+    /// recovery point to the log end.
+    pub fn flush(&mut self, now_ms: i64) -> Result<()> {
+        let leo = self.log_end_offset();
+        if self.recovery_point < leo {
+            let start = self
+                .segments
+                .range(..=self.recovery_point)
+                .next_back()
+                .map_or(i64::MIN, |(b, _)| *b);
+            for segment in self.segments.range_mut(start..).map(|(_, s)| s) {
+                segment.flush()?;
+            }
+            self.recovery_point = leo;
+        }
+        self.unflushed_records = 0;
+        self.last_flush_ms = now_ms;
+        Ok(())
+    }
+
+    /// Flushes if `flush.ms` has passed since the last flush, or if rolled segments are
+    /// waiting to be made durable. Returns whether it flushed.
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool> {
+        let rolled_unflushed = self.recovery_point < self.active_segment().base_offset();
+        let due = now_ms - self.last_flush_ms >= self.config.flush_ms
+            && self.recovery_point < self.log_end_offset();
+        if due || rolled_unflushed {
+            self.flush(now_ms)?;
+        }
+        Ok(due || rolled_unflushed)
+    }
+
+    /// Removes every record at or after `offset` (whole batches, from the batch containing
+    /// it), for a follower whose log diverged from the leader's.
+    pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<()> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset <= self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset.max(0), now_ms);
+        }
+        let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
+        for base in doomed {
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.delete()?;
+            }
+        }
+        if self.segments.is_empty() {
+            let segment = LogSegment::create(&self.dir, offset, &self.config, now_ms, "")?;
+            self.segments.insert(offset, segment);
+        } else {
+            self.active_segment_mut().truncate_to(offset)?;
+        }
+        let leo = self.log_end_offset();
+        self.leader_epoch_cache.truncate_from_end(leo)?;
+        self.recovery_point = self.recovery_point.min(leo);
+        self.high_watermark = self.high_watermark.min(leo);
+        self.cleaner_checkpoint = self.cleaner_checkpoint.min(leo);
+        Ok(())
+    }
+
+    /// Deletes every segment and starts empty at `offset`.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> Result<()> {
+        for (_, segment) in std::mem::take(&mut self.segments) {
+            segment.delete()?;
+        }
+        let segment = LogSegment::create(&self.dir, offset, &self.config, now_ms, "")?;
+        self.segments.insert(offset, segment);
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.high_watermark = offset;
+        self.cleaner_checkpoint = offset;
+        self.leader_epoch_cache.truncate_from_end(offset)?;
+        self.leader_epoch_cache.truncate_from_start(offset)?;
+        Ok(())
+    }
+
+    /// Flushes everything and records the final max timestamp, so the next open is fast.
+    pub fn close(&mut self, now_ms: i64) -> Result<()> {
+        self.flush(now_ms)?;
+        let active = self.active_segment_mut();
+        active.on_become_inactive()?;
+        active.flush_indexes()?;
+        self.leader_epoch_cache.flush()
+    }
+
+    /// Deletes the whole log directory.
+    pub fn delete(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.dir).map_err(|source| LogError::Io {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+}
+
+/// What retention predicates see of a segment.
+#[derive(Debug, Clone, Copy)]
+struct SegmentFacts {
+    next_offset_bound: i64,
+    log_start_offset: i64,
+    largest_timestamp: i64,
+    size: u64,
+}
+
+/// A batch of an append request that passed validation.
+#[derive(Debug, Clone, Copy)]
+struct ValidatedBatch {
+    position: usize,
+    size: usize,
+    base_offset: i64,
+    last_offset_delta: i32,
+    partition_leader_epoch: i32,
+    records: i32,
+    max_timestamp: i64,
+    header_max_timestamp: i64,
+    header_log_append_time: bool,
+}

@@ -1,0 +1,1 @@
+pub use freshet_log as log;
