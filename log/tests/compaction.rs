@@ -124,7 +124,8 @@ fn arb_ops() -> impl Strategy<Value = Vec<Op>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // 48 cases by default; PROPTEST_CASES=N searches harder.
+    #![proptest_config(ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(48)))]
 
     #[test]
     fn compaction_keeps_the_latest_record_per_key(ops in arb_ops(), batch_sizes in proptest::collection::vec(1usize..8, 1..5)) {
@@ -162,13 +163,7 @@ proptest! {
 
 #[test]
 fn cleaning_waits_for_the_dirty_ratio() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (mut log, _) = Log::open(
-        tmp.path().join("c-0"),
-        compact_config(),
-        LogOpenOptions::new(T0),
-    )
-    .unwrap();
+    let (_tmp, mut log) = new_compacted_log();
     let ops: Vec<Op> = (0..200).map(|i| ((i % 10) as u8, Some(i as u16))).collect();
     let written = write_ops(&mut log, &ops, &[4]);
     let log = RwLock::new(log);
@@ -194,13 +189,7 @@ fn cleaning_waits_for_the_dirty_ratio() {
 
 #[test]
 fn a_small_dedupe_buffer_cleans_in_several_passes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (mut log, _) = Log::open(
-        tmp.path().join("c-0"),
-        compact_config(),
-        LogOpenOptions::new(T0),
-    )
-    .unwrap();
+    let (_tmp, mut log) = new_compacted_log();
     let ops: Vec<Op> = (0..600).map(|i| ((i % 7) as u8, Some(i as u16))).collect();
     let written = write_ops(&mut log, &ops, &[3]);
     let log = RwLock::new(log);
@@ -277,6 +266,18 @@ fn crash_mid_clean(stage: CleanStage) {
     check_invariants(&log.read(), &written, false);
 }
 
+/// A fresh compacted log in a temporary directory (kept alive by the returned guard).
+fn new_compacted_log() -> (tempfile::TempDir, Log) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(
+        tmp.path().join("c-0"),
+        compact_config(),
+        LogOpenOptions::new(T0),
+    )
+    .unwrap();
+    (tmp, log)
+}
+
 fn reopen(dir: &Path) -> (Log, freshet_log::storage::LoadReport) {
     Log::open(dir, compact_config(), LogOpenOptions::new(T0)).unwrap()
 }
@@ -313,13 +314,7 @@ fn retention_still_applies_to_compact_delete_topics() {
 
 #[test]
 fn a_passed_tombstone_horizon_makes_a_pass_due_without_new_data() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (mut log, _) = Log::open(
-        tmp.path().join("c-0"),
-        compact_config(),
-        LogOpenOptions::new(T0),
-    )
-    .unwrap();
+    let (_tmp, mut log) = new_compacted_log();
     let ops: Vec<Op> = (0..200)
         .map(|i| {
             (
@@ -351,4 +346,32 @@ fn a_passed_tombstone_horizon_makes_a_pass_due_without_new_data() {
         &log.read(),
         T0 + 10 * DELETE_RETENTION_MS
     ));
+}
+
+#[test]
+fn reads_continue_past_segments_that_cleaning_emptied() {
+    let (_tmp, mut log) = new_compacted_log();
+    // The first segments hold only keys that later segments overwrite, so cleaning empties
+    // them, leaving empty segments whose base offsets lie past the previous one's end.
+    let mut ops: Vec<Op> = (0..80)
+        .map(|i| (10 + i as u8 % 2, Some(i as u16)))
+        .collect();
+    ops.extend((0..40).map(|i| (10 + i as u8 % 2, Some(1000 + i as u16))));
+    ops.extend((0..40).map(|i| (20 + i as u8 % 3, Some(i as u16))));
+    let written = write_ops(&mut log, &ops, &[2]);
+    let log = RwLock::new(log);
+    LogCleaner::new(CleanerConfig::default())
+        .clean(&log, T0, true)
+        .unwrap();
+    let guard = log.read();
+    let empty: Vec<i64> = guard
+        .segments()
+        .filter(|s| s.size() == 0)
+        .map(|s| s.base_offset())
+        .collect();
+    assert!(
+        empty.iter().any(|b| *b > 0),
+        "cleaning should leave an empty segment past offset 0: {empty:?}"
+    );
+    check_invariants(&guard, &written, false);
 }

@@ -97,6 +97,19 @@ fn reads_return_whole_batches_from_the_one_containing_the_offset() {
     let bounded = log.read(0, 1 << 20, Some(20), true).unwrap();
     let recs = decode(&bounded.read_to_vec().unwrap());
     assert_eq!(recs.last().unwrap().offset, 19);
+    // A bound inside a batch (offset 21 of 20..=23) excludes that whole batch.
+    let inside = log.read(0, 1 << 20, Some(21), true).unwrap();
+    assert_eq!(
+        decode(&inside.read_to_vec().unwrap())
+            .last()
+            .unwrap()
+            .offset,
+        19
+    );
+    assert_eq!(
+        log.read(20, 1 << 20, Some(21), true).unwrap().total_bytes(),
+        0
+    );
     // Reading at the end returns nothing; past it is out of range.
     assert_eq!(log.read(200, 1 << 20, None, true).unwrap().total_bytes(), 0);
     let err = log.read(201, 1 << 20, None, true).unwrap_err();

@@ -546,10 +546,10 @@ impl Log {
             }
             let min_one = min_one_batch && info.ranges.is_empty();
             let Some(range) = segment.read(next, budget, Some(upper), min_one)? else {
-                if info.ranges.is_empty() {
-                    continue; // nothing at or after `next` here (a compacted gap)
+                if segment.size() == 0 || segment.next_offset() <= next {
+                    continue; // nothing at or after `next` here: empty, or compacted away
                 }
-                break;
+                break; // the budget or the upper bound stops the read
             };
             budget = budget.saturating_sub(range.length);
             next = range.next_offset;

@@ -434,16 +434,16 @@ impl LogSegment {
         let Some(first) = self.translate_offset(start_offset)? else {
             return Ok(None);
         };
-        if max_offset.is_some_and(|m| first.header.base_offset >= m) {
+        if max_offset.is_some_and(|m| first.header.last_offset() >= m) {
             return Ok(None);
         }
         let first_size = first.header.size_bytes() as u64;
+        // Stop before the batch holding `max_offset`: a batch that straddles the high
+        // watermark is not committed as a whole, so it is not served yet.
         let limit = match max_offset {
-            Some(m) if m < self.next_offset => match self.translate_offset(m)? {
-                Some(b) if b.header.base_offset >= m => b.position,
-                Some(b) => b.position + b.header.size_bytes() as u64,
-                None => self.size,
-            },
+            Some(m) if m < self.next_offset => {
+                self.translate_offset(m)?.map_or(self.size, |b| b.position)
+            }
             _ => self.size,
         };
         let budget_end = first.position + max_bytes;
