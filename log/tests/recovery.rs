@@ -31,24 +31,14 @@ struct Written {
 }
 
 fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 4_000,
-        index_interval_bytes: 200,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: 4_000, index_interval_bytes: 200, ..LogConfig::default() }
 }
 
 /// Writes a log of random batches (random codecs, sizes and leader epochs) and drops it
 /// without closing, as a crash would.
 fn write_log(dir: &Path, rng: &mut Rng) -> Vec<Written> {
     let (mut log, _) = Log::open(dir, config(), LogOpenOptions::new(T0)).unwrap();
-    let codecs = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
+    let codecs = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
     let mut epoch = 0;
     let mut written = Vec::new();
     for i in 0..60 {
@@ -58,22 +48,11 @@ fn write_log(dir: &Path, rng: &mut Rng) -> Vec<Written> {
         let mut b = RecordBatchBuilder::new(codecs[rng.below(5) as usize]);
         for j in 0..1 + rng.below(5) {
             let value: Vec<u8> = (0..10 + rng.below(200)).map(|_| rng.next() as u8).collect();
-            b.append(
-                T0 + i * 10 + j as i64,
-                Some(format!("k{i}-{j}").as_bytes()),
-                Some(&value),
-                &[],
-            );
+            b.append(T0 + i * 10 + j as i64, Some(format!("k{i}-{j}").as_bytes()), Some(&value), &[]);
         }
         let mut bytes = b.build();
-        let info = log
-            .append_as_leader(&mut bytes, epoch, AppendOrigin::Client, T0)
-            .unwrap();
-        written.push(Written {
-            base: info.first_offset,
-            next: info.last_offset + 1,
-            bytes,
-        });
+        let info = log.append_as_leader(&mut bytes, epoch, AppendOrigin::Client, T0).unwrap();
+        written.push(Written { base: info.first_offset, next: info.last_offset + 1, bytes });
     }
     written
 }
@@ -109,12 +88,7 @@ fn hundreds_of_torn_tails_and_bit_flips_never_serve_damaged_data() {
             data[position as usize] ^= 1 << rng.below(8);
             std::fs::write(&path, data).unwrap();
         } else {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .unwrap()
-                .set_len(position)
-                .unwrap();
+            std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(position).unwrap();
         }
 
         // The batch holding the damaged byte, and everything after it, must disappear.
@@ -133,59 +107,32 @@ fn hundreds_of_torn_tails_and_bit_flips_never_serve_damaged_data() {
             intact.push(w);
         }
         let recovery_point = if rng.below(2) == 0 { 0 } else { segment_base };
-        let options = LogOpenOptions {
-            recovery_point,
-            ..LogOpenOptions::new(T0)
-        };
+        let options = LogOpenOptions { recovery_point, ..LogOpenOptions::new(T0) };
         let (log, report) = Log::open(&dir, config(), options).unwrap_or_else(|e| {
             panic!("trial {trial} (seed {seed:#x}, flip={flip}, byte {position}): open failed: {e}")
         });
         let expected_end = intact.last().map_or(0, |w| w.next);
-        assert_eq!(
-            log.log_end_offset(),
-            expected_end,
-            "trial {trial} seed {seed:#x} flip={flip} byte {position}"
-        );
+        assert_eq!(log.log_end_offset(), expected_end, "trial {trial} seed {seed:#x} flip={flip} byte {position}");
         let served = if expected_end == 0 {
             Vec::new()
         } else {
-            log.read(0, u64::MAX / 2, None, true)
-                .unwrap()
-                .read_to_vec()
-                .unwrap()
+            log.read(0, u64::MAX / 2, None, true).unwrap().read_to_vec().unwrap()
         };
-        let expected: Vec<u8> = intact
-            .iter()
-            .flat_map(|w| w.bytes.iter().copied())
-            .collect();
-        assert!(
-            served == expected,
-            "trial {trial} seed {seed:#x}: served bytes differ from the intact prefix"
-        );
+        let expected: Vec<u8> = intact.iter().flat_map(|w| w.bytes.iter().copied()).collect();
+        assert!(served == expected, "trial {trial} seed {seed:#x}: served bytes differ from the intact prefix");
         if intact.len() < written.len() && flip {
             damaged_trials += 1;
-            assert!(
-                report.truncated_bytes > 0,
-                "trial {trial}: damage must be reported"
-            );
+            assert!(report.truncated_bytes > 0, "trial {trial}: damage must be reported");
             let saved = &report.quarantined[0];
-            assert!(
-                saved.moved_to.exists(),
-                "trial {trial}: the damaged tail is kept in the quarantine"
-            );
+            assert!(saved.moved_to.exists(), "trial {trial}: the damaged tail is kept in the quarantine");
             assert!(saved.reason.contains("byte"), "{}", saved.reason);
         }
         // The recovered log accepts new data at its end.
         let mut log = log;
-        let info = log
-            .append_as_leader(&mut sized_batch(1, 10, T0), 99, AppendOrigin::Client, T0)
-            .unwrap();
+        let info = log.append_as_leader(&mut sized_batch(1, 10, T0), 99, AppendOrigin::Client, T0).unwrap();
         assert_eq!(info.first_offset, expected_end);
     }
-    assert!(
-        damaged_trials > trials / 4,
-        "most flips should land in data: {damaged_trials}"
-    );
+    assert!(damaged_trials > trials / 4, "most flips should land in data: {damaged_trials}");
 }
 
 #[test]
@@ -206,36 +153,18 @@ fn damage_in_an_older_segment_sets_aside_every_later_segment() {
     std::fs::write(victim, data).unwrap();
 
     let (log, report) = Log::open(&dir, config(), LogOpenOptions::new(T0)).unwrap();
-    let victim_base: i64 = victim
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let victim_base: i64 = victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
     assert_eq!(log.log_end_offset(), victim_base);
     assert_eq!(log.segment_count(), 2, "segment 0 and the truncated victim");
     let later = logs.len() - 2;
-    assert_eq!(
-        report.quarantined.len(),
-        1 + later,
-        "{:#?}",
-        report.quarantined
-    );
+    assert_eq!(report.quarantined.len(), 1 + later, "{:#?}", report.quarantined);
     for q in &report.quarantined[1..] {
         assert!(q.moved_to.exists() && !q.original.exists());
         assert!(q.reason.contains("follows damage"), "{}", q.reason);
     }
-    let served = log
-        .read(0, u64::MAX / 2, None, true)
-        .unwrap()
-        .read_to_vec()
-        .unwrap();
-    let expected: Vec<u8> = written
-        .iter()
-        .take_while(|w| w.next <= victim_base)
-        .flat_map(|w| w.bytes.clone())
-        .collect();
+    let served = log.read(0, u64::MAX / 2, None, true).unwrap().read_to_vec().unwrap();
+    let expected: Vec<u8> =
+        written.iter().take_while(|w| w.next <= victim_base).flat_map(|w| w.bytes.clone()).collect();
     assert_eq!(served, expected);
 }
 
@@ -262,12 +191,7 @@ fn a_clean_shutdown_skips_recovery_but_still_notices_a_torn_tail() {
     // Someone truncates the file after the clean shutdown: the tail check catches it.
     let (_, path) = last_segment(&dir);
     let len = std::fs::metadata(&path).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(len - 5)
-        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 5).unwrap();
     let (log, report) = Log::open(&dir, config(), clean).unwrap();
     assert_eq!(report.recovered_segments, 1);
     assert_eq!(log.log_end_offset(), written[written.len() - 2].next);
@@ -281,9 +205,7 @@ fn missing_or_scrambled_indexes_are_rebuilt() {
     let (mut log, _) = Log::open(&dir, config(), LogOpenOptions::new(T0)).unwrap();
     log.close(T0).unwrap();
     let before = read_all(&log);
-    let lookups: Vec<_> = (0..5)
-        .map(|i| log.offset_for_timestamp(T0 + i * 97).unwrap())
-        .collect();
+    let lookups: Vec<_> = (0..5).map(|i| log.offset_for_timestamp(T0 + i * 97).unwrap()).collect();
     drop(log);
     std::fs::remove_file(dir.join(format!("{:020}.index", 0))).unwrap();
     let second = std::fs::read_dir(&dir)
@@ -296,18 +218,16 @@ fn missing_or_scrambled_indexes_are_rebuilt() {
     scrambled.reverse();
     std::fs::write(&second, scrambled).unwrap();
 
-    let clean = LogOpenOptions {
-        had_clean_shutdown: true,
-        recovery_point: i64::MAX,
-        ..LogOpenOptions::new(T0)
-    };
+    let clean = LogOpenOptions { had_clean_shutdown: true, recovery_point: i64::MAX, ..LogOpenOptions::new(T0) };
     let (log, report) = Log::open(&dir, config(), clean).unwrap();
     assert_eq!(report.recovered_segments, 2);
-    assert!(report.quarantined.is_empty());
+    // The scrambled index (and its time index) were set aside; the missing one was not.
+    let moved: Vec<_> = report.quarantined.iter().map(|q| q.original.clone()).collect();
+    assert_eq!(moved.len(), 2, "{moved:?}");
+    assert!(moved.contains(&second), "{moved:?}");
+    assert!(report.quarantined.iter().all(|q| q.reason.contains("index rebuilt")));
     assert_eq!(read_all(&log), before);
-    let after: Vec<_> = (0..5)
-        .map(|i| log.offset_for_timestamp(T0 + i * 97).unwrap())
-        .collect();
+    let after: Vec<_> = (0..5).map(|i| log.offset_for_timestamp(T0 + i * 97).unwrap()).collect();
     assert_eq!(after, lookups);
 }
 
@@ -325,36 +245,16 @@ fn foreign_files_are_moved_aside_never_deleted() {
     let mut reasons: Vec<(String, String)> = report
         .quarantined
         .iter()
-        .map(|q| {
-            (
-                q.original
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-                q.reason.clone(),
-            )
-        })
+        .map(|q| (q.original.file_name().unwrap().to_string_lossy().into_owned(), q.reason.clone()))
         .collect();
     reasons.sort();
     let names: Vec<&str> = reasons.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "00000000000000000000.log.bak",
-            "leader-epoch-checkpoint",
-            "notes.txt",
-            "stuff"
-        ]
-    );
+    assert_eq!(names, ["00000000000000000000.log.bak", "leader-epoch-checkpoint", "notes.txt", "stuff"]);
     assert!(reasons[1].1.contains("line 3"), "{:?}", reasons[1]);
     for q in &report.quarantined {
         assert!(q.moved_to.starts_with(tmp.path().join("quarantine")));
         assert!(q.moved_to.exists());
     }
-    assert_eq!(
-        std::fs::read(tmp.path().join("quarantine/t-0/notes.txt")).unwrap(),
-        b"my notes"
-    );
+    assert_eq!(std::fs::read(tmp.path().join("quarantine/t-0/notes.txt")).unwrap(), b"my notes");
     assert!(log.log_end_offset() > 0);
 }

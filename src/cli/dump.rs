@@ -22,15 +22,10 @@ pub fn run(args: DumpArgs) -> anyhow::Result<()> {
     for path in &args.files {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         println!("Dumping {} ({} bytes)", path.display(), bytes.len());
-        let rules = BatchRules {
-            consecutive_offsets: false,
-            reject_control: false,
-            ..BatchRules::default()
-        };
+        let rules = BatchRules { consecutive_offsets: false, reject_control: false, ..BatchRules::default() };
         let mut position = 0usize;
         while position < bytes.len() {
-            let parsed = RecordBatch::parse(&bytes[position..])
-                .and_then(|(b, _)| b.validate(&rules).map(|s| (b, s)));
+            let parsed = RecordBatch::parse(&bytes[position..]).and_then(|(b, _)| b.validate(&rules).map(|s| (b, s)));
             let (batch, summary) = match parsed {
                 Ok(found) => found,
                 Err(e) => {
@@ -64,10 +59,8 @@ pub fn run(args: DumpArgs) -> anyhow::Result<()> {
                 let payload = batch.records_payload(1 << 30)?;
                 for record in RecordIter::new(&payload, h.records_count) {
                     let r = record?;
-                    let headers: Vec<String> = r
-                        .headers()
-                        .map(|hd| String::from_utf8_lossy(hd.key).into_owned())
-                        .collect();
+                    let headers: Vec<String> =
+                        r.headers().map(|hd| String::from_utf8_lossy(hd.key).into_owned()).collect();
                     println!(
                         "| offset: {} timestamp: {} keySize: {} valueSize: {} headerKeys: [{}]",
                         h.base_offset + i64::from(r.offset_delta),

@@ -74,19 +74,10 @@ pub fn run(cmd: PerfCommand) -> anyhow::Result<()> {
                     ("records", written.records as f64),
                     ("log_bytes", written.bytes as f64),
                     ("seconds", written.append_secs),
-                    (
-                        "records_per_sec",
-                        written.records as f64 / written.append_secs,
-                    ),
+                    ("records_per_sec", written.records as f64 / written.append_secs),
                     ("mib_per_sec", mib(written.bytes) / written.append_secs),
-                    (
-                        "seconds_with_fsync",
-                        written.append_secs + written.flush_secs,
-                    ),
-                    (
-                        "mib_per_sec_with_fsync",
-                        mib(written.bytes) / (written.append_secs + written.flush_secs),
-                    ),
+                    ("seconds_with_fsync", written.append_secs + written.flush_secs),
+                    ("mib_per_sec_with_fsync", mib(written.bytes) / (written.append_secs + written.flush_secs)),
                 ],
             );
             cleanup(&args)
@@ -94,20 +85,13 @@ pub fn run(cmd: PerfCommand) -> anyhow::Result<()> {
         PerfCommand::Log(LogPerf::Read(args)) => {
             let written = write_partition(&args)?;
             // Recover once and close cleanly, so the timed open below reads no data.
-            let (mut log, _) = Log::open(
-                args.dir.join("perf-0"),
-                config(&args),
-                LogOpenOptions::new(SystemClock.now_ms()),
-            )?;
+            let (mut log, _) =
+                Log::open(args.dir.join("perf-0"), config(&args), LogOpenOptions::new(SystemClock.now_ms()))?;
             log.close(SystemClock.now_ms())?;
             drop(log);
             maybe_drop_caches(&args)?;
             let (bytes, secs) = read_partition(&args)?;
-            anyhow::ensure!(
-                bytes == written.bytes,
-                "read {bytes} bytes but wrote {}",
-                written.bytes
-            );
+            anyhow::ensure!(bytes == written.bytes, "read {bytes} bytes but wrote {}", written.bytes);
             report(
                 &args,
                 if args.cold { "read-cold" } else { "read" },
@@ -133,14 +117,8 @@ pub fn run(cmd: PerfCommand) -> anyhow::Result<()> {
             };
             let (mut log, load) = Log::open(args.dir.join("perf-0"), config.clone(), options)?;
             let unclean_secs = start.elapsed().as_secs_f64();
-            anyhow::ensure!(
-                log.log_end_offset() == written.records as i64,
-                "recovery lost records"
-            );
-            anyhow::ensure!(
-                load.truncated_bytes == 0,
-                "recovery truncated an intact log"
-            );
+            anyhow::ensure!(log.log_end_offset() == written.records as i64, "recovery lost records");
+            anyhow::ensure!(load.truncated_bytes == 0, "recovery truncated an intact log");
             log.close(SystemClock.now_ms())?;
             drop(log);
             let start = Instant::now();
@@ -154,11 +132,7 @@ pub fn run(cmd: PerfCommand) -> anyhow::Result<()> {
             anyhow::ensure!(log.log_end_offset() == written.records as i64);
             report(
                 &args,
-                if args.cold {
-                    "recovery-cold"
-                } else {
-                    "recovery"
-                },
+                if args.cold { "recovery-cold" } else { "recovery" },
                 &[
                     ("log_bytes", written.bytes as f64),
                     ("segments_recovered", load.recovered_segments as f64),
@@ -180,11 +154,7 @@ struct Written {
 }
 
 fn config(args: &LogPerfArgs) -> LogConfig {
-    LogConfig {
-        segment_bytes: args.segment_mb << 20,
-        max_message_bytes: 64 << 20,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: args.segment_mb << 20, max_message_bytes: 64 << 20, ..LogConfig::default() }
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -201,14 +171,9 @@ fn write_partition(args: &LogPerfArgs) -> anyhow::Result<Written> {
         "--batch-records and --record-size must be positive"
     );
     let _ = std::fs::remove_dir_all(&args.dir);
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("creating {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let now = SystemClock.now_ms();
-    let (mut log, _) = Log::open(
-        args.dir.join("perf-0"),
-        config(args),
-        LogOpenOptions::new(now),
-    )?;
+    let (mut log, _) = Log::open(args.dir.join("perf-0"), config(args), LogOpenOptions::new(now))?;
     // Values are pseudo-random so that compression has realistic work to do.
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut builder = RecordBatchBuilder::new(codec);
@@ -219,11 +184,7 @@ fn write_partition(args: &LogPerfArgs) -> anyhow::Result<Written> {
                 state ^= state >> 7;
                 state ^= state << 17;
                 // Mostly text-like bytes: compressible about as much as JSON is.
-                if j % 4 == 0 {
-                    (state % 256) as u8
-                } else {
-                    b'a' + (state % 16) as u8
-                }
+                if j % 4 == 0 { (state % 256) as u8 } else { b'a' + (state % 16) as u8 }
             })
             .collect();
         builder.append(now + i as i64, None, Some(&value), &[]);
@@ -252,11 +213,7 @@ fn write_partition(args: &LogPerfArgs) -> anyhow::Result<Written> {
 /// a reused buffer (what a broker does when it cannot use sendfile).
 fn read_partition(args: &LogPerfArgs) -> anyhow::Result<(u64, f64)> {
     let now = SystemClock.now_ms();
-    let clean = LogOpenOptions {
-        had_clean_shutdown: true,
-        recovery_point: i64::MAX,
-        ..LogOpenOptions::new(now)
-    };
+    let clean = LogOpenOptions { had_clean_shutdown: true, recovery_point: i64::MAX, ..LogOpenOptions::new(now) };
     let (log, _) = Log::open(args.dir.join("perf-0"), config(args), clean)?;
     let mut buf = vec![0u8; 2 << 20];
     let mut bytes = 0u64;
@@ -268,9 +225,7 @@ fn read_partition(args: &LogPerfArgs) -> anyhow::Result<(u64, f64)> {
             if buf.len() < range.length as usize {
                 buf.resize(range.length as usize, 0);
             }
-            range
-                .file
-                .read_exact_at(&mut buf[..range.length as usize], range.position)?;
+            range.file.read_exact_at(&mut buf[..range.length as usize], range.position)?;
             bytes += range.length;
             next = range.next_offset;
         }
@@ -280,10 +235,7 @@ fn read_partition(args: &LogPerfArgs) -> anyhow::Result<(u64, f64)> {
 
 fn report(args: &LogPerfArgs, name: &str, figures: &[(&str, f64)]) {
     if args.json {
-        let fields: Vec<String> = figures
-            .iter()
-            .map(|(k, v)| format!("\"{k}\":{v:.3}"))
-            .collect();
+        let fields: Vec<String> = figures.iter().map(|(k, v)| format!("\"{k}\":{v:.3}")).collect();
         println!(
             "{{\"benchmark\":\"log-{name}\",\"record_size\":{},\"batch_records\":{},\"compression\":\"{}\",{}}}",
             args.record_size,
@@ -304,9 +256,7 @@ fn report(args: &LogPerfArgs, name: &str, figures: &[(&str, f64)]) {
 
 fn maybe_drop_caches(args: &LogPerfArgs) -> anyhow::Result<()> {
     if args.cold {
-        let synced = std::process::Command::new("sync")
-            .status()
-            .context("running sync")?;
+        let synced = std::process::Command::new("sync").status().context("running sync")?;
         anyhow::ensure!(synced.success(), "sync failed");
         std::fs::write("/proc/sys/vm/drop_caches", "3")
             .context("--cold needs root to write /proc/sys/vm/drop_caches")?;
@@ -316,8 +266,7 @@ fn maybe_drop_caches(args: &LogPerfArgs) -> anyhow::Result<()> {
 
 fn cleanup(args: &LogPerfArgs) -> anyhow::Result<()> {
     if !args.keep {
-        std::fs::remove_dir_all(&args.dir)
-            .with_context(|| format!("removing {}", args.dir.display()))?;
+        std::fs::remove_dir_all(&args.dir).with_context(|| format!("removing {}", args.dir.display()))?;
     }
     Ok(())
 }

@@ -108,10 +108,7 @@ impl BatchHeader {
     /// Decodes the header at the start of `bytes`, checking only that 61 bytes are present.
     pub fn parse(bytes: &[u8]) -> Result<Self, RecordError> {
         if bytes.len() < RECORD_BATCH_OVERHEAD {
-            return Err(RecordError::Truncated {
-                needed: RECORD_BATCH_OVERHEAD,
-                available: bytes.len(),
-            });
+            return Err(RecordError::Truncated { needed: RECORD_BATCH_OVERHEAD, available: bytes.len() });
         }
         Ok(Self {
             base_offset: read_i64(bytes, 0),
@@ -152,11 +149,7 @@ impl BatchHeader {
 
     /// The timestamp type.
     pub fn timestamp_type(&self) -> TimestampType {
-        if self.attributes & TIMESTAMP_TYPE_BIT != 0 {
-            TimestampType::LogAppendTime
-        } else {
-            TimestampType::CreateTime
-        }
+        if self.attributes & TIMESTAMP_TYPE_BIT != 0 { TimestampType::LogAppendTime } else { TimestampType::CreateTime }
     }
 
     /// Part of a transaction.
@@ -209,25 +202,16 @@ pub(crate) fn attributes(
 /// length plausible and complete). Use [`RecordBatch::validate`] for the contents.
 pub fn split_batch(bytes: &[u8]) -> Result<(&[u8], &[u8]), RecordError> {
     if bytes.len() < LOG_OVERHEAD {
-        return Err(RecordError::Truncated {
-            needed: LOG_OVERHEAD,
-            available: bytes.len(),
-        });
+        return Err(RecordError::Truncated { needed: LOG_OVERHEAD, available: bytes.len() });
     }
     let length = read_i32(bytes, LENGTH_OFFSET);
     let min = (RECORD_BATCH_OVERHEAD - LOG_OVERHEAD) as i32;
     if length < min {
-        return Err(RecordError::InvalidLength {
-            length: i64::from(length),
-            reason: "shorter than a v2 batch header",
-        });
+        return Err(RecordError::InvalidLength { length: i64::from(length), reason: "shorter than a v2 batch header" });
     }
     let size = length as usize + LOG_OVERHEAD;
     if bytes.len() < size {
-        return Err(RecordError::Truncated {
-            needed: size,
-            available: bytes.len(),
-        });
+        return Err(RecordError::Truncated { needed: size, available: bytes.len() });
     }
     Ok(bytes.split_at(size))
 }
@@ -248,12 +232,7 @@ pub struct BatchRules {
 
 impl Default for BatchRules {
     fn default() -> Self {
-        Self {
-            consecutive_offsets: true,
-            require_keys: false,
-            reject_control: true,
-            max_decompressed_bytes: 64 << 20,
-        }
+        Self { consecutive_offsets: true, require_keys: false, reject_control: true, max_decompressed_bytes: 64 << 20 }
     }
 }
 
@@ -280,13 +259,7 @@ impl<'a> RecordBatch<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<(Self, &'a [u8]), RecordError> {
         let (batch, rest) = split_batch(bytes)?;
         let header = BatchHeader::parse(batch)?;
-        Ok((
-            Self {
-                bytes: batch,
-                header,
-            },
-            rest,
-        ))
+        Ok((Self { bytes: batch, header }, rest))
     }
 
     /// The decoded header.
@@ -311,25 +284,17 @@ impl<'a> RecordBatch<'a> {
         }
         let computed = self.compute_crc();
         if computed != self.header.crc {
-            return Err(RecordError::CrcMismatch {
-                stored: self.header.crc,
-                computed,
-            });
+            return Err(RecordError::CrcMismatch { stored: self.header.crc, computed });
         }
         Ok(())
     }
 
     /// The records section, decompressed if needed.
-    pub fn records_payload(
-        &self,
-        max_decompressed_bytes: usize,
-    ) -> Result<std::borrow::Cow<'a, [u8]>, RecordError> {
+    pub fn records_payload(&self, max_decompressed_bytes: usize) -> Result<std::borrow::Cow<'a, [u8]>, RecordError> {
         let raw = &self.bytes[RECORD_BATCH_OVERHEAD..];
         match self.header.compression()? {
             Compression::None => Ok(std::borrow::Cow::Borrowed(raw)),
-            codec => codec
-                .decompress(raw, max_decompressed_bytes)
-                .map(std::borrow::Cow::Owned),
+            codec => codec.decompress(raw, max_decompressed_bytes).map(std::borrow::Cow::Owned),
         }
     }
 
@@ -342,32 +307,19 @@ impl<'a> RecordBatch<'a> {
             return Err(RecordError::ControlBatchFromClient);
         }
         if h.records_count < 0 {
-            return Err(RecordError::RecordCountMismatch {
-                declared: h.records_count,
-                actual: 0,
-            });
+            return Err(RecordError::RecordCountMismatch { declared: h.records_count, actual: 0 });
         }
         if h.last_offset_delta < 0 {
-            return Err(RecordError::LastOffsetDeltaMismatch {
-                header: h.last_offset_delta,
-                records: -1,
-            });
+            return Err(RecordError::LastOffsetDeltaMismatch { header: h.last_offset_delta, records: -1 });
         }
         let payload = self.records_payload(rules.max_decompressed_bytes)?;
-        let mut summary = BatchSummary {
-            records: 0,
-            max_timestamp: -1,
-            offset_delta_of_max_timestamp: 0,
-        };
+        let mut summary = BatchSummary { records: 0, max_timestamp: -1, offset_delta_of_max_timestamp: 0 };
         let mut last_delta = -1i32;
         for record in RecordIter::new(&payload, h.records_count) {
             let record = record?;
             let index = summary.records;
-            let valid_delta = if rules.consecutive_offsets {
-                record.offset_delta == index
-            } else {
-                record.offset_delta > last_delta
-            };
+            let valid_delta =
+                if rules.consecutive_offsets { record.offset_delta == index } else { record.offset_delta > last_delta };
             if !valid_delta {
                 return Err(RecordError::InvalidOffsetDelta {
                     index,
@@ -394,16 +346,10 @@ impl<'a> RecordBatch<'a> {
             return Err(RecordError::EmptyBatch);
         }
         if summary.records > 0 && last_delta > h.last_offset_delta {
-            return Err(RecordError::LastOffsetDeltaMismatch {
-                header: h.last_offset_delta,
-                records: last_delta,
-            });
+            return Err(RecordError::LastOffsetDeltaMismatch { header: h.last_offset_delta, records: last_delta });
         }
         if rules.consecutive_offsets && summary.records > 0 && last_delta != h.last_offset_delta {
-            return Err(RecordError::LastOffsetDeltaMismatch {
-                header: h.last_offset_delta,
-                records: last_delta,
-            });
+            return Err(RecordError::LastOffsetDeltaMismatch { header: h.last_offset_delta, records: last_delta });
         }
         Ok(summary)
     }
@@ -411,9 +357,7 @@ impl<'a> RecordBatch<'a> {
     /// A record's absolute timestamp. The delete horizon, when set, replaces the base
     /// timestamp as the base the deltas are relative to (KIP-534).
     pub fn record_timestamp(&self, record: &Record<'_>) -> i64 {
-        self.header
-            .base_timestamp
-            .wrapping_add(record.timestamp_delta)
+        self.header.base_timestamp.wrapping_add(record.timestamp_delta)
     }
 }
 
@@ -476,23 +420,14 @@ pub struct RecordIter<'a> {
 impl<'a> RecordIter<'a> {
     /// Iterates `count` records from `payload`; it is an error for bytes to be left over.
     pub fn new(payload: &'a [u8], count: i32) -> Self {
-        Self {
-            payload,
-            reader: Reader::new(payload),
-            remaining: count,
-            declared: count,
-            failed: false,
-        }
+        Self { payload, reader: Reader::new(payload), remaining: count, declared: count, failed: false }
     }
 
     fn next_record(&mut self) -> Result<Record<'a>, RecordError> {
         let start = self.reader.position();
         let length = self.reader.varint()?;
         if length < 0 {
-            return Err(RecordError::Malformed {
-                position: start,
-                reason: "negative record length",
-            });
+            return Err(RecordError::Malformed { position: start, reason: "negative record length" });
         }
         let body_start = self.reader.position();
         let mut body = Reader::new(self.reader.bytes(length as usize)?);
@@ -505,18 +440,12 @@ impl<'a> RecordIter<'a> {
         let value = body.nullable_bytes()?;
         let headers_count = body.varint()?;
         if headers_count < 0 {
-            return Err(RecordError::Malformed {
-                position: at(&body),
-                reason: "negative header count",
-            });
+            return Err(RecordError::Malformed { position: at(&body), reason: "negative header count" });
         }
         let headers_start = body.position();
         for _ in 0..headers_count {
             if body.nullable_bytes()?.is_none() {
-                return Err(RecordError::Malformed {
-                    position: at(&body),
-                    reason: "null header key",
-                });
+                return Err(RecordError::Malformed { position: at(&body), reason: "null header key" });
             }
             body.nullable_bytes()?;
         }
@@ -600,8 +529,7 @@ impl<'a> BatchMut<'a> {
             TimestampType::CreateTime => attrs &= !TIMESTAMP_TYPE_BIT,
         }
         self.bytes[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
-        self.bytes[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
-            .copy_from_slice(&max_timestamp.to_be_bytes());
+        self.bytes[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&max_timestamp.to_be_bytes());
         let crc = crc32c::crc32c(&self.bytes[ATTRIBUTES_OFFSET..]);
         self.bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     }

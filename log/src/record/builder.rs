@@ -98,10 +98,7 @@ impl RecordBatchBuilder {
 
     /// Sets the KIP-534 delete horizon; it becomes the base timestamp. Call before appending.
     pub fn delete_horizon_ms(mut self, horizon_ms: i64) -> Self {
-        debug_assert_eq!(
-            self.count, 0,
-            "the delete horizon must be set before records are appended"
-        );
+        debug_assert_eq!(self.count, 0, "the delete horizon must be set before records are appended");
         self.delete_horizon_ms = Some(horizon_ms);
         self.base_timestamp = Some(horizon_ms);
         self
@@ -136,13 +133,7 @@ impl RecordBatchBuilder {
     }
 
     /// Appends a record at the next offset delta.
-    pub fn append(
-        &mut self,
-        timestamp: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[Header<'_>],
-    ) {
+    pub fn append(&mut self, timestamp: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header<'_>]) {
         self.append_with_offset_delta(self.count, timestamp, key, value, headers);
     }
 
@@ -157,8 +148,7 @@ impl RecordBatchBuilder {
     ) {
         let base_timestamp = *self.base_timestamp.get_or_insert(timestamp);
         let timestamp_delta = timestamp.wrapping_sub(base_timestamp);
-        let bytes_len =
-            |b: Option<&[u8]>| b.map_or(varint_len(-1), |b| varint_len(b.len() as i32) + b.len());
+        let bytes_len = |b: Option<&[u8]>| b.map_or(varint_len(-1), |b| varint_len(b.len() as i32) + b.len());
         let mut body_len = 1 + varlong_len(timestamp_delta) + varint_len(offset_delta);
         body_len += bytes_len(key) + bytes_len(value) + varint_len(headers.len() as i32);
         for h in headers {
@@ -251,12 +241,7 @@ mod tests {
     use crate::record::{BatchRules, RecordBatch, RecordError};
     use proptest::prelude::*;
 
-    type OwnedRecord = (
-        i64,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    );
+    type OwnedRecord = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(Vec<u8>, Option<Vec<u8>>)>);
 
     fn arb_record() -> impl Strategy<Value = OwnedRecord> {
         let bytes = proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64));
@@ -264,12 +249,7 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..8),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
         );
-        (
-            0i64..4_000_000_000_000,
-            bytes.clone(),
-            bytes,
-            proptest::collection::vec(header, 0..3),
-        )
+        (0i64..4_000_000_000_000, bytes.clone(), bytes, proptest::collection::vec(header, 0..3))
     }
 
     fn arb_codec() -> impl Strategy<Value = Compression> {
@@ -331,14 +311,8 @@ mod tests {
         b.append(2, None, Some(b"v"), &[]);
         let bytes = b.build();
         let (batch, _) = RecordBatch::parse(&bytes).unwrap();
-        let rules = BatchRules {
-            require_keys: true,
-            ..BatchRules::default()
-        };
-        assert_eq!(
-            batch.validate(&rules),
-            Err(RecordError::MissingKey { index: 1 })
-        );
+        let rules = BatchRules { require_keys: true, ..BatchRules::default() };
+        assert_eq!(batch.validate(&rules), Err(RecordError::MissingKey { index: 1 }));
     }
 
     #[test]
@@ -350,16 +324,9 @@ mod tests {
         let (batch, _) = RecordBatch::parse(&bytes).unwrap();
         assert!(matches!(
             batch.validate(&BatchRules::default()),
-            Err(RecordError::InvalidOffsetDelta {
-                index: 1,
-                found: 3,
-                ..
-            })
+            Err(RecordError::InvalidOffsetDelta { index: 1, found: 3, .. })
         ));
-        let cleaned = BatchRules {
-            consecutive_offsets: false,
-            ..BatchRules::default()
-        };
+        let cleaned = BatchRules { consecutive_offsets: false, ..BatchRules::default() };
         assert_eq!(batch.validate(&cleaned).unwrap().records, 2);
     }
 
@@ -374,10 +341,7 @@ mod tests {
         let (batch, _) = RecordBatch::parse(&bytes).unwrap();
         assert_eq!(
             batch.validate(&BatchRules::default()),
-            Err(RecordError::RecordCountMismatch {
-                declared: 2,
-                actual: 1
-            })
+            Err(RecordError::RecordCountMismatch { declared: 2, actual: 1 })
         );
     }
 }

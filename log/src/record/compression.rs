@@ -89,17 +89,14 @@ impl Compression {
         match self {
             Self::None => input.to_vec(),
             Self::Gzip => {
-                let mut enc = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(input.len() / 2),
-                    flate2::Compression::default(),
-                );
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::with_capacity(input.len() / 2), flate2::Compression::default());
                 write_all_infallible(&mut enc, input);
                 enc.finish().unwrap_or_default()
             }
             Self::Snappy => xerial_compress(input),
             Self::Lz4 => {
-                let mut enc =
-                    lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(input.len() / 2));
+                let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(input.len() / 2));
                 write_all_infallible(&mut enc, input);
                 enc.finish().unwrap_or_default()
             }
@@ -109,10 +106,8 @@ impl Compression {
 
     /// Decompresses `input`, refusing to produce more than `max_bytes`.
     pub fn decompress(self, input: &[u8], max_bytes: usize) -> Result<Vec<u8>, RecordError> {
-        let corrupt = |e: &dyn std::fmt::Display| RecordError::Decompression {
-            codec: self.name(),
-            reason: e.to_string(),
-        };
+        let corrupt =
+            |e: &dyn std::fmt::Display| RecordError::Decompression { codec: self.name(), reason: e.to_string() };
         match self {
             Self::None => Ok(input.to_vec()),
             Self::Gzip => read_bounded(flate2::read::GzDecoder::new(input), max_bytes, self),
@@ -122,20 +117,14 @@ impl Compression {
                 } else {
                     let len = snap::raw::decompress_len(input).map_err(|e| corrupt(&e))?;
                     if len > max_bytes {
-                        return Err(RecordError::DecompressedTooLarge {
-                            codec: self.name(),
-                            max_bytes,
-                        });
+                        return Err(RecordError::DecompressedTooLarge { codec: self.name(), max_bytes });
                     }
-                    snap::raw::Decoder::new()
-                        .decompress_vec(input)
-                        .map_err(|e| corrupt(&e))
+                    snap::raw::Decoder::new().decompress_vec(input).map_err(|e| corrupt(&e))
                 }
             }
             Self::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(input), max_bytes, self),
             Self::Zstd => {
-                let dec =
-                    zstd::stream::read::Decoder::with_buffer(input).map_err(|e| corrupt(&e))?;
+                let dec = zstd::stream::read::Decoder::with_buffer(input).map_err(|e| corrupt(&e))?;
                 read_bounded(dec, max_bytes, self)
             }
         }
@@ -147,24 +136,14 @@ fn write_all_infallible(w: &mut impl Write, input: &[u8]) {
     let _ = w.write_all(input);
 }
 
-fn read_bounded(
-    reader: impl Read,
-    max_bytes: usize,
-    codec: Compression,
-) -> Result<Vec<u8>, RecordError> {
+fn read_bounded(reader: impl Read, max_bytes: usize, codec: Compression) -> Result<Vec<u8>, RecordError> {
     let mut out = Vec::new();
     reader
         .take(max_bytes as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| RecordError::Decompression {
-            codec: codec.name(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| RecordError::Decompression { codec: codec.name(), reason: e.to_string() })?;
     if out.len() > max_bytes {
-        return Err(RecordError::DecompressedTooLarge {
-            codec: codec.name(),
-            max_bytes,
-        });
+        return Err(RecordError::DecompressedTooLarge { codec: codec.name(), max_bytes });
     }
     Ok(out)
 }
@@ -184,10 +163,7 @@ fn xerial_compress(input: &[u8]) -> Vec<u8> {
 }
 
 fn xerial_decompress(input: &[u8], max_bytes: usize) -> Result<Vec<u8>, RecordError> {
-    let corrupt = |reason: String| RecordError::Decompression {
-        codec: "snappy",
-        reason,
-    };
+    let corrupt = |reason: String| RecordError::Decompression { codec: "snappy", reason };
     if input.len() < XERIAL_HEADER_BYTES {
         return Err(corrupt("xerial header is truncated".into()));
     }
@@ -196,33 +172,21 @@ fn xerial_decompress(input: &[u8], max_bytes: usize) -> Result<Vec<u8>, RecordEr
     let mut decoder = snap::raw::Decoder::new();
     while pos < input.len() {
         let Some(len_bytes) = input.get(pos..pos + 4) else {
-            return Err(corrupt(format!(
-                "xerial chunk length truncated at byte {pos}"
-            )));
+            return Err(corrupt(format!("xerial chunk length truncated at byte {pos}")));
         };
         let len = i32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
         pos += 4;
-        let Some(chunk) = usize::try_from(len)
-            .ok()
-            .and_then(|len| input.get(pos..pos + len))
-        else {
-            return Err(corrupt(format!(
-                "xerial chunk of {len} bytes runs past the end at byte {pos}"
-            )));
+        let Some(chunk) = usize::try_from(len).ok().and_then(|len| input.get(pos..pos + len)) else {
+            return Err(corrupt(format!("xerial chunk of {len} bytes runs past the end at byte {pos}")));
         };
         pos += chunk.len();
         let chunk_len = snap::raw::decompress_len(chunk).map_err(|e| corrupt(e.to_string()))?;
         if out.len() + chunk_len > max_bytes {
-            return Err(RecordError::DecompressedTooLarge {
-                codec: "snappy",
-                max_bytes,
-            });
+            return Err(RecordError::DecompressedTooLarge { codec: "snappy", max_bytes });
         }
         let start = out.len();
         out.resize(start + chunk_len, 0);
-        decoder
-            .decompress(chunk, &mut out[start..])
-            .map_err(|e| corrupt(e.to_string()))?;
+        decoder.decompress(chunk, &mut out[start..]).map_err(|e| corrupt(e.to_string()))?;
     }
     Ok(out)
 }
@@ -232,13 +196,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ALL: [Compression; 5] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
+    const ALL: [Compression; 5] =
+        [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
 
     proptest! {
         #[test]
@@ -261,10 +220,7 @@ mod tests {
     fn raw_snappy_as_librdkafka_sends_it_is_accepted() {
         let data = b"hello hello hello hello".repeat(100);
         let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
-        assert_eq!(
-            Compression::Snappy.decompress(&raw, data.len()).unwrap(),
-            data
-        );
+        assert_eq!(Compression::Snappy.decompress(&raw, data.len()).unwrap(), data);
     }
 
     #[test]
@@ -273,11 +229,7 @@ mod tests {
         for codec in ALL.into_iter().skip(1) {
             let packed = codec.compress(&data);
             let err = codec.decompress(&packed, 1000).unwrap_err();
-            assert!(
-                matches!(err, RecordError::DecompressedTooLarge { .. }),
-                "{}: {err}",
-                codec.name()
-            );
+            assert!(matches!(err, RecordError::DecompressedTooLarge { .. }), "{}: {err}", codec.name());
         }
     }
 }

@@ -13,8 +13,8 @@ pub mod compression;
 pub mod varint;
 
 pub use batch::{
-    BatchHeader, BatchRules, BatchSummary, Header, LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD,
-    Record, RecordBatch, RecordIter, TimestampType,
+    BatchHeader, BatchRules, BatchSummary, Header, LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD, Record, RecordBatch,
+    RecordIter, TimestampType,
 };
 pub use builder::RecordBatchBuilder;
 pub use compression::Compression;

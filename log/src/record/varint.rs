@@ -118,10 +118,7 @@ impl<'a> Reader<'a> {
     }
 
     fn malformed(&self, what: &'static str) -> RecordError {
-        RecordError::Malformed {
-            position: self.pos,
-            reason: what,
-        }
+        RecordError::Malformed { position: self.pos, reason: what }
     }
 }
 

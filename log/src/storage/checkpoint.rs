@@ -44,21 +44,14 @@ pub(crate) fn write_lines(path: &Path, entries: &[String]) -> Result<()> {
 /// `Corrupt` error naming the line if it does not parse.
 pub(crate) fn read_lines(path: &Path) -> Result<Option<Vec<String>>> {
     let text = match std::fs::read(path) {
-        Ok(bytes) => {
-            String::from_utf8(bytes).map_err(|_| corrupt(path, "not UTF-8 text".into()))?
-        }
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| corrupt(path, "not UTF-8 text".into()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).at(path),
     };
     let mut lines = text.lines();
-    let version = lines
-        .next()
-        .ok_or_else(|| corrupt(path, "empty file".into()))?;
+    let version = lines.next().ok_or_else(|| corrupt(path, "empty file".into()))?;
     if version.trim() != VERSION.to_string() {
-        return Err(corrupt(
-            path,
-            format!("line 1: unsupported version {version:?}"),
-        ));
+        return Err(corrupt(path, format!("line 1: unsupported version {version:?}")));
     }
     let count: usize = lines
         .next()
@@ -66,10 +59,7 @@ pub(crate) fn read_lines(path: &Path) -> Result<Option<Vec<String>>> {
         .ok_or_else(|| corrupt(path, "line 2: expected the entry count".into()))?;
     let entries: Vec<String> = lines.map(str::to_string).collect();
     if entries.len() != count {
-        return Err(corrupt(
-            path,
-            format!("line 2 says {count} entries but {} follow", entries.len()),
-        ));
+        return Err(corrupt(path, format!("line 2 says {count} entries but {} follow", entries.len())));
     }
     Ok(Some(entries))
 }
@@ -80,21 +70,11 @@ pub(crate) fn read_offsets(path: &Path) -> Result<BTreeMap<TopicPartition, i64>>
     for (i, line) in read_lines(path)?.unwrap_or_default().iter().enumerate() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let parsed = match fields.as_slice() {
-            [topic, partition, offset] => partition
-                .parse()
-                .ok()
-                .zip(offset.parse().ok())
-                .map(|(p, o)| (topic, p, o)),
+            [topic, partition, offset] => partition.parse().ok().zip(offset.parse().ok()).map(|(p, o)| (topic, p, o)),
             _ => None,
         };
         let Some((topic, partition, offset)) = parsed else {
-            return Err(corrupt(
-                path,
-                format!(
-                    "line {}: expected 'topic partition offset', got {line:?}",
-                    i + 3
-                ),
-            ));
+            return Err(corrupt(path, format!("line {}: expected 'topic partition offset', got {line:?}", i + 3)));
         };
         out.insert(TopicPartition::new(*topic, partition), offset);
     }
@@ -103,10 +83,7 @@ pub(crate) fn read_offsets(path: &Path) -> Result<BTreeMap<TopicPartition, i64>>
 
 /// Writes a `topic partition offset` checkpoint.
 pub(crate) fn write_offsets(path: &Path, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
-    let lines: Vec<String> = offsets
-        .iter()
-        .map(|(tp, o)| format!("{} {} {o}", tp.topic, tp.partition))
-        .collect();
+    let lines: Vec<String> = offsets.iter().map(|(tp, o)| format!("{} {} {o}", tp.topic, tp.partition)).collect();
     write_lines(path, &lines)
 }
 
@@ -116,10 +93,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 fn corrupt(path: &Path, reason: String) -> LogError {
-    LogError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
-    }
+    LogError::Corrupt { path: path.to_path_buf(), reason }
 }
 
 #[cfg(test)]
@@ -130,27 +104,15 @@ mod tests {
     fn offsets_round_trip_and_damage_is_reported_with_its_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("recovery-point-offset-checkpoint");
-        let offsets = BTreeMap::from([
-            (TopicPartition::new("a.b-c", 3), 17),
-            (TopicPartition::new("x", 0), 0),
-        ]);
+        let offsets = BTreeMap::from([(TopicPartition::new("a.b-c", 3), 17), (TopicPartition::new("x", 0), 0)]);
         write_offsets(&path, &offsets).unwrap();
         assert_eq!(read_offsets(&path).unwrap(), offsets);
-        assert!(
-            read_offsets(&dir.path().join("missing"))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(read_offsets(&dir.path().join("missing")).unwrap().is_empty());
 
         std::fs::write(&path, "0\n2\na.b-c 3 17\nx zero 0\n").unwrap();
         let err = read_offsets(&path).unwrap_err().to_string();
         assert!(err.contains("line 4"), "{err}");
         std::fs::write(&path, "0\n5\n").unwrap();
-        assert!(
-            read_offsets(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("says 5 entries")
-        );
+        assert!(read_offsets(&path).unwrap_err().to_string().contains("says 5 entries"));
     }
 }

@@ -30,9 +30,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use super::checkpoint::sync_dir;
 use super::error::{IoContext, LogError, Result};
 use super::log::Log;
-use super::segment::{
-    AppendedBatch, BatchReadError, CLEANED_SUFFIX, LogSegment, SWAP_SUFFIX, SequentialBatches,
-};
+use super::segment::{AppendedBatch, BatchReadError, CLEANED_SUFFIX, LogSegment, SWAP_SUFFIX, SequentialBatches};
 use crate::record::{RecordBatch, RecordBatchBuilder, RecordIter};
 
 /// Cleaner settings (broker-level, Kafka names in the field docs).
@@ -48,11 +46,7 @@ pub struct CleanerConfig {
 
 impl Default for CleanerConfig {
     fn default() -> Self {
-        Self {
-            dedupe_buffer_bytes: 128 << 20,
-            backoff_ms: 15_000,
-            enabled: true,
-        }
+        Self { dedupe_buffer_bytes: 128 << 20, backoff_ms: 15_000, enabled: true }
     }
 }
 
@@ -123,10 +117,7 @@ pub struct LogCleaner {
 impl LogCleaner {
     /// A cleaner with `config`.
     pub fn new(config: CleanerConfig) -> Self {
-        Self {
-            config,
-            stop_at: None,
-        }
+        Self { config, stop_at: None }
     }
 
     /// Makes every pass stop at `stage`, leaving the files as a crash there would.
@@ -161,8 +152,7 @@ impl LogCleaner {
         for (i, base) in bases.iter().enumerate() {
             let segment = &log.segments[base];
             let upper_bound = bases.get(i + 1).copied().unwrap_or(i64::MAX);
-            let too_new =
-                log.config.min_compaction_lag_ms > 0 && segment.largest_timestamp() > lag_cutoff;
+            let too_new = log.config.min_compaction_lag_ms > 0 && segment.largest_timestamp() > lag_cutoff;
             if i + 1 == bases.len() || upper_bound > log.high_watermark || too_new {
                 first_uncleanable = *base;
                 break;
@@ -191,18 +181,12 @@ impl LogCleaner {
     pub fn is_due(log: &Log, now_ms: i64) -> bool {
         let ratio = Self::dirty_ratio(log, now_ms).unwrap_or(0.0);
         let horizon_due = log.next_tombstone_horizon_ms.is_some_and(|h| now_ms >= h);
-        log.config.compact()
-            && ((ratio > 0.0 && ratio >= log.config.min_cleanable_dirty_ratio) || horizon_due)
+        log.config.compact() && ((ratio > 0.0 && ratio >= log.config.min_cleanable_dirty_ratio) || horizon_due)
     }
 
     /// Cleans `log` if a pass [is due](Self::is_due), or whenever it has cleanable segments
     /// if `force`. Returns `None` if there was nothing to do.
-    pub fn clean(
-        &self,
-        log: &RwLock<Log>,
-        now_ms: i64,
-        force: bool,
-    ) -> Result<Option<CleanerStats>> {
+    pub fn clean(&self, log: &RwLock<Log>, now_ms: i64, force: bool) -> Result<Option<CleanerStats>> {
         let (plan, dir, config, name) = {
             let guard = log.read();
             if !force && !Self::is_due(&guard, now_ms) {
@@ -211,16 +195,10 @@ impl LogCleaner {
             let Some(plan) = Self::plan(&guard, now_ms) else {
                 return Ok(None);
             };
-            (
-                plan,
-                guard.dir.clone(),
-                guard.config.clone(),
-                guard.name.clone(),
-            )
+            (plan, guard.dir.clone(), guard.config.clone(), guard.name.clone())
         };
         let max_batch = config.segment_bytes.max(config.max_message_bytes as u64) as usize;
-        let max_decompressed =
-            (config.segment_bytes as usize).max(config.max_message_bytes.saturating_mul(16));
+        let max_decompressed = (config.segment_bytes as usize).max(config.max_message_bytes.saturating_mul(16));
 
         // Phase 2a: latest offset per key over the dirty part.
         let max_entries = (self.config.dedupe_buffer_bytes / MAP_ENTRY_BYTES).max(1);
@@ -242,16 +220,11 @@ impl LogCleaner {
                     // The map is full: clean up to here now, the rest on a later pass.
                     break 'segments;
                 }
-                let payload = batch
-                    .records_payload(max_decompressed)
-                    .map_err(|e| corrupt(&dir, s, e))?;
+                let payload = batch.records_payload(max_decompressed).map_err(|e| corrupt(&dir, s, e))?;
                 for record in RecordIter::new(&payload, h.records_count) {
                     let record = record.map_err(|e| corrupt(&dir, s, e))?;
                     if let Some(key) = record.key {
-                        map.insert(
-                            xxh3_128(key),
-                            h.base_offset + i64::from(record.offset_delta),
-                        );
+                        map.insert(xxh3_128(key), h.base_offset + i64::from(record.offset_delta));
                     }
                 }
                 map_end = h.next_offset();
@@ -260,15 +233,11 @@ impl LogCleaner {
         let map_end = map_end.min(plan.first_uncleanable_offset);
 
         // Phase 2b: rewrite in groups that fit one segment each.
-        let mut stats = CleanerStats {
-            cleaned_up_to: map_end,
-            ..CleanerStats::default()
-        };
+        let mut stats = CleanerStats { cleaned_up_to: map_end, ..CleanerStats::default() };
         let groups = group_segments(&plan.segments, config.segment_bytes);
         for group in groups {
             let first = &group[0];
-            let mut cleaned =
-                LogSegment::create(&dir, first.base_offset, &config, now_ms, CLEANED_SUFFIX)?;
+            let mut cleaned = LogSegment::create(&dir, first.base_offset, &config, now_ms, CLEANED_SUFFIX)?;
             let mut pending = Vec::with_capacity(WRITE_CHUNK_BYTES);
             let mut pending_meta = Vec::new();
             let mut changed = group.len() > 1;
@@ -355,10 +324,7 @@ impl LogCleaner {
     }
 }
 
-fn next_batch<'a>(
-    batches: &'a mut SequentialBatches,
-    dir: &std::path::Path,
-) -> Result<Option<(u64, &'a [u8])>> {
+fn next_batch<'a>(batches: &'a mut SequentialBatches, dir: &std::path::Path) -> Result<Option<(u64, &'a [u8])>> {
     match batches.next_batch() {
         Ok(found) => Ok(found),
         Err(BatchReadError::Io(e)) => Err(e).at(dir),
@@ -383,8 +349,7 @@ fn group_segments(segments: &[SegmentSnapshot], segment_bytes: u64) -> Vec<Vec<S
     let mut size = 0u64;
     for s in segments {
         let fits = groups.last().is_some_and(|g| {
-            size + s.size <= segment_bytes
-                && s.next_offset - 1 - g[0].base_offset <= i64::from(i32::MAX)
+            size + s.size <= segment_bytes && s.next_offset - 1 - g[0].base_offset <= i64::from(i32::MAX)
         });
         if fits {
             size += s.size;
@@ -412,18 +377,13 @@ fn filter_batch(
 ) -> std::result::Result<Option<(Vec<u8>, AppendedBatch)>, crate::record::RecordError> {
     let (batch, _) = RecordBatch::parse(bytes)?;
     let h = *batch.header();
-    let meta = |size: usize| AppendedBatch {
-        last_offset: h.last_offset(),
-        max_timestamp: h.max_timestamp,
-        size: size as u64,
-    };
+    let meta =
+        |size: usize| AppendedBatch { last_offset: h.last_offset(), max_timestamp: h.max_timestamp, size: size as u64 };
     if h.is_control() {
         return Ok(Some((bytes.to_vec(), meta(bytes.len()))));
     }
     let payload = batch.records_payload(max_decompressed)?;
-    let horizon_passed = h
-        .delete_horizon_ms()
-        .is_some_and(|horizon| now_ms >= horizon);
+    let horizon_passed = h.delete_horizon_ms().is_some_and(|horizon| now_ms >= horizon);
     let mut kept = Vec::new();
     let mut tombstones_kept = false;
     let mut total = 0u64;
@@ -431,9 +391,7 @@ fn filter_batch(
         let record = record?;
         total += 1;
         let offset = h.base_offset + i64::from(record.offset_delta);
-        let superseded = record
-            .key
-            .is_some_and(|k| map.get(&xxh3_128(k)).is_some_and(|latest| offset < *latest));
+        let superseded = record.key.is_some_and(|k| map.get(&xxh3_128(k)).is_some_and(|latest| offset < *latest));
         if superseded {
             continue;
         }
@@ -456,11 +414,7 @@ fn filter_batch(
         _ => None,
     };
     if let Some(horizon) = horizon {
-        stats.earliest_delete_horizon_ms = Some(
-            stats
-                .earliest_delete_horizon_ms
-                .map_or(horizon, |e| e.min(horizon)),
-        );
+        stats.earliest_delete_horizon_ms = Some(stats.earliest_delete_horizon_ms.map_or(horizon, |e| e.min(horizon)));
     }
     // A batch whose horizon passed with no tombstones left is rewritten to drop the bit.
     if kept.len() as u64 == total && !needs_horizon && (tombstones_kept || !horizon_passed) {
@@ -468,8 +422,7 @@ fn filter_batch(
     }
     if kept.is_empty() {
         // Keep an empty header for a producer's last batch so its sequence survives.
-        let producer_last = h.has_producer_id()
-            && last_batch_of_producer.get(&h.producer_id) == Some(&h.base_offset);
+        let producer_last = h.has_producer_id() && last_batch_of_producer.get(&h.producer_id) == Some(&h.base_offset);
         if !producer_last {
             return Ok(None);
         }
@@ -482,9 +435,7 @@ fn filter_batch(
         .transactional(h.is_transactional())
         .last_offset_delta(h.last_offset_delta)
         .max_timestamp(h.max_timestamp);
-    let new_base = horizon
-        .or_else(|| kept.first().map(|r| batch.record_timestamp(r)))
-        .unwrap_or(h.base_timestamp);
+    let new_base = horizon.or_else(|| kept.first().map(|r| batch.record_timestamp(r))).unwrap_or(h.base_timestamp);
     builder = match horizon {
         Some(horizon) => builder.delete_horizon_ms(horizon),
         None => builder.base_timestamp(new_base),
@@ -495,13 +446,7 @@ fn filter_batch(
             builder.append_raw(record.raw, record.offset_delta, ts);
         } else {
             let headers: Vec<_> = record.headers().collect();
-            builder.append_with_offset_delta(
-                record.offset_delta,
-                ts,
-                record.key,
-                record.value,
-                &headers,
-            );
+            builder.append_with_offset_delta(record.offset_delta, ts, record.key, record.value, &headers);
         }
     }
     let out = builder.build();

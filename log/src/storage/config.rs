@@ -133,12 +133,8 @@ impl LogConfig {
         match key {
             "segment.bytes" => self.segment_bytes = parse_in(key, v, 14, i32::MAX as u64)?,
             "segment.ms" => self.segment_ms = parse_in(key, v, 1, i64::MAX)?,
-            "segment.index.bytes" => {
-                self.segment_index_bytes = parse_in(key, v, 8, i32::MAX as u64)?
-            }
-            "index.interval.bytes" => {
-                self.index_interval_bytes = parse_in(key, v, 0, i32::MAX as u64)?
-            }
+            "segment.index.bytes" => self.segment_index_bytes = parse_in(key, v, 8, i32::MAX as u64)?,
+            "index.interval.bytes" => self.index_interval_bytes = parse_in(key, v, 0, i32::MAX as u64)?,
             "retention.ms" => self.retention_ms = parse_in(key, v, -1, i64::MAX)?,
             "retention.bytes" => self.retention_bytes = parse_in(key, v, -1, i64::MAX)?,
             "delete.retention.ms" => self.delete_retention_ms = parse_in(key, v, 0, i64::MAX)?,
@@ -146,9 +142,7 @@ impl LogConfig {
             "flush.messages" => self.flush_messages = parse_in(key, v, 1, i64::MAX)?,
             "flush.ms" => self.flush_ms = parse_in(key, v, 0, i64::MAX)?,
             "max.message.bytes" => self.max_message_bytes = parse_in(key, v, 0, i32::MAX as usize)?,
-            "min.insync.replicas" => {
-                self.min_insync_replicas = parse_in(key, v, 1, i32::MAX as u32)?
-            }
+            "min.insync.replicas" => self.min_insync_replicas = parse_in(key, v, 1, i32::MAX as u32)?,
             "min.cleanable.dirty.ratio" => {
                 let ratio: f64 = v.parse().map_err(|_| invalid(key, v, "not a number"))?;
                 if !(0.0..=1.0).contains(&ratio) {
@@ -163,11 +157,7 @@ impl LogConfig {
                         "compact" => compact = true,
                         "delete" => delete = true,
                         _ => {
-                            return Err(invalid(
-                                key,
-                                v,
-                                "each policy must be 'compact' or 'delete'",
-                            ));
+                            return Err(invalid(key, v, "each policy must be 'compact' or 'delete'"));
                         }
                     }
                 }
@@ -195,29 +185,17 @@ impl LogConfig {
             ("segment.bytes", self.segment_bytes.to_string()),
             ("segment.ms", self.segment_ms.to_string()),
             ("segment.index.bytes", self.segment_index_bytes.to_string()),
-            (
-                "index.interval.bytes",
-                self.index_interval_bytes.to_string(),
-            ),
+            ("index.interval.bytes", self.index_interval_bytes.to_string()),
             ("retention.ms", self.retention_ms.to_string()),
             ("retention.bytes", self.retention_bytes.to_string()),
             ("cleanup.policy", self.cleanup_policy().to_string()),
             ("delete.retention.ms", self.delete_retention_ms.to_string()),
-            (
-                "min.cleanable.dirty.ratio",
-                self.min_cleanable_dirty_ratio.to_string(),
-            ),
-            (
-                "min.compaction.lag.ms",
-                self.min_compaction_lag_ms.to_string(),
-            ),
+            ("min.cleanable.dirty.ratio", self.min_cleanable_dirty_ratio.to_string()),
+            ("min.compaction.lag.ms", self.min_compaction_lag_ms.to_string()),
             ("flush.messages", self.flush_messages.to_string()),
             ("flush.ms", self.flush_ms.to_string()),
             ("max.message.bytes", self.max_message_bytes.to_string()),
-            (
-                "message.timestamp.type",
-                self.message_timestamp_type.name().to_string(),
-            ),
+            ("message.timestamp.type", self.message_timestamp_type.name().to_string()),
             ("min.insync.replicas", self.min_insync_replicas.to_string()),
         ];
         pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
@@ -225,26 +203,16 @@ impl LogConfig {
 }
 
 fn invalid(key: &str, value: &str, reason: &str) -> LogError {
-    LogError::InvalidConfig {
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
+    LogError::InvalidConfig { key: key.to_string(), value: value.to_string(), reason: reason.to_string() }
 }
 
 fn parse_in<T>(key: &str, value: &str, min: T, max: T) -> Result<T>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
-    let parsed: T = value
-        .parse()
-        .map_err(|_| invalid(key, value, "not an integer"))?;
+    let parsed: T = value.parse().map_err(|_| invalid(key, value, "not an integer"))?;
     if parsed < min || parsed > max {
-        return Err(invalid(
-            key,
-            value,
-            &format!("must be between {min} and {max}"),
-        ));
+        return Err(invalid(key, value, &format!("must be between {min} and {max}")));
     }
     Ok(parsed)
 }
@@ -260,10 +228,7 @@ mod tests {
         for key in TOPIC_CONFIG_KEYS {
             assert!(props.contains_key(*key), "{key}");
         }
-        assert_eq!(
-            LogConfig::default().with_overrides(&props).unwrap(),
-            LogConfig::default()
-        );
+        assert_eq!(LogConfig::default().with_overrides(&props).unwrap(), LogConfig::default());
     }
 
     #[test]
@@ -276,9 +241,7 @@ mod tests {
             ("message.timestamp.type", "Now"),
             ("no.such.key", "1"),
         ] {
-            let err = LogConfig::default()
-                .with_overrides(&BTreeMap::from([(key.into(), value.into())]))
-                .unwrap_err();
+            let err = LogConfig::default().with_overrides(&BTreeMap::from([(key.into(), value.into())])).unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
             assert_eq!(err.kafka_code(), super::super::error::codes::INVALID_CONFIG);
         }

@@ -137,10 +137,9 @@ impl LogError {
             Self::NonMonotonicOffset { .. } => UNKNOWN_SERVER_ERROR,
             Self::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
             Self::InvalidConfig { .. } => INVALID_CONFIG,
-            Self::DirectoryLocked { .. }
-            | Self::Corrupt { .. }
-            | Self::Io { .. }
-            | Self::Closed(_) => KAFKA_STORAGE_ERROR,
+            Self::DirectoryLocked { .. } | Self::Corrupt { .. } | Self::Io { .. } | Self::Closed(_) => {
+                KAFKA_STORAGE_ERROR
+            }
         }
     }
 }
@@ -152,10 +151,7 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T, LogError> {
-        self.map_err(|source| LogError::Io {
-            path: path.into(),
-            source,
-        })
+        self.map_err(|source| LogError::Io { path: path.into(), source })
     }
 }
 

@@ -38,39 +38,21 @@ impl LeaderEpochCache {
         let mut entries: Vec<EpochEntry> = Vec::new();
         for (i, line) in read_lines(&path)?.unwrap_or_default().iter().enumerate() {
             let mut fields = line.split_whitespace();
-            let parsed = fields
-                .next()
-                .and_then(|e| e.parse().ok())
-                .zip(fields.next().and_then(|o| o.parse().ok()));
+            let parsed = fields.next().and_then(|e| e.parse().ok()).zip(fields.next().and_then(|o| o.parse().ok()));
             let Some((epoch, start_offset)) = parsed.filter(|_| fields.next().is_none()) else {
-                return Err(LogError::Corrupt {
-                    path,
-                    reason: format!("line {}: expected 'epoch offset'", i + 3),
-                });
+                return Err(LogError::Corrupt { path, reason: format!("line {}: expected 'epoch offset'", i + 3) });
             };
-            if entries
-                .last()
-                .is_some_and(|l| epoch <= l.epoch || start_offset < l.start_offset)
-            {
-                return Err(LogError::Corrupt {
-                    path,
-                    reason: format!("line {}: epochs must increase", i + 3),
-                });
+            if entries.last().is_some_and(|l| epoch <= l.epoch || start_offset < l.start_offset) {
+                return Err(LogError::Corrupt { path, reason: format!("line {}: epochs must increase", i + 3) });
             }
-            entries.push(EpochEntry {
-                epoch,
-                start_offset,
-            });
+            entries.push(EpochEntry { epoch, start_offset });
         }
         Ok(Self { path, entries })
     }
 
     /// An empty cache for `dir` (used after a damaged checkpoint was moved aside).
     pub fn empty(dir: &Path) -> Self {
-        Self {
-            path: dir.join(Self::FILE_NAME),
-            entries: Vec::new(),
-        }
+        Self { path: dir.join(Self::FILE_NAME), entries: Vec::new() }
     }
 
     /// All entries, oldest first.
@@ -95,12 +77,8 @@ impl LeaderEpochCache {
         {
             return Ok(());
         }
-        self.entries
-            .retain(|e| e.epoch < epoch && e.start_offset < start_offset);
-        self.entries.push(EpochEntry {
-            epoch,
-            start_offset,
-        });
+        self.entries.retain(|e| e.epoch < epoch && e.start_offset < start_offset);
+        self.entries.push(EpochEntry { epoch, start_offset });
         self.flush()
     }
 
@@ -129,19 +107,13 @@ impl LeaderEpochCache {
     pub fn truncate_from_end(&mut self, end_offset: i64) -> Result<()> {
         let before = self.entries.len();
         self.entries.retain(|e| e.start_offset < end_offset);
-        if self.entries.len() != before {
-            self.flush()
-        } else {
-            Ok(())
-        }
+        if self.entries.len() != before { self.flush() } else { Ok(()) }
     }
 
     /// Drops epochs wholly before `start_offset` (the log start moved there). The epoch
     /// that covers `start_offset` now starts there.
     pub fn truncate_from_start(&mut self, start_offset: i64) -> Result<()> {
-        let covering = self
-            .entries
-            .partition_point(|e| e.start_offset <= start_offset);
+        let covering = self.entries.partition_point(|e| e.start_offset <= start_offset);
         if covering == 0 {
             return Ok(());
         }
@@ -153,11 +125,7 @@ impl LeaderEpochCache {
 
     /// Writes the checkpoint file.
     pub fn flush(&self) -> Result<()> {
-        let lines: Vec<String> = self
-            .entries
-            .iter()
-            .map(|e| format!("{} {}", e.epoch, e.start_offset))
-            .collect();
+        let lines: Vec<String> = self.entries.iter().map(|e| format!("{} {}", e.epoch, e.start_offset)).collect();
         write_lines(&self.path, &lines)
     }
 }
@@ -176,32 +144,17 @@ mod tests {
         assert_eq!(cache.end_offset_for(4, 40), (4, 40));
         assert_eq!(cache.end_offset_for(3, 40), (2, 25));
         assert_eq!(cache.end_offset_for(2, 40), (2, 25));
-        assert_eq!(
-            cache.end_offset_for(1, 40),
-            (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
-        );
+        assert_eq!(cache.end_offset_for(1, 40), (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET));
         assert_eq!(cache.end_offset_for(9, 40), (4, 40));
 
         let reloaded = LeaderEpochCache::load(dir.path()).unwrap();
         assert_eq!(reloaded.entries(), cache.entries());
 
         cache.truncate_from_end(25).unwrap();
-        assert_eq!(
-            cache.entries(),
-            [EpochEntry {
-                epoch: 2,
-                start_offset: 10
-            }]
-        );
+        assert_eq!(cache.entries(), [EpochEntry { epoch: 2, start_offset: 10 }]);
         cache.assign(5, 30).unwrap();
         cache.truncate_from_start(31).unwrap();
-        assert_eq!(
-            cache.entries(),
-            [EpochEntry {
-                epoch: 5,
-                start_offset: 31
-            }]
-        );
+        assert_eq!(cache.entries(), [EpochEntry { epoch: 5, start_offset: 31 }]);
     }
 
     #[test]
@@ -213,27 +166,14 @@ mod tests {
         cache.assign(3, 40).unwrap();
         assert_eq!(
             cache.entries(),
-            [
-                EpochEntry {
-                    epoch: 1,
-                    start_offset: 0
-                },
-                EpochEntry {
-                    epoch: 3,
-                    start_offset: 40
-                }
-            ]
+            [EpochEntry { epoch: 1, start_offset: 0 }, EpochEntry { epoch: 3, start_offset: 40 }]
         );
     }
 
     #[test]
     fn damage_names_the_line() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join(LeaderEpochCache::FILE_NAME),
-            "0\n2\n1 0\n0 5\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join(LeaderEpochCache::FILE_NAME), "0\n2\n1 0\n0 5\n").unwrap();
         let err = LeaderEpochCache::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("line 4"), "{err}");
     }

@@ -18,8 +18,8 @@ use super::leader_epoch::LeaderEpochCache;
 use super::log::{LoadReport, Log, LogOpenOptions};
 use super::quarantine::Quarantine;
 use super::segment::{
-    CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, LogSegment, RecoveryRules,
-    SWAP_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX,
+    CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, LogSegment, RecoveryRules, SWAP_SUFFIX,
+    TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX,
 };
 
 /// Kafka's producer-state snapshot files, kept for the producer-state work.
@@ -46,9 +46,8 @@ fn classify(name: &str) -> FileKind {
         return FileKind::Leftover;
     }
     let (stem, rest) = name.split_at(name.find('.').unwrap_or(name.len()));
-    let Some(base) = (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| stem.parse::<i64>().ok())
-        .flatten()
+    let Some(base) =
+        (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse::<i64>().ok()).flatten()
     else {
         return FileKind::Foreign("not a file Freshet writes (no 20-digit offset prefix)");
     };
@@ -58,48 +57,30 @@ fn classify(name: &str) -> FileKind {
         SNAPSHOT_SUFFIX => FileKind::Known,
         _ => match rest.strip_suffix(SWAP_SUFFIX) {
             Some(LOG_SUFFIX) => FileKind::Swap { base, is_log: true },
-            Some(INDEX_SUFFIX | TIME_INDEX_SUFFIX | TXN_INDEX_SUFFIX) => FileKind::Swap {
-                base,
-                is_log: false,
-            },
+            Some(INDEX_SUFFIX | TIME_INDEX_SUFFIX | TXN_INDEX_SUFFIX) => FileKind::Swap { base, is_log: false },
             _ => FileKind::Foreign("unknown extension after the offset prefix"),
         },
     }
 }
 
-pub(crate) fn load(
-    dir: PathBuf,
-    config: LogConfig,
-    options: LogOpenOptions,
-) -> Result<(Log, LoadReport)> {
+pub(crate) fn load(dir: PathBuf, config: LogConfig, options: LogOpenOptions) -> Result<(Log, LoadReport)> {
     std::fs::create_dir_all(&dir).at(&dir)?;
-    let name = dir
-        .file_name()
-        .map_or_else(|| "log".to_string(), |n| n.to_string_lossy().into_owned());
-    let quarantine = options
-        .quarantine
-        .clone()
-        .unwrap_or_else(|| Quarantine::new(dir.parent().unwrap_or(Path::new("."))));
+    let name = dir.file_name().map_or_else(|| "log".to_string(), |n| n.to_string_lossy().into_owned());
+    let quarantine =
+        options.quarantine.clone().unwrap_or_else(|| Quarantine::new(dir.parent().unwrap_or(Path::new("."))));
     let mut report = LoadReport::default();
 
     // 1. Sort out the directory.
     let mut bases = BTreeSet::new();
     let mut swaps = BTreeSet::new();
     let mut swap_indexes = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(&dir)
-        .at(&dir)?
-        .collect::<std::io::Result<Vec<_>>>()
-        .at(&dir)?;
+    let mut entries: Vec<_> = std::fs::read_dir(&dir).at(&dir)?.collect::<std::io::Result<Vec<_>>>().at(&dir)?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
         let file_name = entry.file_name().to_string_lossy().into_owned();
         if entry.file_type().at(&path)?.is_dir() {
-            report.quarantined.push(quarantine.move_aside(
-                &path,
-                &name,
-                "a directory inside a partition directory",
-            )?);
+            report.quarantined.push(quarantine.move_aside(&path, &name, "a directory inside a partition directory")?);
             continue;
         }
         match classify(&file_name) {
@@ -109,10 +90,7 @@ pub(crate) fn load(
             FileKind::Swap { base, is_log: true } => {
                 swaps.insert(base);
             }
-            FileKind::Swap {
-                base,
-                is_log: false,
-            } => swap_indexes.push((base, path)),
+            FileKind::Swap { base, is_log: false } => swap_indexes.push((base, path)),
             FileKind::Index | FileKind::Known => {}
             FileKind::Leftover => {
                 // Our own scratch files: an unfinished clean (its sources are intact), a
@@ -121,9 +99,7 @@ pub(crate) fn load(
                 std::fs::remove_file(&path).at(&path)?;
             }
             FileKind::Foreign(reason) => {
-                report
-                    .quarantined
-                    .push(quarantine.move_aside(&path, &name, reason)?);
+                report.quarantined.push(quarantine.move_aside(&path, &name, reason)?);
             }
         }
     }
@@ -136,10 +112,7 @@ pub(crate) fn load(
     // Orphan indexes (their .log is gone) are derived data; drop them.
     for entry in std::fs::read_dir(&dir).at(&dir)? {
         let path = entry.at(&dir)?.path();
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if classify(&file_name) == FileKind::Index {
             let stem_base = file_name[..20].parse::<i64>().unwrap_or(-1);
             if !bases.contains(&stem_base) && !swaps.contains(&stem_base) {
@@ -152,9 +125,7 @@ pub(crate) fn load(
         Ok(cache) => cache,
         Err(e) => {
             let path = dir.join(LeaderEpochCache::FILE_NAME);
-            report
-                .quarantined
-                .push(quarantine.move_aside(&path, &name, e.to_string())?);
+            report.quarantined.push(quarantine.move_aside(&path, &name, e.to_string())?);
             LeaderEpochCache::empty(&dir)
         }
     };
@@ -164,10 +135,7 @@ pub(crate) fn load(
         epochs: leader_epoch_cache.entries(),
     };
     // Cleaned (swap) segments may have gaps anywhere.
-    let swap_rules = RecoveryRules {
-        gaps_allowed: true,
-        ..rules
-    };
+    let swap_rules = RecoveryRules { gaps_allowed: true, ..rules };
 
     // 2. Finish cleaner swaps: a .log.swap is a committed clean whose old segments may
     //    still be present.
@@ -176,14 +144,7 @@ pub(crate) fn load(
     for base in swaps {
         let (mut swap, _) = LogSegment::open(&dir, base, &config, SWAP_SUFFIX)?;
         if let Some(damage) = swap.recover(max_batch, &swap_rules)? {
-            save_and_truncate(
-                &quarantine,
-                &name,
-                &mut swap,
-                damage.position,
-                &damage.reason,
-                &mut report,
-            )?;
+            save_and_truncate(&quarantine, &name, &mut swap, damage.position, &damage.reason, &mut report)?;
         }
         let end = swap.next_offset().max(base + 1);
         let replaced: Vec<i64> = bases.range(base..end).copied().collect();
@@ -215,10 +176,7 @@ pub(crate) fn load(
     let recover_from = if options.had_clean_shutdown {
         i64::MAX
     } else {
-        segments
-            .range(..=options.recovery_point)
-            .next_back()
-            .map_or(i64::MIN, |(b, _)| *b)
+        segments.range(..=options.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b)
     };
     let mut damaged_at: Option<i64> = None;
     let mut previous_next: Option<i64> = None;
@@ -234,17 +192,23 @@ pub(crate) fn load(
         if *base >= recover_from || problems.contains_key(base) {
             if let Some(p) = problems.get(base) {
                 tracing::warn!(log = %name, base, problem = %p, "segment needs recovery");
+                // An index that exists but does not parse is set aside, not overwritten.
+                if p.starts_with("offset index") || p.starts_with("time index") {
+                    for ext in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                        let path = dir.join(format!("{}{ext}", super::segment::file_stem(*base)));
+                        if path.exists() {
+                            report.quarantined.push(quarantine.move_aside(
+                                &path,
+                                &name,
+                                format!("index rebuilt: {p}"),
+                            )?);
+                        }
+                    }
+                }
             }
             report.recovered_segments += 1;
             if let Some(damage) = segment.recover(max_batch, &rules)? {
-                save_and_truncate(
-                    &quarantine,
-                    &name,
-                    segment,
-                    damage.position,
-                    &damage.reason,
-                    &mut report,
-                )?;
+                save_and_truncate(&quarantine, &name, segment, damage.position, &damage.reason, &mut report)?;
                 damaged_at = Some(*base);
             }
             segment.flush()?;
@@ -261,37 +225,24 @@ pub(crate) fn load(
             let Some(segment) = segments.remove(&base) else {
                 continue;
             };
-            let reason = format!(
-                "follows damage in segment {}",
-                super::segment::file_stem(damaged.max(0))
-            );
+            let reason = format!("follows damage in segment {}", super::segment::file_stem(damaged.max(0)));
             let log_path = segment.log_path();
             drop(segment);
-            report
-                .quarantined
-                .push(quarantine.move_aside(&log_path, &name, reason)?);
+            report.quarantined.push(quarantine.move_aside(&log_path, &name, reason)?);
             for ext in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX] {
-                let _ = std::fs::remove_file(
-                    dir.join(format!("{}{ext}", super::segment::file_stem(base))),
-                );
+                let _ = std::fs::remove_file(dir.join(format!("{}{ext}", super::segment::file_stem(base))));
             }
         }
     }
 
     // 4. Offsets and epochs.
     let first_base = segments.keys().next().copied();
-    let mut log_start_offset = options
-        .log_start_offset
-        .unwrap_or(0)
-        .max(first_base.unwrap_or(0));
+    let mut log_start_offset = options.log_start_offset.unwrap_or(0).max(first_base.unwrap_or(0));
     if segments.is_empty() {
         let segment = LogSegment::create(&dir, log_start_offset, &config, options.now_ms, "")?;
         segments.insert(log_start_offset, segment);
     }
-    let mut log_end_offset = segments
-        .values()
-        .next_back()
-        .map_or(log_start_offset, LogSegment::next_offset);
+    let mut log_end_offset = segments.values().next_back().map_or(log_start_offset, LogSegment::next_offset);
     let mut log = Log {
         dir,
         name,
@@ -314,12 +265,9 @@ pub(crate) fn load(
     }
     log_start_offset = log.log_start_offset;
     log.leader_epoch_cache.truncate_from_end(log_end_offset)?;
-    log.leader_epoch_cache
-        .truncate_from_start(log_start_offset)?;
-    log.cleaner_checkpoint = options
-        .cleaner_checkpoint
-        .unwrap_or(log_start_offset)
-        .clamp(log_start_offset, log_end_offset);
+    log.leader_epoch_cache.truncate_from_start(log_start_offset)?;
+    log.cleaner_checkpoint =
+        options.cleaner_checkpoint.unwrap_or(log_start_offset).clamp(log_start_offset, log_end_offset);
     Ok((log, report))
 }
 
@@ -327,10 +275,7 @@ pub(crate) fn load(
 fn max_batch_bytes(config: &LogConfig) -> usize {
     // Batches written by followers or the cleaner may exceed max.message.bytes a little,
     // and the config may have shrunk since they were written; a segment bounds them all.
-    config
-        .segment_bytes
-        .max(config.max_message_bytes as u64)
-        .min(i32::MAX as u64) as usize
+    config.segment_bytes.max(config.max_message_bytes as u64).min(i32::MAX as u64) as usize
 }
 
 fn save_and_truncate(
@@ -345,14 +290,9 @@ fn save_and_truncate(
     let file_len = segment.file().metadata().at(&path)?.len();
     let tail_len = file_len.saturating_sub(position);
     let mut tail = vec![0u8; tail_len as usize];
-    segment
-        .file()
-        .read_exact_at(&mut tail, position)
-        .at(&path)?;
+    segment.file().read_exact_at(&mut tail, position).at(&path)?;
     let why = format!("damaged at byte {position}: {reason}");
-    report
-        .quarantined
-        .push(quarantine.save_tail(&path, group, position, &tail, why)?);
+    report.quarantined.push(quarantine.save_tail(&path, group, position, &tail, why)?);
     segment.truncate_at_position(position)?;
     report.truncated_bytes += tail_len;
     Ok(())
@@ -367,30 +307,12 @@ mod tests {
         assert_eq!(classify("00000000000000000042.log"), FileKind::Segment(42));
         assert_eq!(classify("00000000000000000042.index"), FileKind::Index);
         assert_eq!(classify("00000000000000000042.timeindex"), FileKind::Index);
-        assert_eq!(
-            classify("00000000000000000042.log.swap"),
-            FileKind::Swap {
-                base: 42,
-                is_log: true
-            }
-        );
-        assert_eq!(
-            classify("00000000000000000042.index.swap"),
-            FileKind::Swap {
-                base: 42,
-                is_log: false
-            }
-        );
-        assert_eq!(
-            classify("00000000000000000042.log.cleaned"),
-            FileKind::Leftover
-        );
+        assert_eq!(classify("00000000000000000042.log.swap"), FileKind::Swap { base: 42, is_log: true });
+        assert_eq!(classify("00000000000000000042.index.swap"), FileKind::Swap { base: 42, is_log: false });
+        assert_eq!(classify("00000000000000000042.log.cleaned"), FileKind::Leftover);
         assert_eq!(classify("leader-epoch-checkpoint"), FileKind::Known);
         assert!(matches!(classify("42.log"), FileKind::Foreign(_)));
         assert!(matches!(classify("notes.txt"), FileKind::Foreign(_)));
-        assert!(matches!(
-            classify("00000000000000000042.log.bak"),
-            FileKind::Foreign(_)
-        ));
+        assert!(matches!(classify("00000000000000000042.log.bak"), FileKind::Foreign(_)));
     }
 }

@@ -147,11 +147,7 @@ pub struct Log {
 impl Log {
     /// Opens (or creates) the log in `dir`, recovering it if the last shutdown was not
     /// clean. Damaged data is moved to the quarantine and listed in the report.
-    pub fn open(
-        dir: impl Into<PathBuf>,
-        config: LogConfig,
-        options: LogOpenOptions,
-    ) -> Result<(Self, LoadReport)> {
+    pub fn open(dir: impl Into<PathBuf>, config: LogConfig, options: LogOpenOptions) -> Result<(Self, LoadReport)> {
         super::load::load(dir.into(), config, options)
     }
 
@@ -236,17 +232,11 @@ impl Log {
     }
 
     pub(crate) fn active_segment(&self) -> &LogSegment {
-        self.segments
-            .values()
-            .next_back()
-            .expect("a log always has an active segment")
+        self.segments.values().next_back().expect("a log always has an active segment")
     }
 
     fn active_segment_mut(&mut self) -> &mut LogSegment {
-        self.segments
-            .values_mut()
-            .next_back()
-            .expect("a log always has an active segment")
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
     }
 
     /// Appends a producer's (or coordinator's) batches. Every batch is validated before
@@ -268,8 +258,7 @@ impl Log {
         let validated = self.validate_request(records, &rules)?;
         let mut next = self.log_end_offset();
         let first_offset = next;
-        let append_time =
-            (self.config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
+        let append_time = (self.config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
         let mut batches = Vec::with_capacity(validated.len());
         let (mut max_timestamp, mut offset_of_max_timestamp) = (-1, first_offset);
         let mut record_count = 0i64;
@@ -295,23 +284,14 @@ impl Log {
                 max_timestamp = batch_max;
                 offset_of_max_timestamp = last_offset;
             }
-            batches.push(AppendedBatch {
-                last_offset,
-                max_timestamp: batch_max,
-                size: v.size as u64,
-            });
+            batches.push(AppendedBatch { last_offset, max_timestamp: batch_max, size: v.size as u64 });
             record_count += i64::from(v.records);
             next = last_offset + 1;
         }
         let total: usize = validated.iter().map(|v| v.size).sum();
         let end = validated.last().map_or(0, |v| v.position + v.size);
         debug_assert_eq!(total, end);
-        if leader_epoch >= 0
-            && self
-                .leader_epoch_cache
-                .latest_epoch()
-                .is_none_or(|e| leader_epoch > e)
-        {
+        if leader_epoch >= 0 && self.leader_epoch_cache.latest_epoch().is_none_or(|e| leader_epoch > e) {
             self.leader_epoch_cache.assign(leader_epoch, first_offset)?;
         }
         self.append_validated(&records[..end], &batches, now_ms)?;
@@ -341,14 +321,10 @@ impl Log {
         let mut expected = self.log_end_offset();
         let first_offset = validated.first().map_or(expected, |v| v.base_offset);
         let mut batches = Vec::with_capacity(validated.len());
-        let (mut max_timestamp, mut offset_of_max_timestamp, mut record_count) =
-            (-1, first_offset, 0i64);
+        let (mut max_timestamp, mut offset_of_max_timestamp, mut record_count) = (-1, first_offset, 0i64);
         for v in &validated {
             if v.base_offset < expected {
-                return Err(LogError::NonMonotonicOffset {
-                    offset: v.base_offset,
-                    log_end_offset: expected,
-                });
+                return Err(LogError::NonMonotonicOffset { offset: v.base_offset, log_end_offset: expected });
             }
             let last_offset = v.base_offset + i64::from(v.last_offset_delta);
             let batch_max = if v.header_log_append_time {
@@ -360,23 +336,15 @@ impl Log {
                 max_timestamp = batch_max;
                 offset_of_max_timestamp = last_offset;
             }
-            batches.push(AppendedBatch {
-                last_offset,
-                max_timestamp: batch_max,
-                size: v.size as u64,
-            });
+            batches.push(AppendedBatch { last_offset, max_timestamp: batch_max, size: v.size as u64 });
             record_count += i64::from(v.records);
             expected = last_offset + 1;
         }
         for v in &validated {
             if v.partition_leader_epoch >= 0
-                && self
-                    .leader_epoch_cache
-                    .latest_epoch()
-                    .is_none_or(|e| v.partition_leader_epoch > e)
+                && self.leader_epoch_cache.latest_epoch().is_none_or(|e| v.partition_leader_epoch > e)
             {
-                self.leader_epoch_cache
-                    .assign(v.partition_leader_epoch, v.base_offset)?;
+                self.leader_epoch_cache.assign(v.partition_leader_epoch, v.base_offset)?;
             }
         }
         // An empty active segment that starts before the first offset would leave a hole
@@ -422,11 +390,7 @@ impl Log {
         let mut position = 0;
         while position < records.len() {
             let batch_index = out.len();
-            let invalid = |source| LogError::InvalidBatch {
-                batch_index,
-                position,
-                source,
-            };
+            let invalid = |source| LogError::InvalidBatch { batch_index, position, source };
             let (batch, _) = RecordBatch::parse(&records[position..]).map_err(invalid)?;
             let size = batch.bytes().len();
             if size > self.config.max_message_bytes {
@@ -454,21 +418,11 @@ impl Log {
         Ok(out)
     }
 
-    fn append_validated(
-        &mut self,
-        records: &[u8],
-        batches: &[AppendedBatch],
-        now_ms: i64,
-    ) -> Result<()> {
+    fn append_validated(&mut self, records: &[u8], batches: &[AppendedBatch], now_ms: i64) -> Result<()> {
         let Some(last) = batches.last() else {
             return Ok(());
         };
-        if self.active_segment().should_roll(
-            &self.config,
-            records.len() as u64,
-            last.last_offset,
-            now_ms,
-        ) {
+        if self.active_segment().should_roll(&self.config, records.len() as u64, last.last_offset, now_ms) {
             self.roll(now_ms)?;
         }
         self.active_segment_mut().append(records, batches)?;
@@ -499,9 +453,7 @@ impl Log {
     /// Rolls if the active segment is older than `segment.ms` even without new appends
     /// (so time-based retention can reach it).
     pub fn maybe_roll_by_time(&mut self, now_ms: i64) -> Result<bool> {
-        let roll =
-            self.active_segment()
-                .should_roll(&self.config, 0, self.log_end_offset(), now_ms);
+        let roll = self.active_segment().should_roll(&self.config, 0, self.log_end_offset(), now_ms);
         if roll {
             self.roll(now_ms)?;
         }
@@ -535,11 +487,7 @@ impl Log {
         let upper = max_offset.map_or(leo, |m| m.min(leo));
         let mut next = start_offset;
         let mut budget = max_bytes;
-        let first_base = self
-            .segments
-            .range(..=start_offset)
-            .next_back()
-            .map_or(start_offset, |(b, _)| *b);
+        let first_base = self.segments.range(..=start_offset).next_back().map_or(start_offset, |(b, _)| *b);
         for segment in self.segments.range(first_base..).map(|(_, s)| s) {
             if next >= upper {
                 break;
@@ -566,15 +514,10 @@ impl Log {
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
         let max_decompressed = self.max_decompressed_bytes();
         for segment in self.segments.values() {
-            if segment.next_offset() <= self.log_start_offset || segment.max_timestamp() < timestamp
-            {
+            if segment.next_offset() <= self.log_start_offset || segment.max_timestamp() < timestamp {
                 continue;
             }
-            if let Some(found) = segment.find_offset_by_timestamp(
-                timestamp,
-                self.log_start_offset,
-                max_decompressed,
-            )? {
+            if let Some(found) = segment.find_offset_by_timestamp(timestamp, self.log_start_offset, max_decompressed)? {
                 return Ok(Some(found));
             }
         }
@@ -585,15 +528,11 @@ impl Log {
     /// log start offset: deletes whole segments from the oldest, never past the high
     /// watermark. Returns how many segments were deleted.
     pub fn delete_old_segments(&mut self, now_ms: i64) -> Result<usize> {
-        let mut deleted =
-            self.delete_segments_while(|s, _| s.next_offset_bound <= s.log_start_offset, now_ms)?;
+        let mut deleted = self.delete_segments_while(|s, _| s.next_offset_bound <= s.log_start_offset, now_ms)?;
         if self.config.delete() {
             let retention_ms = self.config.retention_ms;
             if retention_ms >= 0 {
-                deleted += self.delete_segments_while(
-                    |s, _| now_ms - s.largest_timestamp > retention_ms,
-                    now_ms,
-                )?;
+                deleted += self.delete_segments_while(|s, _| now_ms - s.largest_timestamp > retention_ms, now_ms)?;
             }
             if self.config.retention_bytes >= 0 {
                 let mut excess = self.size_bytes() as i64 - self.config.retention_bytes;
@@ -689,11 +628,7 @@ impl Log {
     pub fn flush(&mut self, now_ms: i64) -> Result<()> {
         let leo = self.log_end_offset();
         if self.recovery_point < leo {
-            let start = self
-                .segments
-                .range(..=self.recovery_point)
-                .next_back()
-                .map_or(i64::MIN, |(b, _)| *b);
+            let start = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
             for segment in self.segments.range_mut(start..).map(|(_, s)| s) {
                 segment.flush()?;
             }
@@ -708,8 +643,7 @@ impl Log {
     /// waiting to be made durable. Returns whether it flushed.
     pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool> {
         let rolled_unflushed = self.recovery_point < self.active_segment().base_offset();
-        let due = now_ms - self.last_flush_ms >= self.config.flush_ms
-            && self.recovery_point < self.log_end_offset();
+        let due = now_ms - self.last_flush_ms >= self.config.flush_ms && self.recovery_point < self.log_end_offset();
         if due || rolled_unflushed {
             self.flush(now_ms)?;
         }
@@ -772,10 +706,7 @@ impl Log {
 
     /// Deletes the whole log directory.
     pub fn delete(self) -> Result<()> {
-        std::fs::remove_dir_all(&self.dir).map_err(|source| LogError::Io {
-            path: self.dir.clone(),
-            source,
-        })
+        std::fs::remove_dir_all(&self.dir).map_err(|source| LogError::Io { path: self.dir.clone(), source })
     }
 }
 

@@ -98,9 +98,7 @@ pub struct ManagerLoadReport {
 impl ManagerLoadReport {
     /// Every file moved aside, directory level and partition level.
     pub fn all_quarantined(&self) -> impl Iterator<Item = &Quarantined> {
-        self.quarantined
-            .iter()
-            .chain(self.logs.values().flat_map(|r| r.quarantined.iter()))
+        self.quarantined.iter().chain(self.logs.values().flat_map(|r| r.quarantined.iter()))
     }
 }
 
@@ -131,29 +129,20 @@ impl LogManager {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).at(&dir)?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .at(&lock_path)?;
+        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
         if lock.try_lock().is_err() {
             return Err(LogError::DirectoryLocked { path: dir });
         }
         let quarantine = Quarantine::new(&dir);
-        let mut report = ManagerLoadReport {
-            had_clean_shutdown: dir.join(CLEAN_SHUTDOWN_FILE).exists(),
-            ..Default::default()
-        };
+        let mut report =
+            ManagerLoadReport { had_clean_shutdown: dir.join(CLEAN_SHUTDOWN_FILE).exists(), ..Default::default() };
 
         let mut read_checkpoint = |name: &str| -> Result<BTreeMap<TopicPartition, i64>> {
             let path = dir.join(name);
             match read_offsets(&path) {
                 Ok(map) => Ok(map),
                 Err(LogError::Corrupt { reason, .. }) => {
-                    report
-                        .quarantined
-                        .push(quarantine.move_aside(&path, "checkpoints", reason)?);
+                    report.quarantined.push(quarantine.move_aside(&path, "checkpoints", reason)?);
                     Ok(BTreeMap::new())
                 }
                 Err(e) => Err(e),
@@ -164,10 +153,7 @@ impl LogManager {
         let cleaner_offsets = read_checkpoint(CLEANER_OFFSET_CHECKPOINT)?;
 
         let mut to_load = Vec::new();
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .at(&dir)?
-            .collect::<std::io::Result<Vec<_>>>()
-            .at(&dir)?;
+        let mut entries: Vec<_> = std::fs::read_dir(&dir).at(&dir)?.collect::<std::io::Result<Vec<_>>>().at(&dir)?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let path = entry.path();
@@ -204,10 +190,8 @@ impl LogManager {
                         let Some((tp, path)) = queue.lock().pop() else {
                             break;
                         };
-                        let log_config = topic_configs
-                            .get(&tp.topic)
-                            .cloned()
-                            .unwrap_or_else(|| default_config.clone());
+                        let log_config =
+                            topic_configs.get(&tp.topic).cloned().unwrap_or_else(|| default_config.clone());
                         let options = LogOpenOptions {
                             recovery_point: recovery_points.get(&tp).copied().unwrap_or(0),
                             log_start_offset: log_starts.get(&tp).copied(),
@@ -225,9 +209,7 @@ impl LogManager {
         let mut logs = BTreeMap::new();
         for (tp, loaded) in results.into_inner() {
             let (log, log_report) = loaded?;
-            if log_report.recovered_segments > 0
-                || !log_report.quarantined.is_empty()
-                || log_report.completed_swaps > 0
+            if log_report.recovered_segments > 0 || !log_report.quarantined.is_empty() || log_report.completed_swaps > 0
             {
                 report.logs.insert(tp.clone(), log_report);
             }
@@ -268,27 +250,17 @@ impl LogManager {
 
     /// Every log.
     pub fn logs(&self) -> Vec<(TopicPartition, SharedLog)> {
-        self.logs
-            .read()
-            .iter()
-            .map(|(tp, l)| (tp.clone(), l.clone()))
-            .collect()
+        self.logs.read().iter().map(|(tp, l)| (tp.clone(), l.clone())).collect()
     }
 
     /// The config a topic's logs use.
     pub fn topic_config(&self, topic: &str) -> LogConfig {
-        self.topic_configs
-            .read()
-            .get(topic)
-            .cloned()
-            .unwrap_or_else(|| self.config.default_log_config.clone())
+        self.topic_configs.read().get(topic).cloned().unwrap_or_else(|| self.config.default_log_config.clone())
     }
 
     /// Sets a topic's config and applies it to its existing logs.
     pub fn set_topic_config(&self, topic: &str, config: LogConfig) {
-        self.topic_configs
-            .write()
-            .insert(topic.to_string(), config.clone());
+        self.topic_configs.write().insert(topic.to_string(), config.clone());
         for (tp, log) in self.logs.read().iter() {
             if tp.topic == topic {
                 log.write().set_config(config.clone());
@@ -310,15 +282,9 @@ impl LogManager {
             value: tp.topic.clone(),
             reason,
         })?;
-        let options = LogOpenOptions {
-            quarantine: Some(self.quarantine.clone()),
-            ..LogOpenOptions::new(self.clock.now_ms())
-        };
-        let (log, _) = Log::open(
-            self.config.data_dir.join(tp.dir_name()),
-            self.topic_config(&tp.topic),
-            options,
-        )?;
+        let options =
+            LogOpenOptions { quarantine: Some(self.quarantine.clone()), ..LogOpenOptions::new(self.clock.now_ms()) };
+        let (log, _) = Log::open(self.config.data_dir.join(tp.dir_name()), self.topic_config(&tp.topic), options)?;
         sync_dir(&self.config.data_dir)?;
         let log = Arc::new(RwLock::new(log));
         logs.insert(tp.clone(), log.clone());
@@ -333,10 +299,7 @@ impl LogManager {
         };
         let guard = log.write();
         let stamp = self.clock.now_ms();
-        let doomed = self
-            .config
-            .data_dir
-            .join(format!("{}.{stamp}{DELETE_DIR_SUFFIX}", tp.dir_name()));
+        let doomed = self.config.data_dir.join(format!("{}.{stamp}{DELETE_DIR_SUFFIX}", tp.dir_name()));
         std::fs::rename(&guard.dir, &doomed).at(&guard.dir)?;
         sync_dir(&self.config.data_dir)?;
         std::fs::remove_dir_all(&doomed).at(&doomed)?;
@@ -377,8 +340,7 @@ impl LogManager {
 
     /// Writes the recovery-point, log-start and cleaner checkpoints.
     pub fn checkpoint(&self) -> Result<()> {
-        let (mut recovery, mut starts, mut cleaner) =
-            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        let (mut recovery, mut starts, mut cleaner) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for (tp, log) in self.logs() {
             let log = log.read();
             recovery.insert(tp.clone(), log.recovery_point());
@@ -397,53 +359,39 @@ impl LogManager {
         let mut threads = self.threads.lock();
         let housekeeping = Arc::downgrade(self);
         let stop = self.stop.clone();
-        threads.push(spawn_loop(
-            "log-housekeeping",
-            stop.clone(),
-            self.config.flush_scheduler_interval_ms,
-            {
-                let (mut last_retention, mut last_checkpoint) = (0i64, 0i64);
-                move || {
-                    let Some(m) = housekeeping.upgrade() else {
-                        return false;
-                    };
-                    let now = m.clock.now_ms();
-                    let mut result = m.flush_due();
-                    if result.is_ok()
-                        && now - last_retention >= m.config.retention_check_interval_ms as i64
-                    {
-                        last_retention = now;
-                        result = m.run_retention().map(|_| ());
-                    }
-                    if result.is_ok()
-                        && now - last_checkpoint >= m.config.checkpoint_interval_ms as i64
-                    {
-                        last_checkpoint = now;
-                        result = m.checkpoint();
-                    }
-                    if let Err(e) = result {
-                        tracing::error!(error = %e, "log housekeeping failed");
-                    }
-                    true
+        threads.push(spawn_loop("log-housekeeping", stop.clone(), self.config.flush_scheduler_interval_ms, {
+            let (mut last_retention, mut last_checkpoint) = (0i64, 0i64);
+            move || {
+                let Some(m) = housekeeping.upgrade() else {
+                    return false;
+                };
+                let now = m.clock.now_ms();
+                let mut result = m.flush_due();
+                if result.is_ok() && now - last_retention >= m.config.retention_check_interval_ms as i64 {
+                    last_retention = now;
+                    result = m.run_retention().map(|_| ());
                 }
-            },
-        ));
+                if result.is_ok() && now - last_checkpoint >= m.config.checkpoint_interval_ms as i64 {
+                    last_checkpoint = now;
+                    result = m.checkpoint();
+                }
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "log housekeeping failed");
+                }
+                true
+            }
+        }));
         if self.config.cleaner.enabled {
             let cleaner = Arc::downgrade(self);
-            threads.push(spawn_loop(
-                "log-cleaner",
-                stop,
-                self.config.cleaner.backoff_ms,
-                move || {
-                    let Some(m) = cleaner.upgrade() else {
-                        return false;
-                    };
-                    if let Err(e) = m.run_cleaner(false) {
-                        tracing::error!(error = %e, "log cleaner pass failed");
-                    }
-                    true
-                },
-            ));
+            threads.push(spawn_loop("log-cleaner", stop, self.config.cleaner.backoff_ms, move || {
+                let Some(m) = cleaner.upgrade() else {
+                    return false;
+                };
+                if let Err(e) = m.run_cleaner(false) {
+                    tracing::error!(error = %e, "log cleaner pass failed");
+                }
+                true
+            }));
         }
     }
 
@@ -461,9 +409,7 @@ impl LogManager {
         }
         self.checkpoint()?;
         let marker = self.config.data_dir.join(CLEAN_SHUTDOWN_FILE);
-        File::create(&marker)
-            .and_then(|f| f.sync_all())
-            .at(&marker)?;
+        File::create(&marker).and_then(|f| f.sync_all()).at(&marker)?;
         sync_dir(&self.config.data_dir)?;
         tracing::info!(dir = %self.config.data_dir.display(), "log manager shut down cleanly");
         Ok(())
@@ -483,8 +429,7 @@ fn spawn_loop(
                 {
                     let mut stopped = stop.0.lock();
                     if !*stopped {
-                        stop.1
-                            .wait_for(&mut stopped, Duration::from_millis(interval_ms.max(1)));
+                        stop.1.wait_for(&mut stopped, Duration::from_millis(interval_ms.max(1)));
                     }
                     if *stopped {
                         return;

@@ -52,10 +52,7 @@ pub struct TopicPartition {
 impl TopicPartition {
     /// A topic-partition.
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
+        Self { topic: topic.into(), partition }
     }
 
     /// The directory name, `<topic>-<partition>`.
@@ -94,15 +91,9 @@ pub fn validate_topic_name(name: &str) -> std::result::Result<(), String> {
         return Err(format!("topic name cannot be {name:?}"));
     }
     if name.len() > MAX_TOPIC_NAME_CHARS {
-        return Err(format!(
-            "topic name is {} characters; the limit is {MAX_TOPIC_NAME_CHARS}",
-            name.len()
-        ));
+        return Err(format!("topic name is {} characters; the limit is {MAX_TOPIC_NAME_CHARS}", name.len()));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
         return Err(format!(
             "topic name {name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"
         ));
@@ -116,23 +107,12 @@ mod tests {
 
     #[test]
     fn partition_dir_names_parse_like_kafka() {
-        assert_eq!(
-            TopicPartition::parse_dir_name("my-topic-12"),
-            Some(TopicPartition::new("my-topic", 12))
-        );
+        assert_eq!(TopicPartition::parse_dir_name("my-topic-12"), Some(TopicPartition::new("my-topic", 12)));
         assert_eq!(
             TopicPartition::parse_dir_name("__consumer_offsets-49"),
             Some(TopicPartition::new("__consumer_offsets", 49))
         );
-        for bad in [
-            "nodash",
-            "topic-",
-            "topic-x1",
-            "-3",
-            "bad topic-1",
-            "quarantine",
-            "lost+found",
-        ] {
+        for bad in ["nodash", "topic-", "topic-x1", "-3", "bad topic-1", "quarantine", "lost+found"] {
             assert_eq!(TopicPartition::parse_dir_name(bad), None, "{bad}");
         }
         assert!(validate_topic_name(&"a".repeat(250)).is_err());

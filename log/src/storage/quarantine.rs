@@ -30,9 +30,7 @@ pub struct Quarantine {
 impl Quarantine {
     /// A quarantine under `data_dir/quarantine`.
     pub fn new(data_dir: &Path) -> Self {
-        Self {
-            root: data_dir.join(QUARANTINE_DIR),
-        }
+        Self { root: data_dir.join(QUARANTINE_DIR) }
     }
 
     /// The quarantine folder.
@@ -53,22 +51,11 @@ impl Quarantine {
     }
 
     /// Moves `path` into the quarantine under `group` (usually the partition's name).
-    pub fn move_aside(
-        &self,
-        path: &Path,
-        group: &str,
-        reason: impl Into<String>,
-    ) -> Result<Quarantined> {
-        let name = path
-            .file_name()
-            .map_or_else(|| "unnamed".into(), |n| n.to_string_lossy().into_owned());
+    pub fn move_aside(&self, path: &Path, group: &str, reason: impl Into<String>) -> Result<Quarantined> {
+        let name = path.file_name().map_or_else(|| "unnamed".into(), |n| n.to_string_lossy().into_owned());
         let dest = self.destination(group, &name)?;
         std::fs::rename(path, &dest).at(path)?;
-        let q = Quarantined {
-            original: path.to_path_buf(),
-            moved_to: dest,
-            reason: reason.into(),
-        };
+        let q = Quarantined { original: path.to_path_buf(), moved_to: dest, reason: reason.into() };
         tracing::warn!(file = %q.original.display(), moved_to = %q.moved_to.display(), reason = %q.reason, "moved unreadable data aside");
         Ok(q)
     }
@@ -82,16 +69,10 @@ impl Quarantine {
         bytes: &[u8],
         reason: impl Into<String>,
     ) -> Result<Quarantined> {
-        let name = path
-            .file_name()
-            .map_or_else(|| "unnamed".into(), |n| n.to_string_lossy().into_owned());
+        let name = path.file_name().map_or_else(|| "unnamed".into(), |n| n.to_string_lossy().into_owned());
         let dest = self.destination(group, &format!("{name}.tail-from-byte-{position}"))?;
         std::fs::write(&dest, bytes).at(&dest)?;
-        let q = Quarantined {
-            original: path.to_path_buf(),
-            moved_to: dest,
-            reason: reason.into(),
-        };
+        let q = Quarantined { original: path.to_path_buf(), moved_to: dest, reason: reason.into() };
         tracing::warn!(file = %q.original.display(), position, bytes = bytes.len(), saved_to = %q.moved_to.display(), reason = %q.reason, "truncated a damaged log tail");
         Ok(q)
     }

@@ -17,10 +17,7 @@ use super::config::LogConfig;
 use super::error::{IoContext, LogError, Result};
 use super::index::{OffsetIndex, TimeIndex, TimestampOffset};
 use crate::record::batch::read_i32;
-use crate::record::{
-    BatchHeader, LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD, RecordBatch, RecordError,
-    RecordIter,
-};
+use crate::record::{BatchHeader, LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD, RecordBatch, RecordError, RecordIter};
 
 /// File extension of segment data.
 pub const LOG_SUFFIX: &str = ".log";
@@ -69,9 +66,7 @@ impl FileRange {
     /// Reads the range into memory (for tests, tools and non-zero-copy paths).
     pub fn read_to_vec(&self) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; self.length as usize];
-        self.file
-            .read_exact_at(&mut buf, self.position)
-            .at(&self.path)?;
+        self.file.read_exact_at(&mut buf, self.position).at(&self.path)?;
         Ok(buf)
     }
 }
@@ -123,21 +118,10 @@ impl LogSegment {
     }
 
     /// Creates a new, empty segment (replacing any file of the same name).
-    pub fn create(
-        dir: &Path,
-        base_offset: i64,
-        config: &LogConfig,
-        now_ms: i64,
-        suffix: &str,
-    ) -> Result<Self> {
+    pub fn create(dir: &Path, base_offset: i64, config: &LogConfig, now_ms: i64, suffix: &str) -> Result<Self> {
         let log_path = Self::path_for(dir, base_offset, LOG_SUFFIX, suffix);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)
-            .at(&log_path)?;
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&log_path).at(&log_path)?;
         let index_path = Self::path_for(dir, base_offset, INDEX_SUFFIX, suffix);
         let time_path = Self::path_for(dir, base_offset, TIME_INDEX_SUFFIX, suffix);
         Ok(Self {
@@ -161,18 +145,9 @@ impl LogSegment {
     /// Opens an existing segment without validating its batches. Returns the segment and
     /// whether it needs [`LogSegment::recover`]: its indexes are missing or insane, or its
     /// tail does not end on a batch boundary.
-    pub fn open(
-        dir: &Path,
-        base_offset: i64,
-        config: &LogConfig,
-        suffix: &str,
-    ) -> Result<(Self, Option<String>)> {
+    pub fn open(dir: &Path, base_offset: i64, config: &LogConfig, suffix: &str) -> Result<(Self, Option<String>)> {
         let log_path = Self::path_for(dir, base_offset, LOG_SUFFIX, suffix);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
-            .at(&log_path)?;
+        let file = OpenOptions::new().read(true).write(true).open(&log_path).at(&log_path)?;
         let meta = file.metadata().at(&log_path)?;
         let size = meta.len();
         let created_ms = meta
@@ -182,20 +157,16 @@ impl LogSegment {
             .map_or(0, |d| d.as_millis() as i64);
         let index_path = Self::path_for(dir, base_offset, INDEX_SUFFIX, suffix);
         let time_path = Self::path_for(dir, base_offset, TIME_INDEX_SUFFIX, suffix);
-        let offset_index =
-            OffsetIndex::load(index_path.clone(), base_offset, config.segment_index_bytes)?;
-        let time_index =
-            TimeIndex::load(time_path.clone(), base_offset, config.segment_index_bytes)?;
+        let offset_index = OffsetIndex::load(index_path.clone(), base_offset, config.segment_index_bytes)?;
+        let time_index = TimeIndex::load(time_path.clone(), base_offset, config.segment_index_bytes)?;
         let mut problem = None;
         if offset_index.is_none() || time_index.is_none() {
             problem = Some("index file missing".to_string());
         }
-        let offset_index = offset_index.unwrap_or_else(|| {
-            OffsetIndex::empty(index_path, base_offset, config.segment_index_bytes)
-        });
-        let time_index = time_index.unwrap_or_else(|| {
-            TimeIndex::empty(time_path, base_offset, config.segment_index_bytes)
-        });
+        let offset_index =
+            offset_index.unwrap_or_else(|| OffsetIndex::empty(index_path, base_offset, config.segment_index_bytes));
+        let time_index =
+            time_index.unwrap_or_else(|| TimeIndex::empty(time_path, base_offset, config.segment_index_bytes));
         if problem.is_none() {
             if let Err(e) = offset_index.sanity_check(size) {
                 problem = Some(format!("offset index: {e}"));
@@ -226,18 +197,14 @@ impl LogSegment {
         if problem.is_none() {
             // Walk the headers after the last index entry: cheap, and it proves the file
             // ends on a batch boundary and tells us the next offset.
-            let start = segment
-                .offset_index
-                .last_entry()
-                .map_or(0, |e| u64::from(e.position));
+            let start = segment.offset_index.last_entry().map_or(0, |e| u64::from(e.position));
             match segment.scan_tail(start) {
                 Ok(()) => {}
                 Err(reason) => problem = Some(reason),
             }
         }
         if problem.is_none() && size > 0 {
-            segment.rolling_based_timestamp =
-                segment.batch_at(0).ok().map(|b| b.header.max_timestamp);
+            segment.rolling_based_timestamp = segment.batch_at(0).ok().map(|b| b.header.max_timestamp);
         }
         Ok((segment, problem))
     }
@@ -247,18 +214,13 @@ impl LogSegment {
         let mut next = self.base_offset;
         let mut since_index = 0u64;
         while pos < self.size {
-            let found = self
-                .batch_at(pos)
-                .map_err(|e| format!("at byte {pos}: {e}"))?;
+            let found = self.batch_at(pos).map_err(|e| format!("at byte {pos}: {e}"))?;
             let end = pos + found.header.size_bytes() as u64;
             if end > self.size {
                 return Err(format!("batch at byte {pos} runs past the end of the file"));
             }
             if found.header.base_offset < next && pos != start {
-                return Err(format!(
-                    "batch at byte {pos} goes back to offset {}",
-                    found.header.base_offset
-                ));
+                return Err(format!("batch at byte {pos} goes back to offset {}", found.header.base_offset));
             }
             if found.header.max_timestamp > self.max_timestamp_so_far {
                 self.max_timestamp_so_far = found.header.max_timestamp;
@@ -268,11 +230,7 @@ impl LogSegment {
             since_index += found.header.size_bytes() as u64;
             pos = end;
         }
-        self.next_offset = next.max(
-            self.offset_index
-                .last_entry()
-                .map_or(self.base_offset, |e| e.offset + 1),
-        );
+        self.next_offset = next.max(self.offset_index.last_entry().map_or(self.base_offset, |e| e.offset + 1));
         self.bytes_since_last_index_entry = since_index;
         Ok(())
     }
@@ -280,14 +238,9 @@ impl LogSegment {
     /// Reads and parses the header of the batch at `position`.
     pub(crate) fn batch_at(&self, position: u64) -> std::result::Result<LocatedBatch, RecordError> {
         let mut buf = [0u8; RECORD_BATCH_OVERHEAD];
-        let available = self
-            .size
-            .saturating_sub(position)
-            .min(RECORD_BATCH_OVERHEAD as u64) as usize;
-        let n = self
-            .log
-            .read_at(&mut buf[..available], position)
-            .map_err(|e| RecordError::Unreadable(e.to_string()))?;
+        let available = self.size.saturating_sub(position).min(RECORD_BATCH_OVERHEAD as u64) as usize;
+        let n =
+            self.log.read_at(&mut buf[..available], position).map_err(|e| RecordError::Unreadable(e.to_string()))?;
         let header = BatchHeader::parse(&buf[..n])?;
         if header.batch_length < (RECORD_BATCH_OVERHEAD - LOG_OVERHEAD) as i32 {
             return Err(RecordError::InvalidLength {
@@ -303,12 +256,7 @@ impl LogSegment {
 
     /// Iterates batch headers from `position` to the end of the segment.
     pub(crate) fn batches_from(&self, position: u64) -> HeaderScan<'_> {
-        HeaderScan {
-            segment: self,
-            position,
-            buf: Vec::new(),
-            buf_start: 0,
-        }
+        HeaderScan { segment: self, position, buf: Vec::new(), buf_start: 0 }
     }
 
     /// Base offset (the first offset this segment may hold).
@@ -334,11 +282,7 @@ impl LogSegment {
     /// The timestamp retention and `segment.ms` measure age by: the newest record's, or the
     /// file's modification time for an empty segment (as in Kafka).
     pub fn largest_timestamp(&self) -> i64 {
-        if self.max_timestamp_so_far >= 0 {
-            self.max_timestamp_so_far
-        } else {
-            self.created_ms
-        }
+        if self.max_timestamp_so_far >= 0 { self.max_timestamp_so_far } else { self.created_ms }
     }
 
     /// Path of the `.log` file.
@@ -367,18 +311,11 @@ impl LogSegment {
     }
 
     /// Whether appending `bytes` more should roll to a new segment first.
-    pub fn should_roll(
-        &self,
-        config: &LogConfig,
-        append_bytes: u64,
-        last_offset: i64,
-        now_ms: i64,
-    ) -> bool {
+    pub fn should_roll(&self, config: &LogConfig, append_bytes: u64, last_offset: i64, now_ms: i64) -> bool {
         if self.size == 0 {
             return false;
         }
-        let too_old =
-            now_ms - self.rolling_based_timestamp.unwrap_or(self.created_ms) > config.segment_ms;
+        let too_old = now_ms - self.rolling_based_timestamp.unwrap_or(self.created_ms) > config.segment_ms;
         self.size + append_bytes > config.segment_bytes
             || too_old
             || self.offset_index.is_full()
@@ -388,10 +325,7 @@ impl LogSegment {
 
     /// Appends validated batches at the end of the file.
     pub(crate) fn append(&mut self, records: &[u8], batches: &[AppendedBatch]) -> Result<()> {
-        debug_assert_eq!(
-            records.len() as u64,
-            batches.iter().map(|b| b.size).sum::<u64>()
-        );
+        debug_assert_eq!(records.len() as u64, batches.iter().map(|b| b.size).sum::<u64>());
         let Some(first) = batches.first() else {
             return Ok(());
         };
@@ -441,9 +375,7 @@ impl LogSegment {
         // Stop before the batch holding `max_offset`: a batch that straddles the high
         // watermark is not committed as a whole, so it is not served yet.
         let limit = match max_offset {
-            Some(m) if m < self.next_offset => {
-                self.translate_offset(m)?.map_or(self.size, |b| b.position)
-            }
+            Some(m) if m < self.next_offset => self.translate_offset(m)?.map_or(self.size, |b| b.position),
             _ => self.size,
         };
         let budget_end = first.position + max_bytes;
@@ -465,11 +397,7 @@ impl LogSegment {
         if let Some(entry) = self.offset_index.lookup_position_at_most(end_limit) {
             end = end.max(u64::from(entry.position));
         }
-        let mut next_offset = if end == self.size {
-            self.next_offset
-        } else {
-            first.header.next_offset()
-        };
+        let mut next_offset = if end == self.size { self.next_offset } else { first.header.next_offset() };
         for found in self.batches_from(end) {
             let found = found.map_err(|e| self.corrupt(e))?;
             next_offset = found.header.base_offset;
@@ -480,38 +408,21 @@ impl LogSegment {
             end = batch_end;
             next_offset = found.header.next_offset();
         }
-        Ok(Some(self.range(
-            first.position,
-            end - first.position,
-            first.header.base_offset,
-            next_offset,
-        )))
+        Ok(Some(self.range(first.position, end - first.position, first.header.base_offset, next_offset)))
     }
 
     fn range(&self, position: u64, length: u64, first_offset: i64, next_offset: i64) -> FileRange {
-        FileRange {
-            file: self.log.clone(),
-            path: self.log_path(),
-            position,
-            length,
-            first_offset,
-            next_offset,
-        }
+        FileRange { file: self.log.clone(), path: self.log_path(), position, length, first_offset, next_offset }
     }
 
     fn corrupt(&self, e: RecordError) -> LogError {
-        LogError::Corrupt {
-            path: self.log_path(),
-            reason: e.to_string(),
-        }
+        LogError::Corrupt { path: self.log_path(), reason: e.to_string() }
     }
 
     /// Reads the whole batch at `position` into memory.
     pub(crate) fn read_batch(&self, located: &LocatedBatch) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; located.header.size_bytes()];
-        self.log
-            .read_exact_at(&mut buf, located.position)
-            .at(self.log_path())?;
+        self.log.read_exact_at(&mut buf, located.position).at(self.log_path())?;
         Ok(buf)
     }
 
@@ -522,11 +433,7 @@ impl LogSegment {
         start_offset: i64,
         max_decompressed: usize,
     ) -> Result<Option<TimestampOffset>> {
-        let from = self
-            .time_index
-            .lookup(timestamp)
-            .map_or(self.base_offset, |e| e.offset)
-            .max(start_offset);
+        let from = self.time_index.lookup(timestamp).map_or(self.base_offset, |e| e.offset).max(start_offset);
         let position = self.offset_index.lookup(from).position;
         for found in self.batches_from(u64::from(position)) {
             let found = found.map_err(|e| self.corrupt(e))?;
@@ -535,9 +442,7 @@ impl LogSegment {
             }
             let bytes = self.read_batch(&found)?;
             let (batch, _) = RecordBatch::parse(&bytes).map_err(|e| self.corrupt(e))?;
-            let payload = batch
-                .records_payload(max_decompressed)
-                .map_err(|e| self.corrupt(e))?;
+            let payload = batch.records_payload(max_decompressed).map_err(|e| self.corrupt(e))?;
             for record in RecordIter::new(&payload, batch.header().records_count) {
                 let record = record.map_err(|e| self.corrupt(e))?;
                 let offset = batch.header().base_offset + i64::from(record.offset_delta);
@@ -546,10 +451,7 @@ impl LogSegment {
                     crate::record::TimestampType::CreateTime => batch.record_timestamp(&record),
                 };
                 if offset >= start_offset && ts >= timestamp {
-                    return Ok(Some(TimestampOffset {
-                        timestamp: ts,
-                        offset,
-                    }));
+                    return Ok(Some(TimestampOffset { timestamp: ts, offset }));
                 }
             }
         }
@@ -558,11 +460,7 @@ impl LogSegment {
 
     /// Re-reads the whole file: checks every batch's framing, magic and CRC, rebuilds both
     /// indexes, and reports the first damage (the caller saves and truncates the tail).
-    pub(crate) fn recover(
-        &mut self,
-        max_batch_bytes: usize,
-        rules: &RecoveryRules<'_>,
-    ) -> Result<Option<Damage>> {
+    pub(crate) fn recover(&mut self, max_batch_bytes: usize, rules: &RecoveryRules<'_>) -> Result<Option<Damage>> {
         self.offset_index.clear();
         self.time_index.clear();
         self.bytes_since_last_index_entry = 0;
@@ -597,8 +495,7 @@ impl LogSegment {
             // what the log knows: offsets are contiguous except where compaction removed
             // batches, and every epoch was recorded in the epoch cache before its batches.
             let gap_allowed = rules.gaps_allowed || self.next_offset < rules.contiguous_from;
-            let offsets_ok = h.base_offset == self.next_offset
-                || (gap_allowed && h.base_offset > self.next_offset);
+            let offsets_ok = h.base_offset == self.next_offset || (gap_allowed && h.base_offset > self.next_offset);
             if !offsets_ok || !self.can_hold_offset(h.last_offset()) {
                 break damaged(format!(
                     "batch offsets {}..={} do not follow {}",
@@ -617,11 +514,7 @@ impl LogSegment {
             }
             let size = bytes.len() as u64;
             self.append_index_entries(
-                &[AppendedBatch {
-                    last_offset: h.last_offset(),
-                    max_timestamp: h.max_timestamp,
-                    size,
-                }],
+                &[AppendedBatch { last_offset: h.last_offset(), max_timestamp: h.max_timestamp, size }],
                 position,
             );
             if self.rolling_based_timestamp.is_none() {
@@ -640,10 +533,7 @@ impl LogSegment {
             }
             if self.bytes_since_last_index_entry > self.index_interval_bytes {
                 self.offset_index.append(b.last_offset, position as u32);
-                self.time_index.maybe_append(
-                    self.max_timestamp_so_far,
-                    self.offset_of_max_timestamp_so_far,
-                );
+                self.time_index.maybe_append(self.max_timestamp_so_far, self.offset_of_max_timestamp_so_far);
                 self.bytes_since_last_index_entry = 0;
             }
             position += b.size;
@@ -674,14 +564,8 @@ impl LogSegment {
             self.max_timestamp_so_far = last.timestamp;
             self.offset_of_max_timestamp_so_far = last.offset;
         }
-        let start = self
-            .offset_index
-            .last_entry()
-            .map_or(0, |e| u64::from(e.position));
-        self.scan_tail(start).map_err(|reason| LogError::Corrupt {
-            path: self.log_path(),
-            reason,
-        })?;
+        let start = self.offset_index.last_entry().map_or(0, |e| u64::from(e.position));
+        self.scan_tail(start).map_err(|reason| LogError::Corrupt { path: self.log_path(), reason })?;
         if self.size == 0 {
             self.rolling_based_timestamp = None;
         }
@@ -692,10 +576,7 @@ impl LogSegment {
     /// index (so a reload knows it) and persists both indexes.
     pub(crate) fn on_become_inactive(&mut self) -> Result<()> {
         if self.max_timestamp_so_far >= 0 {
-            self.time_index.maybe_append(
-                self.max_timestamp_so_far,
-                self.offset_of_max_timestamp_so_far,
-            );
+            self.time_index.maybe_append(self.max_timestamp_so_far, self.offset_of_max_timestamp_so_far);
         }
         self.offset_index.flush()?;
         self.time_index.flush()
@@ -718,18 +599,8 @@ impl LogSegment {
     /// last: its name is what recovery trusts.
     pub(crate) fn change_suffix(&mut self, suffix: &str) -> Result<()> {
         let old_log = self.log_path();
-        self.offset_index.rename(Self::path_for(
-            &self.dir,
-            self.base_offset,
-            INDEX_SUFFIX,
-            suffix,
-        ))?;
-        self.time_index.rename(Self::path_for(
-            &self.dir,
-            self.base_offset,
-            TIME_INDEX_SUFFIX,
-            suffix,
-        ))?;
+        self.offset_index.rename(Self::path_for(&self.dir, self.base_offset, INDEX_SUFFIX, suffix))?;
+        self.time_index.rename(Self::path_for(&self.dir, self.base_offset, TIME_INDEX_SUFFIX, suffix))?;
         let new_log = Self::path_for(&self.dir, self.base_offset, LOG_SUFFIX, suffix);
         std::fs::rename(&old_log, &new_log).at(&old_log)?;
         self.suffix = suffix.to_string();
@@ -768,8 +639,8 @@ impl Iterator for HeaderScan<'_> {
             return None;
         }
         let need = (size - self.position).min(RECORD_BATCH_OVERHEAD as u64) as usize;
-        let in_buf = self.position >= self.buf_start
-            && self.position + need as u64 <= self.buf_start + self.buf.len() as u64;
+        let in_buf =
+            self.position >= self.buf_start && self.position + need as u64 <= self.buf_start + self.buf.len() as u64;
         if !in_buf {
             let len = (size - self.position).min(SCAN_CHUNK_BYTES as u64) as usize;
             self.buf.resize(len, 0);
@@ -793,10 +664,7 @@ impl Iterator for HeaderScan<'_> {
                     available: (size - self.position) as usize,
                 });
             }
-            Ok(LocatedBatch {
-                position: self.position,
-                header,
-            })
+            Ok(LocatedBatch { position: self.position, header })
         });
         match &result {
             Ok(found) => self.position += found.header.size_bytes() as u64,
@@ -848,26 +716,12 @@ pub(crate) struct SequentialBatches {
 
 impl SequentialBatches {
     pub(crate) fn new(file: Arc<File>, start: u64, end: u64, max_batch_bytes: usize) -> Self {
-        let reader = BufReader::with_capacity(
-            RECOVERY_BUFFER_BYTES,
-            PositionalReader {
-                file,
-                position: start,
-            },
-        );
-        Self {
-            reader,
-            position: start,
-            end,
-            max_batch_bytes,
-            batch: Vec::new(),
-        }
+        let reader = BufReader::with_capacity(RECOVERY_BUFFER_BYTES, PositionalReader { file, position: start });
+        Self { reader, position: start, end, max_batch_bytes, batch: Vec::new() }
     }
 
     /// The next batch and its position, `None` at the end.
-    pub(crate) fn next_batch(
-        &mut self,
-    ) -> std::result::Result<Option<(u64, &[u8])>, BatchReadError> {
+    pub(crate) fn next_batch(&mut self) -> std::result::Result<Option<(u64, &[u8])>, BatchReadError> {
         let position = self.position;
         if position == self.end {
             return Ok(None);
@@ -875,28 +729,20 @@ impl SequentialBatches {
         let damaged = |reason: String| Err(BatchReadError::Damaged { position, reason });
         let remaining = self.end - position;
         if remaining < LOG_OVERHEAD as u64 {
-            return damaged(format!(
-                "{remaining} trailing bytes are too few for a batch header"
-            ));
+            return damaged(format!("{remaining} trailing bytes are too few for a batch header"));
         }
         self.batch.resize(LOG_OVERHEAD, 0);
-        self.reader
-            .read_exact(&mut self.batch)
-            .map_err(BatchReadError::Io)?;
+        self.reader.read_exact(&mut self.batch).map_err(BatchReadError::Io)?;
         let length = read_i32(&self.batch, 8);
         let size = i64::from(length) + LOG_OVERHEAD as i64;
         if size < RECORD_BATCH_OVERHEAD as i64 || size as u64 > self.max_batch_bytes as u64 {
             return damaged(format!("batch length field {length} is impossible"));
         }
         if size as u64 > remaining {
-            return damaged(format!(
-                "batch of {size} bytes is torn: only {remaining} bytes remain"
-            ));
+            return damaged(format!("batch of {size} bytes is torn: only {remaining} bytes remain"));
         }
         self.batch.resize(size as usize, 0);
-        self.reader
-            .read_exact(&mut self.batch[LOG_OVERHEAD..])
-            .map_err(BatchReadError::Io)?;
+        self.reader.read_exact(&mut self.batch[LOG_OVERHEAD..]).map_err(BatchReadError::Io)?;
         self.position += size as u64;
         Ok(Some((position, &self.batch)))
     }

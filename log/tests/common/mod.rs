@@ -24,15 +24,7 @@ pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 pub fn batch(codec: Compression, ts: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
     let mut b = RecordBatchBuilder::new(codec);
     for (i, (k, v)) in records.iter().enumerate() {
-        b.append(
-            ts + i as i64,
-            *k,
-            *v,
-            &[Header {
-                key: b"h",
-                value: Some(b"1"),
-            }],
-        );
+        b.append(ts + i as i64, *k, *v, &[Header { key: b"h", value: Some(b"1") }]);
     }
     b.build()
 }
@@ -53,9 +45,7 @@ pub fn decode(bytes: &[u8]) -> Vec<Rec> {
     let mut rest = bytes;
     while !rest.is_empty() {
         let (batch, tail) = RecordBatch::parse(rest).expect("stored batches parse");
-        batch
-            .check_integrity()
-            .expect("stored batches pass their CRC");
+        batch.check_integrity().expect("stored batches pass their CRC");
         let payload = batch.records_payload(1 << 30).unwrap();
         for r in RecordIter::new(&payload, batch.header().records_count) {
             let r = r.unwrap();
@@ -86,9 +76,5 @@ pub fn open(dir: &Path, config: LogConfig) -> Log {
 }
 
 pub fn small_segments(segment_bytes: u64) -> LogConfig {
-    LogConfig {
-        segment_bytes,
-        index_interval_bytes: 128,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes, index_interval_bytes: 128, ..LogConfig::default() }
 }

@@ -28,13 +28,7 @@ pub(crate) struct IndexFile<E> {
 impl<E: IndexEntry> IndexFile<E> {
     /// An index with no entries; the file is (re)written on the first flush.
     pub(crate) fn empty(path: PathBuf, max_bytes: u64) -> Self {
-        Self {
-            path,
-            entries: Vec::new(),
-            persisted: 0,
-            file_dirty: true,
-            max_entries: max_entries::<E>(max_bytes),
-        }
+        Self { path, entries: Vec::new(), persisted: 0, file_dirty: true, max_entries: max_entries::<E>(max_bytes) }
     }
 
     /// Loads the entries in `path`. A trailing partial entry is ignored (and cut on the
@@ -86,23 +80,16 @@ impl<E: IndexEntry> IndexFile<E> {
         if self.persisted == self.entries.len() && !self.file_dirty {
             return Ok(());
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&self.path)
-            .at(&self.path)?;
+        let mut file = OpenOptions::new().create(true).write(true).truncate(false).open(&self.path).at(&self.path)?;
         if self.file_dirty {
-            file.set_len((self.persisted * E::SIZE) as u64)
-                .at(&self.path)?;
+            file.set_len((self.persisted * E::SIZE) as u64).at(&self.path)?;
         }
         let mut buf = Vec::with_capacity((self.entries.len() - self.persisted) * E::SIZE);
         for e in &self.entries[self.persisted..] {
             e.encode(&mut buf);
         }
         use std::io::Seek;
-        file.seek(std::io::SeekFrom::Start((self.persisted * E::SIZE) as u64))
-            .at(&self.path)?;
+        file.seek(std::io::SeekFrom::Start((self.persisted * E::SIZE) as u64)).at(&self.path)?;
         file.write_all(&buf).at(&self.path)?;
         file.sync_data().at(&self.path)?;
         self.persisted = self.entries.len();

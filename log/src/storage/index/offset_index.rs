@@ -44,10 +44,7 @@ pub struct OffsetIndex {
 impl OffsetIndex {
     /// An empty index for a new segment.
     pub fn empty(path: PathBuf, base_offset: i64, max_bytes: u64) -> Self {
-        Self {
-            base_offset,
-            file: IndexFile::empty(path, max_bytes),
-        }
+        Self { base_offset, file: IndexFile::empty(path, max_bytes) }
     }
 
     /// Loads an existing index file, or `None` if there is none.
@@ -61,10 +58,7 @@ impl OffsetIndex {
         let mut prev: Option<Entry> = None;
         for (i, e) in self.file.entries.iter().enumerate() {
             if u64::from(e.position) >= log_size.max(1) {
-                return Err(format!(
-                    "entry {i} points at byte {} past the log's {log_size} bytes",
-                    e.position
-                ));
+                return Err(format!("entry {i} points at byte {} past the log's {log_size} bytes", e.position));
             }
             if let Some(p) = prev
                 && (e.relative_offset <= p.relative_offset || e.position <= p.position)
@@ -79,17 +73,10 @@ impl OffsetIndex {
     /// The largest indexed offset ≤ `target` and its position; the segment start if none.
     pub fn lookup(&self, target: i64) -> OffsetPosition {
         let entries = &self.file.entries;
-        let idx =
-            entries.partition_point(|e| self.base_offset + i64::from(e.relative_offset) <= target);
+        let idx = entries.partition_point(|e| self.base_offset + i64::from(e.relative_offset) <= target);
         match idx.checked_sub(1).map(|i| entries[i]) {
-            Some(e) => OffsetPosition {
-                offset: self.base_offset + i64::from(e.relative_offset),
-                position: e.position,
-            },
-            None => OffsetPosition {
-                offset: self.base_offset,
-                position: 0,
-            },
+            Some(e) => OffsetPosition { offset: self.base_offset + i64::from(e.relative_offset), position: e.position },
+            None => OffsetPosition { offset: self.base_offset, position: 0 },
         }
     }
 
@@ -106,28 +93,19 @@ impl OffsetIndex {
     /// Appends an entry. Offsets and positions must increase.
     pub fn append(&mut self, offset: i64, position: u32) {
         let relative = offset - self.base_offset;
-        assert!(
-            (0..=i64::from(u32::MAX)).contains(&relative),
-            "offset {offset} outside the segment"
-        );
+        assert!((0..=i64::from(u32::MAX)).contains(&relative), "offset {offset} outside the segment");
         if let Some(last) = self.file.entries.last() {
             assert!(
                 relative as u32 > last.relative_offset && position > last.position,
                 "offset index must grow: ({offset}, {position}) after {last:?}"
             );
         }
-        self.file.push(Entry {
-            relative_offset: relative as u32,
-            position,
-        });
+        self.file.push(Entry { relative_offset: relative as u32, position });
     }
 
     /// Removes entries for offsets ≥ `offset`.
     pub fn truncate_to(&mut self, offset: i64) {
-        let keep = self
-            .file
-            .entries
-            .partition_point(|e| self.base_offset + i64::from(e.relative_offset) < offset);
+        let keep = self.file.entries.partition_point(|e| self.base_offset + i64::from(e.relative_offset) < offset);
         self.file.truncate(keep);
     }
 
@@ -138,10 +116,10 @@ impl OffsetIndex {
 
     /// The last entry.
     pub fn last_entry(&self) -> Option<OffsetPosition> {
-        self.file.entries.last().map(|e| OffsetPosition {
-            offset: self.base_offset + i64::from(e.relative_offset),
-            position: e.position,
-        })
+        self.file
+            .entries
+            .last()
+            .map(|e| OffsetPosition { offset: self.base_offset + i64::from(e.relative_offset), position: e.position })
     }
 
     /// Number of entries.

@@ -30,10 +30,7 @@ impl IndexEntry for Entry {
     fn decode(b: &[u8]) -> Self {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&b[..8]);
-        Self {
-            timestamp: i64::from_be_bytes(ts),
-            relative_offset: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
-        }
+        Self { timestamp: i64::from_be_bytes(ts), relative_offset: u32::from_be_bytes([b[8], b[9], b[10], b[11]]) }
     }
 }
 
@@ -47,10 +44,7 @@ pub struct TimeIndex {
 impl TimeIndex {
     /// An empty index for a new segment.
     pub fn empty(path: PathBuf, base_offset: i64, max_bytes: u64) -> Self {
-        Self {
-            base_offset,
-            file: IndexFile::empty(path, max_bytes),
-        }
+        Self { base_offset, file: IndexFile::empty(path, max_bytes) }
     }
 
     /// Loads an existing index file, or `None` if there is none.
@@ -61,15 +55,8 @@ impl TimeIndex {
     /// Checks that both columns increase.
     pub fn sanity_check(&self) -> std::result::Result<(), String> {
         for (i, pair) in self.file.entries.windows(2).enumerate() {
-            if pair[1].timestamp <= pair[0].timestamp
-                || pair[1].relative_offset < pair[0].relative_offset
-            {
-                return Err(format!(
-                    "entry {} does not increase: {:?} after {:?}",
-                    i + 1,
-                    pair[1],
-                    pair[0]
-                ));
+            if pair[1].timestamp <= pair[0].timestamp || pair[1].relative_offset < pair[0].relative_offset {
+                return Err(format!("entry {} does not increase: {:?} after {:?}", i + 1, pair[1], pair[0]));
             }
         }
         Ok(())
@@ -85,10 +72,7 @@ impl TimeIndex {
             }
             debug_assert!(relative as u32 >= last.relative_offset);
         }
-        self.file.push(Entry {
-            timestamp,
-            relative_offset: relative as u32,
-        });
+        self.file.push(Entry { timestamp, relative_offset: relative as u32 });
     }
 
     /// The entry with the largest timestamp ≤ `target`; every record before its offset has
@@ -105,18 +89,12 @@ impl TimeIndex {
     }
 
     fn to_public(&self, e: Entry) -> TimestampOffset {
-        TimestampOffset {
-            timestamp: e.timestamp,
-            offset: self.base_offset + i64::from(e.relative_offset),
-        }
+        TimestampOffset { timestamp: e.timestamp, offset: self.base_offset + i64::from(e.relative_offset) }
     }
 
     /// Removes entries for offsets ≥ `offset`.
     pub fn truncate_to(&mut self, offset: i64) {
-        let keep = self
-            .file
-            .entries
-            .partition_point(|e| self.base_offset + i64::from(e.relative_offset) < offset);
+        let keep = self.file.entries.partition_point(|e| self.base_offset + i64::from(e.relative_offset) < offset);
         self.file.truncate(keep);
     }
 
