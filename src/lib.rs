@@ -18,3 +18,4 @@
 //! ```
 
 pub use freshet_log as log;
+pub use freshet_log::broker::{Broker, BrokerConfig, RunningBroker};

@@ -25,6 +25,10 @@
 //! assert_eq!(read.total_bytes(), bytes.len() as u64);
 //! ```
 
+pub mod alloc;
+pub mod broker;
+pub mod codes;
 pub mod record;
+pub mod server;
 pub mod storage;
 pub mod time;

@@ -174,7 +174,7 @@ fn bad_batches_are_rejected_with_typed_errors_and_leave_the_log_unchanged() {
     let cases: Vec<(&str, &mut Vec<u8>, i16)> = vec![
         ("crc", &mut flipped, codes::CORRUPT_MESSAGE),
         ("truncated", &mut truncated, codes::CORRUPT_MESSAGE),
-        ("magic", &mut bad_magic, codes::UNSUPPORTED_FOR_MESSAGE_FORMAT),
+        ("magic", &mut bad_magic, codes::INVALID_RECORD),
         ("garbage", &mut garbage, codes::CORRUPT_MESSAGE),
         ("mixed", &mut mixed, codes::CORRUPT_MESSAGE),
     ];

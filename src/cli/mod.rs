@@ -2,6 +2,7 @@
 
 mod dump;
 mod perf;
+mod server;
 
 use clap::{Parser, Subcommand};
 
@@ -15,6 +16,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a single-node broker that speaks the Kafka protocol (default 127.0.0.1:9092, data in ./freshet-data).
+    Server(server::ServerArgs),
     /// Inspect log files on disk.
     #[command(subcommand)]
     Log(LogCommand),
@@ -30,9 +33,18 @@ enum LogCommand {
 }
 
 impl Cli {
+    /// The default log filter: the server narrates its lifecycle, tools stay quiet.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Server(_) => "info",
+            _ => "warn",
+        }
+    }
+
     /// Runs the chosen command.
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Command::Server(args) => server::run(args),
             Command::Log(LogCommand::Dump(args)) => dump::run(args),
             Command::Perf(cmd) => perf::run(cmd),
         }

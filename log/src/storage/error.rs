@@ -4,29 +4,7 @@ use std::path::PathBuf;
 
 use crate::record::RecordError;
 
-/// Kafka protocol error codes that storage errors map to.
-pub mod codes {
-    /// OFFSET_OUT_OF_RANGE
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    /// CORRUPT_MESSAGE
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    /// MESSAGE_TOO_LARGE
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    /// RECORD_LIST_TOO_LARGE
-    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
-    /// INVALID_TIMESTAMP
-    pub const INVALID_TIMESTAMP: i16 = 32;
-    /// UNSUPPORTED_FOR_MESSAGE_FORMAT
-    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
-    /// KAFKA_STORAGE_ERROR
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    /// INVALID_CONFIG
-    pub const INVALID_CONFIG: i16 = 40;
-    /// INVALID_RECORD
-    pub const INVALID_RECORD: i16 = 87;
-    /// UNKNOWN_SERVER_ERROR
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-}
+pub use crate::codes;
 
 /// A storage failure or a rejected request.
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +101,9 @@ impl LogError {
         use codes::*;
         match self {
             Self::InvalidBatch { source, .. } => match source {
-                RecordError::UnsupportedMagic(_) => UNSUPPORTED_FOR_MESSAGE_FORMAT,
-                RecordError::MissingKey { .. }
+                // Kafka: produce v3+ may only carry magic 2; anything else is INVALID_RECORD.
+                RecordError::UnsupportedMagic(_)
+                | RecordError::MissingKey { .. }
                 | RecordError::InvalidOffsetDelta { .. }
                 | RecordError::LastOffsetDeltaMismatch { .. }
                 | RecordError::EmptyBatch

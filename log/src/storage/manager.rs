@@ -43,6 +43,7 @@ const KNOWN_ROOT_ENTRIES: &[&str] = &[
     CLEANER_OFFSET_CHECKPOINT,
     QUARANTINE_DIR,
     "meta.properties",
+    crate::broker::metadata::METADATA_FILE,
     "lost+found",
 ];
 /// Suffix of a partition directory being deleted (`<topic>-<p>.<id>-delete`).

@@ -1,0 +1,250 @@
+//! Broker configuration under Kafka's property names, layered as DESIGN.md fixes it: a TOML
+//! file, then `FRESHET_*` environment variables, then command-line overrides.
+//!
+//! ```
+//! use freshet_log::broker::BrokerConfig;
+//!
+//! let mut config = BrokerConfig::default();
+//! config.set("num.partitions", "3").unwrap();
+//! config.apply_toml("log.retention.hours = 1\n[auto.create.topics]\nenable = false\n").unwrap();
+//! assert_eq!(config.num_partitions, 3);
+//! assert!(!config.auto_create_topics);
+//! assert_eq!(config.log_manager.default_log_config.retention_ms, 3_600_000);
+//! assert!(config.set("listeners", "nonsense").is_err());
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::storage::error::{LogError, Result};
+use crate::storage::{LogConfig, LogManagerConfig};
+
+/// Everything a broker needs to start.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`.
+    pub node_id: i32,
+    /// `listeners`: where to accept Kafka clients (`PLAINTEXT://host:port`).
+    pub listener: SocketAddr,
+    /// `advertised.listeners`: what Metadata tells clients; by default the bound listener.
+    pub advertised: Option<(String, u16)>,
+    /// `socket.request.max.bytes`: the largest request frame accepted.
+    pub max_request_bytes: usize,
+    /// `max.connections`: concurrent client connections.
+    pub max_connections: usize,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `num.partitions`: partitions of auto-created topics and CreateTopics without a count.
+    pub num_partitions: i32,
+    /// `fetch.max.wait.ms` bound: the longest a fetch may wait for data.
+    pub max_fetch_wait_ms: u64,
+    /// `log.dirs`, retention, cleaner and flush settings, and the topic-config defaults.
+    pub log_manager: LogManagerConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised: None,
+            max_request_bytes: 100 << 20,
+            max_connections: 10_000,
+            auto_create_topics: true,
+            num_partitions: 1,
+            max_fetch_wait_ms: 30_000,
+            log_manager: LogManagerConfig::new("./freshet-data"),
+        }
+    }
+}
+
+fn invalid(key: &str, value: &str, reason: impl Into<String>) -> LogError {
+    LogError::InvalidConfig { key: key.into(), value: value.into(), reason: reason.into() }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
+    value.trim().parse().map_err(|_| invalid(key, value, format!("expected {}", std::any::type_name::<T>())))
+}
+
+/// Parses `PLAINTEXT://host:port` (or `host:port`).
+fn parse_listener(key: &str, value: &str) -> Result<(String, u16)> {
+    let first = value.split(',').next().unwrap_or_default().trim();
+    let endpoint = first
+        .split_once("://")
+        .map_or(first, |(protocol, rest)| if protocol.eq_ignore_ascii_case("PLAINTEXT") { rest } else { "" });
+    let (host, port) = endpoint
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(key, value, "expected PLAINTEXT://host:port (only PLAINTEXT is supported)"))?;
+    let port = port.parse().map_err(|_| invalid(key, value, "the port is not a number"))?;
+    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
+}
+
+impl BrokerConfig {
+    /// A broker for tests and applications: data in `dir`, an ephemeral port on loopback,
+    /// fast background intervals.
+    pub fn embedded(dir: impl Into<PathBuf>) -> Self {
+        let mut config = Self { listener: SocketAddr::from(([127, 0, 0, 1], 0)), ..Self::default() };
+        config.log_manager = LogManagerConfig::new(dir);
+        config
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.log_manager.data_dir
+    }
+
+    /// Sets one property by its Kafka name. Topic-level `log.*` defaults go to the default
+    /// topic config.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let v = value.trim();
+        let topic_defaults = &mut self.log_manager.default_log_config;
+        match key {
+            "node.id" | "broker.id" => self.node_id = parse(key, v)?,
+            "log.dirs" | "log.dir" => {
+                let first = v.split(',').next().unwrap_or_default().trim();
+                if first.is_empty() {
+                    return Err(invalid(key, v, "empty path"));
+                }
+                self.log_manager.data_dir = PathBuf::from(first);
+            }
+            "listeners" => {
+                let (host, port) = parse_listener(key, v)?;
+                let host = if host.is_empty() { "0.0.0.0".to_string() } else { host };
+                let addr = format!("{host}:{port}");
+                self.listener = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| invalid(key, v, "the host does not resolve"))?;
+            }
+            "advertised.listeners" => self.advertised = Some(parse_listener(key, v)?),
+            "socket.request.max.bytes" => self.max_request_bytes = parse(key, v)?,
+            "max.connections" => self.max_connections = parse(key, v)?,
+            "auto.create.topics.enable" => self.auto_create_topics = parse(key, v)?,
+            "num.partitions" => {
+                self.num_partitions = parse(key, v)?;
+                if self.num_partitions < 1 {
+                    return Err(invalid(key, v, "must be at least 1"));
+                }
+            }
+            "num.recovery.threads.per.data.dir" => self.log_manager.recovery_threads = parse(key, v)?,
+            "log.retention.check.interval.ms" => self.log_manager.retention_check_interval_ms = parse(key, v)?,
+            "log.flush.scheduler.interval.ms" => self.log_manager.flush_scheduler_interval_ms = parse(key, v)?,
+            "log.flush.offset.checkpoint.interval.ms" => self.log_manager.checkpoint_interval_ms = parse(key, v)?,
+            "log.cleaner.enable" => self.log_manager.cleaner.enabled = parse(key, v)?,
+            "log.cleaner.backoff.ms" => self.log_manager.cleaner.backoff_ms = parse(key, v)?,
+            "log.cleaner.dedupe.buffer.size" => self.log_manager.cleaner.dedupe_buffer_bytes = parse(key, v)?,
+            "log.retention.hours" => {
+                topic_defaults.set("retention.ms", &(parse::<i64>(key, v)? * 3_600_000).to_string())?
+            }
+            "log.retention.minutes" => {
+                topic_defaults.set("retention.ms", &(parse::<i64>(key, v)? * 60_000).to_string())?
+            }
+            "log.roll.hours" => topic_defaults.set("segment.ms", &(parse::<i64>(key, v)? * 3_600_000).to_string())?,
+            "replica.fetch.wait.max.ms" | "fetch.max.wait.ms" => self.max_fetch_wait_ms = parse(key, v)?,
+            _ => {
+                let topic_key = match key {
+                    "log.segment.bytes" => "segment.bytes",
+                    "log.roll.ms" => "segment.ms",
+                    "log.index.size.max.bytes" => "segment.index.bytes",
+                    "log.index.interval.bytes" => "index.interval.bytes",
+                    "log.retention.ms" => "retention.ms",
+                    "log.retention.bytes" => "retention.bytes",
+                    "log.cleanup.policy" => "cleanup.policy",
+                    "log.cleaner.delete.retention.ms" => "delete.retention.ms",
+                    "log.cleaner.min.cleanable.ratio" => "min.cleanable.dirty.ratio",
+                    "log.cleaner.min.compaction.lag.ms" => "min.compaction.lag.ms",
+                    "log.flush.interval.messages" => "flush.messages",
+                    "log.flush.interval.ms" => "flush.ms",
+                    "message.max.bytes" => "max.message.bytes",
+                    "log.message.timestamp.type" => "message.timestamp.type",
+                    "min.insync.replicas" => "min.insync.replicas",
+                    _ => return Err(invalid(key, v, "unknown broker config")),
+                };
+                topic_defaults.set(topic_key, v).map_err(|e| match e {
+                    LogError::InvalidConfig { reason, .. } => invalid(key, v, reason),
+                    other => other,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a TOML document. Keys are Kafka property names, written flat
+    /// (`"log.retention.ms" = 1000` or unquoted `log.retention.ms = 1000`, which TOML reads
+    /// as nested tables) in any mix.
+    pub fn apply_toml(&mut self, text: &str) -> Result<()> {
+        let value: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| invalid("config file", "", e.to_string()))?;
+        let mut flat = Vec::new();
+        flatten("", &toml::Value::Table(value), &mut flat);
+        for (key, value) in flat {
+            self.set(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `FRESHET_*` environment variables: `FRESHET_LOG_RETENTION_MS=1000` sets
+    /// `log.retention.ms`. Variables that name no broker setting are errors, so a typo is
+    /// not silently ignored; `FRESHET_LOG` (the log filter) is skipped.
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<()> {
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("FRESHET_") else { continue };
+            if rest == "LOG" || rest.is_empty() {
+                continue;
+            }
+            let key = rest.to_ascii_lowercase().replace('_', ".");
+            self.set(&key, &value).map_err(|e| match e {
+                LogError::InvalidConfig { reason, value, .. } => invalid(&name, &value, reason),
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        toml::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        toml::Value::Array(items) => {
+            let joined: Vec<String> =
+                items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string)).collect();
+            out.push((prefix.to_string(), joined.join(",")));
+        }
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// The topic config a broker applies when CreateTopics gives no override.
+pub fn topic_defaults(config: &BrokerConfig) -> &LogConfig {
+    &config.log_manager.default_log_config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_errors_name_the_key() {
+        let mut c = BrokerConfig::default();
+        c.apply_toml("\"listeners\" = \"PLAINTEXT://127.0.0.1:19092\"\nlog.dirs = \"/tmp/x\"\n").unwrap();
+        c.apply_env([("FRESHET_LISTENERS".to_string(), "PLAINTEXT://127.0.0.1:29092".to_string())]).unwrap();
+        c.set("advertised.listeners", "PLAINTEXT://broker.example:9092").unwrap();
+        assert_eq!(c.listener.port(), 29092);
+        assert_eq!(c.data_dir(), std::path::Path::new("/tmp/x"));
+        assert_eq!(c.advertised, Some(("broker.example".to_string(), 9092)));
+
+        let err = c.apply_env([("FRESHET_LOG_RETENTION_MSS".to_string(), "1".to_string())]).unwrap_err();
+        assert!(err.to_string().contains("FRESHET_LOG_RETENTION_MSS"), "{err}");
+        let err = c.set("message.max.bytes", "big").unwrap_err();
+        assert!(err.to_string().contains("message.max.bytes"), "{err}");
+        let err = c.apply_toml("this is = = not toml").unwrap_err();
+        assert!(err.to_string().contains("config file"), "{err}");
+        assert!(c.set("listeners", "SSL://h:1").is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! One handler per Kafka API. Each takes the decoded request and returns the response
+//! (or `None` for `acks=0` produce); none of them touches a socket.
+
+mod api_versions;
+mod create_topics;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Broker;
+
+/// The APIs and version ranges this broker implements, and so advertises in ApiVersions.
+/// Produce and Fetch stop below the versions that address topics by id (v13); Metadata
+/// stops below v13 (top-level error code, not needed).
+pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+];
+
+/// The version range implemented for `key`, if any.
+pub(crate) fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS.iter().find(|(k, _, _)| *k == key).map(|(_, min, max)| (*min, *max))
+}
+
+/// Answers one request.
+pub(crate) async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKind) -> Option<ResponseKind> {
+    let version = header.request_api_version;
+    Some(match request {
+        RequestKind::ApiVersions(_) => {
+            ResponseKind::ApiVersions(api_versions::handle(kafka_protocol::messages::ApiVersionsResponse::default()))
+        }
+        RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(broker, req, version)),
+        RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(broker, req, version)),
+        RequestKind::Produce(req) => return produce::handle(broker, req).map(ResponseKind::Produce),
+        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(broker, req).await),
+        RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(broker, req, version)),
+        other => {
+            // The server only dispatches keys from SUPPORTED_APIS.
+            tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");
+            return None;
+        }
+    })
+}
+
+/// A response string.
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+pub(crate) use api_versions::unsupported_version_response;

@@ -1,0 +1,170 @@
+//! The broker's topic metadata: each topic's id, partition count and config overrides,
+//! kept in `<data dir>/freshet-metadata.json` and replaced atomically on every change.
+//! (The controller quorum replaces this file when replication arrives.)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::storage::error::{IoContext, LogError, Result};
+
+/// File name inside the data directory.
+pub const METADATA_FILE: &str = "freshet-metadata.json";
+
+/// One topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMetadata {
+    /// The topic id (KIP-516), as 32 hex digits.
+    pub id: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Topic-level config overrides, by Kafka name.
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicMetadata {
+    /// The id as a UUID.
+    pub fn uuid(&self) -> uuid::Uuid {
+        uuid::Uuid::parse_str(&self.id).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct MetadataFile {
+    cluster_id: String,
+    #[serde(default)]
+    topics: BTreeMap<String, TopicMetadata>,
+}
+
+/// The topics, persisted.
+#[derive(Debug)]
+pub struct MetadataStore {
+    path: PathBuf,
+    state: MetadataFile,
+}
+
+impl MetadataStore {
+    /// Loads the store from `data_dir`, or starts an empty one with a fresh cluster id. A
+    /// damaged file is an error naming it: topics are not guessed.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let path = data_dir.join(METADATA_FILE);
+        let state = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
+                path: path.clone(),
+                reason: format!("not valid topic metadata: {e}"),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                MetadataFile { cluster_id: new_id().simple().to_string(), topics: BTreeMap::new() }
+            }
+            Err(e) => return Err(e).at(&path),
+        };
+        let store = Self { path, state };
+        store.persist()?;
+        Ok(store)
+    }
+
+    /// The cluster id.
+    pub fn cluster_id(&self) -> &str {
+        &self.state.cluster_id
+    }
+
+    /// A topic.
+    pub fn topic(&self, name: &str) -> Option<&TopicMetadata> {
+        self.state.topics.get(name)
+    }
+
+    /// All topics.
+    pub fn topics(&self) -> &BTreeMap<String, TopicMetadata> {
+        &self.state.topics
+    }
+
+    /// Adds a topic and persists.
+    pub fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMetadata> {
+        let topic = TopicMetadata { id: new_id().simple().to_string(), partitions, configs };
+        self.state.topics.insert(name.to_string(), topic.clone());
+        self.persist()?;
+        Ok(topic)
+    }
+
+    /// Removes a topic and persists.
+    pub fn delete_topic(&mut self, name: &str) -> Result<Option<TopicMetadata>> {
+        let removed = self.state.topics.remove(name);
+        self.persist()?;
+        Ok(removed)
+    }
+
+    /// Replaces a topic's config overrides and persists.
+    pub fn set_configs(&mut self, name: &str, configs: BTreeMap<String, String>) -> Result<()> {
+        if let Some(topic) = self.state.topics.get_mut(name) {
+            topic.configs = configs;
+        }
+        self.persist()
+    }
+
+    /// Sets a topic's partition count and persists.
+    pub fn set_partitions(&mut self, name: &str, partitions: i32) -> Result<()> {
+        if let Some(topic) = self.state.topics.get_mut(name) {
+            topic.partitions = partitions;
+        }
+        self.persist()
+    }
+
+    fn persist(&self) -> Result<()> {
+        let body = serde_json::to_vec_pretty(&self.state)
+            .map_err(|e| LogError::Corrupt { path: self.path.clone(), reason: e.to_string() })?;
+        let tmp = self.path.with_extension("json.tmp");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).at(&tmp)?;
+            f.write_all(&body).at(&tmp)?;
+            f.sync_all().at(&tmp)?;
+        }
+        std::fs::rename(&tmp, &self.path).at(&self.path)?;
+        if let Some(dir) = self.path.parent() {
+            crate::storage::checkpoint::sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// A random v4 UUID from the OS's entropy (via std's hasher seeds and the clock).
+fn new_id() -> uuid::Uuid {
+    use std::hash::{BuildHasher, Hasher};
+    let mut bytes = [0u8; 16];
+    for chunk in bytes.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_survive_a_reopen_and_damage_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MetadataStore::open(dir.path()).unwrap();
+        let cluster = store.cluster_id().to_string();
+        let t = store.create_topic("orders", 3, BTreeMap::from([("retention.ms".into(), "1000".into())])).unwrap();
+        assert_ne!(t.uuid(), uuid::Uuid::nil());
+        let other = store.create_topic("payments", 1, BTreeMap::new()).unwrap();
+        assert_ne!(t.id, other.id);
+        drop(store);
+        let store = MetadataStore::open(dir.path()).unwrap();
+        assert_eq!(store.cluster_id(), cluster);
+        assert_eq!(store.topic("orders"), Some(&t));
+        std::fs::write(dir.path().join(METADATA_FILE), b"{ not json").unwrap();
+        let err = MetadataStore::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(METADATA_FILE), "{err}");
+    }
+}

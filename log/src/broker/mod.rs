@@ -1,0 +1,208 @@
+//! The broker: Kafka's APIs served from the storage engine.
+//!
+//! [`Broker`] holds the state every request needs (the [`LogManager`], the topic
+//! [`metadata::MetadataStore`], the clock) and answers decoded requests; the network
+//! layer in [`crate::server`] only moves frames. Handlers live in [`handlers`], one file
+//! per API family.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use freshet_log::broker::{Broker, BrokerConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let running = Broker::start(BrokerConfig::embedded(dir.path())).await?;
+//! println!("Kafka clients can connect to {}", running.local_addr());
+//! running.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub(crate) mod handlers;
+pub mod metadata;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+pub use config::BrokerConfig;
+use metadata::{MetadataStore, TopicMetadata};
+
+use crate::codes;
+use crate::storage::error::Result;
+use crate::storage::{LogConfig, LogManager, TopicPartition, validate_topic_name};
+use crate::time::{Clock, SystemClock};
+
+/// Every partition on a single node is led by this node in this epoch.
+pub const LEADER_EPOCH: i32 = 0;
+/// The most partitions one CreateTopics or auto-creation may ask for.
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
+/// A request-level failure: a Kafka error code and a message for the client and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// Kafka error code.
+    pub code: i16,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(code: i16, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// Shared broker state.
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) config: BrokerConfig,
+    pub(crate) logs: Arc<LogManager>,
+    pub(crate) metadata: Mutex<MetadataStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Bumped after every append, so waiting fetches re-check.
+    pub(crate) appended: tokio::sync::watch::Sender<u64>,
+    /// Host and port that Metadata advertises.
+    pub(crate) advertised: Mutex<(String, u16)>,
+}
+
+impl Broker {
+    /// Opens the data directory and loads every partition (recovering after a crash).
+    pub fn open(config: BrokerConfig) -> Result<Arc<Self>> {
+        let data_dir = config.data_dir().to_path_buf();
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|source| crate::storage::LogError::Io { path: data_dir.clone(), source })?;
+        let metadata = MetadataStore::open(&data_dir)?;
+        let defaults = config.log_manager.default_log_config.clone();
+        let mut topic_configs = HashMap::new();
+        for (name, topic) in metadata.topics() {
+            let config = defaults.with_overrides(&topic.configs).unwrap_or_else(|e| {
+                tracing::error!(topic = %name, error = %e, "stored topic config is invalid; using the defaults");
+                defaults.clone()
+            });
+            topic_configs.insert(name.clone(), config);
+        }
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (logs, report) = LogManager::open(config.log_manager.clone(), topic_configs, clock.clone())?;
+        for q in report.all_quarantined() {
+            tracing::warn!(file = %q.original.display(), moved_to = %q.moved_to.display(), reason = %q.reason, "moved aside at start");
+        }
+        let advertised =
+            config.advertised.clone().unwrap_or_else(|| (config.listener.ip().to_string(), config.listener.port()));
+        let broker = Arc::new(Self {
+            config,
+            logs,
+            metadata: Mutex::new(metadata),
+            clock,
+            appended: tokio::sync::watch::channel(0).0,
+            advertised: Mutex::new(advertised),
+        });
+        broker.reconcile()?;
+        Ok(broker)
+    }
+
+    /// Makes the metadata and the partition directories agree: partitions on disk without
+    /// metadata are adopted (so a data directory is never orphaned), and partitions in the
+    /// metadata without a directory are created empty.
+    fn reconcile(&self) -> Result<()> {
+        let mut on_disk: BTreeMap<String, i32> = BTreeMap::new();
+        for (tp, _) in self.logs.logs() {
+            let count = on_disk.entry(tp.topic.clone()).or_insert(0);
+            *count = (*count).max(tp.partition + 1);
+        }
+        let mut metadata = self.metadata.lock();
+        for (topic, partitions) in &on_disk {
+            match metadata.topic(topic) {
+                None => {
+                    tracing::warn!(topic, partitions, "adopting partitions found on disk without topic metadata");
+                    metadata.create_topic(topic, *partitions, BTreeMap::new())?;
+                }
+                Some(t) if t.partitions < *partitions => metadata.set_partitions(topic, *partitions)?,
+                Some(_) => {}
+            }
+        }
+        for (topic, meta) in metadata.topics().clone() {
+            for p in 0..meta.partitions {
+                self.logs.get_or_create_log(&TopicPartition::new(topic.clone(), p))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The log manager.
+    pub fn log_manager(&self) -> &Arc<LogManager> {
+        &self.logs
+    }
+
+    /// The broker's configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// A topic's metadata.
+    pub fn topic(&self, name: &str) -> Option<TopicMetadata> {
+        self.metadata.lock().topic(name).cloned()
+    }
+
+    /// Validates and creates a topic with `partitions` partitions and config overrides.
+    /// With `validate_only`, checks everything and changes nothing.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicMetadata, ApiError> {
+        validate_topic_name(name).map_err(|e| ApiError::new(codes::INVALID_TOPIC_EXCEPTION, e))?;
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
+            return Err(ApiError::new(
+                codes::INVALID_PARTITIONS,
+                format!("{partitions} partitions requested; between 1 and {MAX_PARTITIONS_PER_TOPIC} are allowed"),
+            ));
+        }
+        let config = self.topic_config_for(&overrides)?;
+        let mut metadata = self.metadata.lock();
+        if metadata.topic(name).is_some() {
+            return Err(ApiError::new(codes::TOPIC_ALREADY_EXISTS, format!("topic '{name}' already exists")));
+        }
+        if validate_only {
+            return Ok(TopicMetadata { id: uuid::Uuid::nil().simple().to_string(), partitions, configs: overrides });
+        }
+        let topic = metadata.create_topic(name, partitions, overrides).map_err(storage_error)?;
+        self.logs.set_topic_config(name, config);
+        for p in 0..partitions {
+            self.logs.get_or_create_log(&TopicPartition::new(name, p)).map_err(storage_error)?;
+        }
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// The effective config for a topic with these overrides.
+    pub(crate) fn topic_config_for(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig, ApiError> {
+        self.config
+            .log_manager
+            .default_log_config
+            .with_overrides(overrides)
+            .map_err(|e| ApiError::new(codes::INVALID_CONFIG, e.to_string()))
+    }
+
+    /// Starts serving: binds the listener and returns a handle to the running broker.
+    pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
+        crate::server::start(config).await
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn notify_appended(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+pub(crate) fn storage_error(e: crate::storage::LogError) -> ApiError {
+    tracing::error!(error = %e, "storage error");
+    ApiError::new(e.kafka_code(), e.to_string())
+}
+
+pub use crate::server::RunningBroker;

@@ -1,0 +1,52 @@
+//! `freshet server`: runs a single-node broker until SIGTERM or Ctrl-C, then shuts down
+//! cleanly (flush, checkpoints, clean-shutdown marker).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use freshet::log::broker::{Broker, BrokerConfig};
+
+/// Arguments of `freshet server`.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// A TOML file of broker settings under Kafka's names (`"log.retention.ms" = 60000`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A broker setting, applied after the file and the FRESHET_* environment
+    /// (for example `--set listeners=PLAINTEXT://0.0.0.0:9092`). Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let mut config = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        config.apply_toml(&text).with_context(|| format!("in {}", path.display()))?;
+    }
+    config.apply_env(std::env::vars())?;
+    for item in &args.overrides {
+        let (key, value) = item.split_once('=').with_context(|| format!("--set {item:?}: expected KEY=VALUE"))?;
+        config.set(key.trim(), value)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("freshet").build()?;
+    runtime.block_on(async move {
+        let running = Broker::start(config).await?;
+        println!("freshet server listening on {}", running.local_addr());
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        running.shutdown().await?;
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
