@@ -192,7 +192,7 @@ fn api_versions_advertises_exactly_what_is_implemented() {
     assert_eq!(response.error_code, 0);
     let keys: Vec<(i16, i16, i16)> =
         response.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
-    assert_eq!(keys, [(0, 3, 12), (1, 4, 12), (2, 1, 8), (3, 0, 12), (18, 0, 4), (19, 2, 7)]);
+    assert_eq!(keys, [(0, 3, 12), (1, 4, 12), (2, 1, 8), (3, 0, 12), (18, 0, 4), (19, 2, 7), (22, 0, 4)]);
 
     // KIP-511: a newer ApiVersions gets UNSUPPORTED_VERSION and the list, in v0 format.
     let header = RequestHeader::default().with_request_api_key(18).with_request_api_version(99).with_correlation_id(7);
@@ -203,7 +203,7 @@ fn api_versions_advertises_exactly_what_is_implemented() {
     assert_eq!(ResponseHeader::decode(&mut frame, 0).unwrap().correlation_id, 7);
     let response = ApiVersionsResponse::decode(&mut frame, 0).unwrap();
     assert_eq!(response.error_code, codes::UNSUPPORTED_VERSION);
-    assert_eq!(response.api_keys.len(), 6);
+    assert_eq!(response.api_keys.len(), 7);
 }
 
 #[test]

@@ -36,6 +36,9 @@ struct MetadataFile {
     cluster_id: String,
     #[serde(default)]
     topics: BTreeMap<String, TopicMetadata>,
+    /// The next idempotent producer id to hand out.
+    #[serde(default)]
+    next_producer_id: i64,
 }
 
 /// The topics, persisted.
@@ -56,7 +59,7 @@ impl MetadataStore {
                 reason: format!("not valid topic metadata: {e}"),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                MetadataFile { cluster_id: new_id().simple().to_string(), topics: BTreeMap::new() }
+                MetadataFile { cluster_id: new_id().simple().to_string(), topics: BTreeMap::new(), next_producer_id: 0 }
             }
             Err(e) => return Err(e).at(&path),
         };
@@ -91,6 +94,14 @@ impl MetadataStore {
         self.state.topics.insert(name.to_string(), topic.clone());
         self.persist()?;
         Ok(topic)
+    }
+
+    /// Hands out a producer id that was never used before, durably.
+    pub fn allocate_producer_id(&mut self) -> Result<i64> {
+        let id = self.state.next_producer_id;
+        self.state.next_producer_id += 1;
+        self.persist()?;
+        Ok(id)
     }
 
     /// Removes a topic and persists.

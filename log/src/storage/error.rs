@@ -90,6 +90,9 @@ pub enum LogError {
         /// The error.
         source: std::io::Error,
     },
+    /// An idempotent producer's batch is out of sequence or from a stale epoch.
+    #[error("{0}")]
+    Sequence(#[from] super::producer_state::SequenceError),
     /// The log was closed or deleted.
     #[error("log {0} is closed")]
     Closed(String),
@@ -114,6 +117,11 @@ impl LogError {
             Self::RecordListTooLarge { .. } => RECORD_LIST_TOO_LARGE,
             Self::EmptyAppend => CORRUPT_MESSAGE,
             Self::NonMonotonicOffset { .. } => UNKNOWN_SERVER_ERROR,
+            Self::Sequence(e) => match e {
+                super::producer_state::SequenceError::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
+                super::producer_state::SequenceError::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
+                super::producer_state::SequenceError::UnknownProducerId { .. } => UNKNOWN_PRODUCER_ID,
+            },
             Self::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
             Self::InvalidConfig { .. } => INVALID_CONFIG,
             Self::DirectoryLocked { .. } | Self::Corrupt { .. } | Self::Io { .. } | Self::Closed(_) => {

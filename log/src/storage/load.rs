@@ -16,14 +16,13 @@ use super::config::LogConfig;
 use super::error::{IoContext, Result};
 use super::leader_epoch::LeaderEpochCache;
 use super::log::{LoadReport, Log, LogOpenOptions};
+use super::producer_state::{ProducerStateManager, SNAPSHOT_SUFFIX};
 use super::quarantine::Quarantine;
 use super::segment::{
     CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, LogSegment, RecoveryRules, SWAP_SUFFIX,
     TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX,
 };
 
-/// Kafka's producer-state snapshot files, kept for the producer-state work.
-const SNAPSHOT_SUFFIX: &str = ".snapshot";
 /// Kafka's topic-id file.
 const PARTITION_METADATA: &str = "partition.metadata";
 
@@ -243,6 +242,7 @@ pub(crate) fn load(dir: PathBuf, config: LogConfig, options: LogOpenOptions) -> 
         segments.insert(log_start_offset, segment);
     }
     let mut log_end_offset = segments.values().next_back().map_or(log_start_offset, LogSegment::next_offset);
+    let dir_for_state = dir.clone();
     let mut log = Log {
         dir,
         name,
@@ -257,6 +257,8 @@ pub(crate) fn load(dir: PathBuf, config: LogConfig, options: LogOpenOptions) -> 
         last_flush_ms: options.now_ms,
         cleaner_checkpoint: 0,
         next_tombstone_horizon_ms: None,
+        producer_state: ProducerStateManager::new(&dir_for_state),
+        quarantine: quarantine.clone(),
     };
     if log_start_offset > log_end_offset {
         // Every record is below the checkpointed start (deleted by DeleteRecords).
@@ -268,7 +270,41 @@ pub(crate) fn load(dir: PathBuf, config: LogConfig, options: LogOpenOptions) -> 
     log.leader_epoch_cache.truncate_from_start(log_start_offset)?;
     log.cleaner_checkpoint =
         options.cleaner_checkpoint.unwrap_or(log_start_offset).clamp(log_start_offset, log_end_offset);
+    rebuild_producer_state(&mut log, &quarantine, &mut report)?;
     Ok((log, report))
+}
+
+/// Loads the newest producer snapshot at or below the log end and replays the batch
+/// headers after it. A damaged snapshot is set aside and the state rebuilt from the log.
+pub(crate) fn rebuild_producer_state(log: &mut Log, quarantine: &Quarantine, report: &mut LoadReport) -> Result<()> {
+    let leo = log.log_end_offset();
+    let mut state = ProducerStateManager::new(&log.dir);
+    state.delete_snapshots_after(leo)?;
+    let mut from = log.log_start_offset;
+    if let Some(&latest) = state.snapshot_offsets()?.last() {
+        match state.load_snapshot(latest) {
+            Ok(()) => from = latest.max(from),
+            Err(e) => {
+                let path = log.dir.join(format!("{}{SNAPSHOT_SUFFIX}", super::segment::file_stem(latest)));
+                report.quarantined.push(quarantine.move_aside(&path, &log.name, e.to_string())?);
+                state = ProducerStateManager::new(&log.dir);
+            }
+        }
+    }
+    for segment in log.segments.values().filter(|s| s.next_offset() > from && s.size() > 0) {
+        let start =
+            if from > segment.base_offset() { u64::from(segment.offset_index().lookup(from).position) } else { 0 };
+        for found in segment.batches_from(start) {
+            let header = found
+                .map_err(|e| super::error::LogError::Corrupt { path: segment.log_path(), reason: e.to_string() })?
+                .header;
+            if header.last_offset() >= from && header.has_producer_id() {
+                state.update(&header, header.base_offset, header.max_timestamp);
+            }
+        }
+    }
+    log.producer_state = state;
+    Ok(())
 }
 
 /// The largest batch recovery will believe: anything longer is a damaged length field.

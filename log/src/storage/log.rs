@@ -13,6 +13,7 @@ use super::config::LogConfig;
 use super::error::{LogError, Result};
 use super::index::TimestampOffset;
 use super::leader_epoch::LeaderEpochCache;
+use super::producer_state::{ProducerStateManager, SequenceCheck};
 use super::quarantine::{Quarantine, Quarantined};
 use super::segment::{AppendedBatch, FileRange, LogSegment};
 use crate::record::batch::BatchMut;
@@ -93,6 +94,9 @@ pub struct LogAppendInfo {
     pub batches: usize,
     /// Bytes appended.
     pub bytes: u64,
+    /// The batch was a retry of one already written (idempotent producer): nothing was
+    /// appended and the offsets are the original ones.
+    pub duplicate: bool,
 }
 
 /// A read's result: whole batches as file ranges, plus the log's bounds at the time.
@@ -142,6 +146,8 @@ pub struct Log {
     /// When the next tombstone in the cleaned part may be removed (known only after a
     /// cleaning pass in this process; until then, the next dirty-triggered pass finds it).
     pub(crate) next_tombstone_horizon_ms: Option<i64>,
+    pub(crate) producer_state: ProducerStateManager,
+    pub(crate) quarantine: Quarantine,
 }
 
 impl Log {
@@ -256,6 +262,9 @@ impl Log {
             max_decompressed_bytes: self.max_decompressed_bytes(),
         };
         let validated = self.validate_request(records, &rules)?;
+        if let Some(duplicate) = self.check_producer_sequences(records, &validated)? {
+            return Ok(duplicate);
+        }
         let mut next = self.log_end_offset();
         let first_offset = next;
         let append_time = (self.config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
@@ -295,6 +304,7 @@ impl Log {
             self.leader_epoch_cache.assign(leader_epoch, first_offset)?;
         }
         self.append_validated(&records[..end], &batches, now_ms)?;
+        self.update_producer_state(records, &validated, &batches);
         Ok(LogAppendInfo {
             first_offset,
             last_offset: next - 1,
@@ -305,6 +315,7 @@ impl Log {
             records: record_count,
             batches: batches.len(),
             bytes: total as u64,
+            duplicate: false,
         })
     }
 
@@ -358,6 +369,7 @@ impl Log {
             self.segments.insert(first_offset, seg);
         }
         self.append_validated(records, &batches, now_ms)?;
+        self.update_producer_state(records, &validated, &batches);
         Ok(LogAppendInfo {
             first_offset,
             last_offset: expected - 1,
@@ -368,7 +380,67 @@ impl Log {
             records: record_count,
             batches: batches.len(),
             bytes: records.len() as u64,
+            duplicate: false,
         })
+    }
+
+    /// Checks idempotent batches against the producer state (and against earlier batches
+    /// of the same request). A request that is one duplicate batch returns its original
+    /// offsets; any sequence error refuses the whole request.
+    fn check_producer_sequences(&self, records: &[u8], validated: &[ValidatedBatch]) -> Result<Option<LogAppendInfo>> {
+        let mut overlay = ProducerStateManager::new(&self.dir);
+        for (i, v) in validated.iter().enumerate() {
+            let header = v.header(records);
+            if !header.has_producer_id() || header.base_sequence < 0 {
+                continue;
+            }
+            let check = if i == 0 {
+                self.producer_state.check(&header)
+            } else {
+                overlay.check_with(&self.producer_state, &header)
+            };
+            match check? {
+                SequenceCheck::Append => overlay.stage(&self.producer_state, &header),
+                SequenceCheck::Duplicate(original) if validated.len() == 1 => {
+                    return Ok(Some(LogAppendInfo {
+                        first_offset: original.first_offset,
+                        last_offset: original.last_offset,
+                        max_timestamp: original.timestamp,
+                        offset_of_max_timestamp: original.last_offset,
+                        log_append_time: None,
+                        log_start_offset: self.log_start_offset,
+                        records: 0,
+                        batches: 0,
+                        bytes: 0,
+                        duplicate: true,
+                    }));
+                }
+                SequenceCheck::Duplicate(_) => {
+                    return Err(super::producer_state::SequenceError::OutOfOrderSequence {
+                        producer_id: header.producer_id,
+                        first_seq: header.base_sequence,
+                        expected: -1,
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn update_producer_state(&mut self, records: &[u8], validated: &[ValidatedBatch], appended: &[AppendedBatch]) {
+        for (v, a) in validated.iter().zip(appended) {
+            let header = v.header(records);
+            if header.has_producer_id() {
+                let first_offset = a.last_offset - i64::from(header.last_offset_delta);
+                self.producer_state.update(&header, first_offset, a.max_timestamp);
+            }
+        }
+    }
+
+    /// The idempotent-producer state.
+    pub fn producer_state(&self) -> &ProducerStateManager {
+        &self.producer_state
     }
 
     fn max_decompressed_bytes(&self) -> usize {
@@ -445,6 +517,7 @@ impl Log {
         let base = self.log_end_offset();
         self.active_segment_mut().on_become_inactive()?;
         let segment = LogSegment::create(&self.dir, base, &self.config, now_ms, "")?;
+        self.producer_state.take_snapshot(base)?;
         tracing::debug!(log = %self.name, base, "rolled new segment");
         self.segments.insert(base, segment);
         Ok(())
@@ -673,6 +746,9 @@ impl Log {
         }
         let leo = self.log_end_offset();
         self.leader_epoch_cache.truncate_from_end(leo)?;
+        // As in Kafka: reload from the newest snapshot at or below the new end and replay.
+        let mut report = LoadReport::default();
+        super::load::rebuild_producer_state(self, &self.quarantine.clone(), &mut report)?;
         self.recovery_point = self.recovery_point.min(leo);
         self.high_watermark = self.high_watermark.min(leo);
         self.cleaner_checkpoint = self.cleaner_checkpoint.min(leo);
@@ -692,6 +768,8 @@ impl Log {
         self.cleaner_checkpoint = offset;
         self.leader_epoch_cache.truncate_from_end(offset)?;
         self.leader_epoch_cache.truncate_from_start(offset)?;
+        self.producer_state.truncate_from(offset);
+        self.producer_state.delete_snapshots_after(offset)?;
         Ok(())
     }
 
@@ -701,6 +779,7 @@ impl Log {
         let active = self.active_segment_mut();
         active.on_become_inactive()?;
         active.flush_indexes()?;
+        self.producer_state.take_snapshot(self.log_end_offset())?;
         self.leader_epoch_cache.flush()
     }
 
@@ -717,6 +796,14 @@ struct SegmentFacts {
     log_start_offset: i64,
     largest_timestamp: i64,
     size: u64,
+}
+
+impl ValidatedBatch {
+    /// The batch's header, re-read from the request (offsets may have been assigned).
+    fn header(&self, records: &[u8]) -> crate::record::BatchHeader {
+        crate::record::BatchHeader::parse(&records[self.position..self.position + self.size])
+            .expect("validated batches have a full header")
+    }
 }
 
 /// A batch of an append request that passed validation.

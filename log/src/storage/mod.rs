@@ -28,6 +28,7 @@ mod load;
 #[allow(clippy::module_inception)]
 mod log;
 pub mod manager;
+pub mod producer_state;
 pub mod quarantine;
 pub mod segment;
 
@@ -37,6 +38,7 @@ pub use error::{LogError, Result};
 pub use leader_epoch::{EpochEntry, LeaderEpochCache};
 pub use log::{AppendOrigin, FetchDataInfo, LoadReport, Log, LogAppendInfo, LogOpenOptions};
 pub use manager::{LogManager, LogManagerConfig};
+pub use producer_state::{ProducerStateManager, SequenceError};
 pub use quarantine::{Quarantine, Quarantined};
 pub use segment::{FileRange, LogSegment};
 

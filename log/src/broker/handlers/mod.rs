@@ -4,6 +4,7 @@
 mod api_versions;
 mod create_topics;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -23,6 +24,7 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 /// The version range implemented for `key`, if any.
@@ -41,6 +43,7 @@ pub(crate) async fn handle(broker: &Broker, header: &RequestHeader, request: Req
         RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(broker, req, version)),
         RequestKind::Produce(req) => return produce::handle(broker, req).map(ResponseKind::Produce),
         RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(broker, req).await),
+        RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(init_producer_id::handle(broker, req)),
         RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(broker, req, version)),
         other => {
             // The server only dispatches keys from SUPPORTED_APIS.
