@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Builds Freshet (release) and runs its main job on the embedded default.
-#
-# The single-node broker (`freshet server`, data under ./freshet-data) arrives with the
-# broker issue; until then the main job is the storage-engine benchmark, written under
-# ./freshet-data/perf-log. Any arguments are passed to the `freshet` binary instead.
+# Builds Freshet (release) and runs its main job on the embedded default: a single-node
+# broker speaking the Kafka protocol on 127.0.0.1:9092, with its data under ./freshet-data.
+# Stop it with Ctrl-C (a clean shutdown). Any arguments are passed to the `freshet`
+# binary instead, e.g. `bash scripts/run.sh server --set listeners=PLAINTEXT://0.0.0.0:9092`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -16,6 +15,5 @@ bin="$CARGO_TARGET_DIR/release/freshet"
 if [ $# -gt 0 ]; then
     exec "$bin" "$@"
 fi
-say "no broker yet: running the storage-engine benchmark (freshet perf log append/read)"
-"$bin" perf log append --dir ./freshet-data/perf-log --total-mb 256 --record-size 1024 --batch-records 500
-"$bin" perf log read --dir ./freshet-data/perf-log --total-mb 256 --record-size 1024 --batch-records 500
+say "starting freshet server on 127.0.0.1:9092 (data in ./freshet-data; Ctrl-C stops it cleanly)"
+exec "$bin" server

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs Freshet's whole test suite: formatting, lints, and every unit, property, crash-recovery
-# and integration test in the workspace. Installs what is missing first.
+# Runs Freshet's whole test suite: formatting, lints, every unit, property, crash-recovery
+# and integration test in the workspace, and the compatibility tests that drive a real
+# `freshet server` with third-party Kafka clients. Installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -15,3 +16,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "cargo test --workspace"
 cargo test --workspace --locked
+
+say "client compatibility tests (kafka-python, confluent-kafka, kcat against freshet server)"
+bash tests/compat/run.sh

@@ -58,6 +58,9 @@ impl Default for BrokerConfig {
     }
 }
 
+/// The reason [`BrokerConfig::set`] gives for a key it does not know.
+const UNKNOWN_KEY: &str = "unknown broker config";
+
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> LogError {
     LogError::InvalidConfig { key: key.into(), value: value.into(), reason: reason.into() }
 }
@@ -158,7 +161,7 @@ impl BrokerConfig {
                     "message.max.bytes" => "max.message.bytes",
                     "log.message.timestamp.type" => "message.timestamp.type",
                     "min.insync.replicas" => "min.insync.replicas",
-                    _ => return Err(invalid(key, v, "unknown broker config")),
+                    _ => return Err(invalid(key, v, UNKNOWN_KEY)),
                 };
                 topic_defaults.set(topic_key, v).map_err(|e| match e {
                     LogError::InvalidConfig { reason, .. } => invalid(key, v, reason),
@@ -184,8 +187,9 @@ impl BrokerConfig {
     }
 
     /// Applies `FRESHET_*` environment variables: `FRESHET_LOG_RETENTION_MS=1000` sets
-    /// `log.retention.ms`. Variables that name no broker setting are errors, so a typo is
-    /// not silently ignored; `FRESHET_LOG` (the log filter) is skipped.
+    /// `log.retention.ms`. A bad value for a known setting is an error; a variable that
+    /// names no broker setting (other tools use the prefix too) is skipped with a warning,
+    /// so a typo still shows in the log. `FRESHET_LOG` is the log filter.
     pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<()> {
         for (name, value) in vars {
             let Some(rest) = name.strip_prefix("FRESHET_") else { continue };
@@ -193,10 +197,14 @@ impl BrokerConfig {
                 continue;
             }
             let key = rest.to_ascii_lowercase().replace('_', ".");
-            self.set(&key, &value).map_err(|e| match e {
-                LogError::InvalidConfig { reason, value, .. } => invalid(&name, &value, reason),
-                other => other,
-            })?;
+            match self.set(&key, &value) {
+                Ok(()) => {}
+                Err(LogError::InvalidConfig { reason, .. }) if reason == UNKNOWN_KEY => {
+                    tracing::warn!(variable = %name, "ignoring an environment variable that names no broker setting");
+                }
+                Err(LogError::InvalidConfig { reason, value, .. }) => return Err(invalid(&name, &value, reason)),
+                Err(other) => return Err(other),
+            }
         }
         Ok(())
     }
@@ -239,8 +247,9 @@ mod tests {
         assert_eq!(c.data_dir(), std::path::Path::new("/tmp/x"));
         assert_eq!(c.advertised, Some(("broker.example".to_string(), 9092)));
 
-        let err = c.apply_env([("FRESHET_LOG_RETENTION_MSS".to_string(), "1".to_string())]).unwrap_err();
-        assert!(err.to_string().contains("FRESHET_LOG_RETENTION_MSS"), "{err}");
+        c.apply_env([("FRESHET_BIN".to_string(), "/usr/bin/freshet".to_string())]).unwrap();
+        let err = c.apply_env([("FRESHET_LOG_RETENTION_MS".to_string(), "soon".to_string())]).unwrap_err();
+        assert!(err.to_string().contains("FRESHET_LOG_RETENTION_MS"), "{err}");
         let err = c.set("message.max.bytes", "big").unwrap_err();
         assert!(err.to_string().contains("message.max.bytes"), "{err}");
         let err = c.apply_toml("this is = = not toml").unwrap_err();

@@ -1,0 +1,230 @@
+"""Third-party Kafka clients against a real `freshet server`.
+
+For each client: create a topic with several partitions, produce keyed and unkeyed
+messages with headers once per compression codec, consume from the earliest offset, and
+check that every message (key, value, headers, timestamp) arrives exactly once and in
+order within its partition.
+"""
+
+import collections
+import subprocess
+import time
+import uuid
+
+import pytest
+
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+PER_CODEC = 60
+PARTITIONS = 3
+# Recent timestamps: older ones would be (rightly) deleted by the 7-day default retention.
+BASE_TS = int(time.time() * 1000) - 60_000
+
+
+def messages(run, codec):
+    """Keyed and unkeyed messages with headers and explicit timestamps."""
+    out = []
+    for i in range(PER_CODEC):
+        key = f"key-{i % 7}".encode() if i % 2 == 0 else None
+        value = f"{run}|{codec}|{i}".encode()
+        headers = [("codec", codec.encode()), ("seq", str(i).encode())]
+        out.append((key, value, headers, BASE_TS + i))
+    return out
+
+
+def check(produced, consumed, check_timestamps=True):
+    """produced: value -> (partition, key, headers, ts) in send order per partition.
+    consumed: list of (partition, offset, key, value, headers, ts)."""
+    counts = collections.Counter(c[3] for c in consumed)
+    dupes = [v for v, n in counts.items() if n > 1]
+    assert not dupes, f"{len(dupes)} values consumed more than once, e.g. {dupes[:3]}"
+    missing = set(produced) - set(counts)
+    assert not missing, f"{len(missing)} produced values never consumed, e.g. {sorted(missing)[:3]}"
+    by_partition = collections.defaultdict(list)
+    for p, offset, key, value, headers, ts in sorted(consumed, key=lambda c: (c[0], c[1])):
+        want_p, want_key, want_headers, want_ts = produced[value]
+        assert p == want_p, f"{value!r} landed in partition {p}, acknowledged for {want_p}"
+        assert key == want_key, f"{value!r}: key {key!r} != {want_key!r}"
+        assert list(headers) == list(want_headers), f"{value!r}: headers {headers!r} != {want_headers!r}"
+        if check_timestamps:
+            assert ts == want_ts, f"{value!r}: timestamp {ts} != {want_ts}"
+        by_partition[p].append(value)
+    for p, values in by_partition.items():
+        sent = [v for v, meta in produced.items() if meta[0] == p]
+        assert values == sent, f"partition {p}: consumed order differs from produce order"
+
+
+def test_kafka_python(server):
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka.admin import NewTopic
+
+    topic = "kp-" + uuid.uuid4().hex[:8]
+    admin = KafkaAdminClient(bootstrap_servers=server.bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
+    admin.close()
+    produced = {}
+    for codec in CODECS:
+        producer = KafkaProducer(bootstrap_servers=server.bootstrap, compression_type=None if codec == "none" else codec, acks="all")
+        for key, value, headers, ts in messages("kp", codec):
+            meta = producer.send(topic, key=key, value=value, headers=headers, timestamp_ms=ts).get(timeout=30)
+            produced[value] = (meta.partition, key, headers, ts)
+        producer.close()
+    consumer = KafkaConsumer(topic, bootstrap_servers=server.bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    consumed = [(m.partition, m.offset, m.key, m.value, m.headers, m.timestamp) for m in consumer]
+    consumer.close()
+    check(produced, consumed)
+
+
+def confluent_consume(bootstrap, topic, expected, timeout_s=30):
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "compat", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    consumed = []
+    deadline = time.time() + timeout_s
+    while len(consumed) < expected and time.time() < deadline:
+        m = consumer.poll(0.5)
+        if m is None:
+            continue
+        assert m.error() is None, m.error()
+        consumed.append((m.partition(), m.offset(), m.key(), m.value(), m.headers() or [], m.timestamp()[1]))
+    # Anything beyond the expected count would be a duplicate; give it a moment to show.
+    end = time.time() + 1
+    while time.time() < end:
+        m = consumer.poll(0.2)
+        if m is not None and m.error() is None:
+            consumed.append((m.partition(), m.offset(), m.key(), m.value(), m.headers() or [], m.timestamp()[1]))
+    consumer.close()
+    return consumed
+
+
+def test_confluent_kafka(server):
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = "ck-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": server.bootstrap})
+    for f in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).values():
+        f.result(30)
+    produced = {}
+    for codec in CODECS:
+        producer = Producer({"bootstrap.servers": server.bootstrap, "compression.type": codec, "linger.ms": 5, "acks": "all"})
+        acks = []
+        sent = {}
+        for key, value, headers, ts in messages("ck", codec):
+            sent[value] = (key, headers, ts)
+            producer.produce(topic, key=key, value=value, headers=headers, timestamp=ts, on_delivery=lambda err, msg: acks.append((err, msg)))
+        assert producer.flush(30) == 0
+        for err, msg in acks:
+            assert err is None, err
+            key, headers, ts = sent[msg.value()]
+            produced[msg.value()] = (msg.partition(), key, headers, ts)
+    # Order within a partition is the order of the delivery reports.
+    consumed = confluent_consume(server.bootstrap, topic, len(produced))
+    check(produced, consumed)
+
+
+def kcat(*args, stdin=None):
+    result = subprocess.run(["kcat", *args], input=stdin, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout
+
+
+def test_kcat(server):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = "kc-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": server.bootstrap})
+    for f in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).values():
+        f.result(30)
+    sent = []
+    for codec in CODECS:
+        keyed = "".join(f"key-{i % 7}:kc|{codec}|{i}\n" for i in range(0, PER_CODEC, 2)).encode()
+        kcat("-P", "-b", server.bootstrap, "-t", topic, "-z", codec, "-K:", "-H", f"codec={codec}", stdin=keyed)
+        unkeyed = "".join(f"kc|{codec}|{i}\n" for i in range(1, PER_CODEC, 2)).encode()
+        kcat("-P", "-b", server.bootstrap, "-t", topic, "-z", codec, "-H", f"codec={codec}", "-p", "1", stdin=unkeyed)
+        sent += [(f"key-{i % 7}" if i % 2 == 0 else None, f"kc|{codec}|{i}", codec) for i in range(PER_CODEC)]
+    out = kcat("-C", "-b", server.bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%p\t%o\t%K\t%k\t%s\t%h\t%T\n")
+    rows = [line.split("\t") for line in out.decode().splitlines()]
+    assert len(rows) == len(sent), f"{len(rows)} consumed, {len(sent)} produced"
+    seen = collections.Counter(r[4] for r in rows)
+    assert all(n == 1 for n in seen.values()), "duplicates"
+    now_ms = time.time() * 1000
+    expected = {value: (key, codec) for key, value, codec in sent}
+    last_offset = {}
+    for partition, offset, key_len, key, value, headers, ts in rows:
+        want_key, codec = expected[value]
+        assert (key if key_len != "-1" else None) == want_key, value
+        assert headers == f"codec={codec}", (value, headers)
+        assert abs(int(ts) - now_ms) < 600_000, f"{value}: timestamp {ts} is not recent"
+        assert int(offset) > last_offset.get(partition, -1)
+        last_offset[partition] = int(offset)
+    # Within partition 1, unkeyed values arrive in the order kcat sent them.
+    p1 = [r[4] for r in rows if r[0] == "1" and r[2] == "-1"]
+    assert p1 == [v for k, v, _ in sent if k is None]
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["clean", "kill-9"])
+def test_data_and_topics_survive_a_restart(server, kill):
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = "rs-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": server.bootstrap})
+    for f in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).values():
+        f.result(30)
+    producer = Producer({"bootstrap.servers": server.bootstrap, "enable.idempotence": True, "acks": "all"})
+    produced = {}
+    def on_delivery(err, msg):
+        assert err is None, err
+        i = int(msg.value().split(b"|")[1])
+        produced[msg.value()] = (msg.partition(), msg.key(), [("i", str(i).encode())], BASE_TS + i)
+
+    for i in range(300):
+        producer.produce(topic, key=f"k{i % 11}".encode(), value=f"rs|{i}".encode(), headers=[("i", str(i).encode())], timestamp=BASE_TS + i, on_delivery=on_delivery)
+    assert producer.flush(30) == 0
+    assert len(produced) == 300
+    server.restart(kill=kill)
+    check(produced, confluent_consume(server.bootstrap, topic, 300))
+    # The topic is still there with all its partitions.
+    metadata = AdminClient({"bootstrap.servers": server.bootstrap}).list_topics(topic, timeout=30)
+    assert len(metadata.topics[topic].partitions) == PARTITIONS
+
+
+def test_idempotent_producer_across_a_kill_9_restart(server):
+    """An idempotent producer keeps sending while the broker is killed and restarted:
+    every message is stored exactly once and in order."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = "idem-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": server.bootstrap})
+    for f in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).values():
+        f.result(30)
+    producer = Producer({
+        "bootstrap.servers": server.bootstrap,
+        "enable.idempotence": True,
+        "linger.ms": 2,
+        "message.timeout.ms": 120000,
+        "reconnect.backoff.max.ms": 500,
+    })
+    errors = []
+    produced = {}
+
+    def on_delivery(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            produced[msg.value()] = (msg.partition(), msg.key(), [], msg.timestamp()[1])
+
+    total = 3000
+    for i in range(total):
+        producer.produce(topic, key=f"k{i % 13}".encode(), value=f"idem|{i}".encode(), timestamp=BASE_TS + i, on_delivery=on_delivery)
+        if i == total // 2:
+            producer.flush(0.05)
+            server.restart(kill=True)
+        producer.poll(0)
+    assert producer.flush(120) == 0
+    assert not errors, errors[:3]
+    assert len(produced) == total
+    consumed = confluent_consume(server.bootstrap, topic, total, timeout_s=60)
+    check(produced, [(p, o, k, v, [], ts) for p, o, k, v, _, ts in consumed])
