@@ -192,7 +192,26 @@ fn api_versions_advertises_exactly_what_is_implemented() {
     assert_eq!(response.error_code, 0);
     let keys: Vec<(i16, i16, i16)> =
         response.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
-    assert_eq!(keys, [(0, 3, 12), (1, 4, 12), (2, 1, 8), (3, 0, 12), (18, 0, 4), (19, 2, 7), (22, 0, 4)]);
+    assert_eq!(
+        keys,
+        [
+            (0, 3, 12),
+            (1, 4, 12),
+            (2, 1, 8),
+            (3, 0, 12),
+            (18, 0, 4),
+            (19, 2, 7),
+            (22, 0, 4),
+            (20, 1, 6),
+            (21, 0, 2),
+            (23, 2, 4),
+            (32, 1, 4),
+            (33, 0, 2),
+            (37, 0, 3),
+            (44, 0, 1),
+            (60, 0, 1)
+        ]
+    );
 
     // KIP-511: a newer ApiVersions gets UNSUPPORTED_VERSION and the list, in v0 format.
     let header = RequestHeader::default().with_request_api_key(18).with_request_api_version(99).with_correlation_id(7);
@@ -203,7 +222,7 @@ fn api_versions_advertises_exactly_what_is_implemented() {
     assert_eq!(ResponseHeader::decode(&mut frame, 0).unwrap().correlation_id, 7);
     let response = ApiVersionsResponse::decode(&mut frame, 0).unwrap();
     assert_eq!(response.error_code, codes::UNSUPPORTED_VERSION);
-    assert_eq!(response.api_keys.len(), 7);
+    assert_eq!(response.api_keys.len(), 15);
 }
 
 #[test]
@@ -412,8 +431,13 @@ fn malformed_frames_close_the_connection_and_the_broker_carries_on() {
     assert!(raw(&broker, &frame(&[0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff])));
     // A CreateTopics v7 (flexible) request claiming a huge compact array.
     assert!(raw(&broker, &frame(&[0, 19, 0, 7, 0, 0, 0, 1, 0xff, 0xff, 0, 0xff, 0xff, 0xff, 0xff, 0x07])));
-    // Trailing bytes after a valid ApiVersions v0 request.
-    assert!(raw(&broker, &frame(&[0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 1, 2, 3])));
+    // Trailing bytes after a valid ApiVersions v0 request are ignored, as Kafka does.
+    {
+        let mut client = broker.connect();
+        client.stream.write_all(&frame(&[0, 18, 0, 0, 0, 0, 0, 9, 0xff, 0xff, 1, 2, 3])).unwrap();
+        let mut answer = client.read_frame().expect("answered");
+        assert_eq!(ResponseHeader::decode(&mut answer, 0).unwrap().correlation_id, 9);
+    }
     // Negative and oversized frame sizes are refused before any allocation.
     assert!(raw(&broker, &(-5i32).to_be_bytes()));
     assert!(raw(&broker, &((1 << 20) + 1i32).to_be_bytes()));
@@ -482,4 +506,147 @@ fn data_and_topic_configs_survive_a_restart() {
     let metadata = client.send(&MetadataRequest::default().with_topics(None), 12);
     assert_eq!(metadata.topics[0].partitions.len(), 2);
     runtime.block_on(running.shutdown()).unwrap();
+}
+
+fn describe_topic_configs(client: &mut Client, topic: &str) -> std::collections::BTreeMap<String, (String, i8)> {
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.into())),
+    ]);
+    let response = client.send(&request, 4);
+    assert_eq!(response.results[0].error_code, 0, "{:?}", response.results[0].error_message);
+    response.results[0]
+        .configs
+        .iter()
+        .map(|c| (c.name.to_string(), (c.value.as_ref().unwrap().to_string(), c.config_source)))
+        .collect()
+}
+
+fn incremental(client: &mut Client, topic: &str, ops: &[(&str, i8, Option<&str>)]) -> i16 {
+    let configs = ops
+        .iter()
+        .map(|(k, op, v)| {
+            incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_config_operation(*op)
+                .with_value(v.map(|v| StrBytes::from_string(v.to_string())))
+        })
+        .collect();
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.into()))
+            .with_configs(configs),
+    ]);
+    client.send(&request, 1).responses[0].error_code
+}
+
+#[test]
+fn topics_are_reconfigured_grown_trimmed_and_deleted() {
+    let broker = TestBroker::start();
+    let mut client = broker.connect();
+    assert_eq!(create_topic(&mut client, "a", 1, &[("retention.ms", "1000")]), 0);
+
+    let configs = describe_topic_configs(&mut client, "a");
+    assert_eq!(configs["retention.ms"], ("1000".to_string(), 1), "an override is a topic config");
+    assert_eq!(configs["segment.bytes"].1, 5, "the rest are defaults");
+
+    assert_eq!(
+        incremental(&mut client, "a", &[("retention.ms", 0, Some("5000")), ("cleanup.policy", 2, Some("compact"))]),
+        0
+    );
+    let configs = describe_topic_configs(&mut client, "a");
+    assert_eq!(configs["retention.ms"].0, "5000");
+    assert_eq!(configs["cleanup.policy"].0, "delete,compact", "described as stored, like Kafka");
+    let live = broker.running.as_ref().unwrap().broker().log_manager().topic_config("a");
+    assert!(live.compact() && live.delete() && live.retention_ms == 5000, "the running logs use the new config");
+    assert_eq!(incremental(&mut client, "a", &[("cleanup.policy", 3, Some("delete"))]), 0);
+    assert_eq!(describe_topic_configs(&mut client, "a")["cleanup.policy"].0, "compact");
+    assert_eq!(incremental(&mut client, "a", &[("retention.ms", 0, Some("later"))]), codes::INVALID_CONFIG);
+    assert_eq!(incremental(&mut client, "a", &[("retention.ms", 2, Some("1"))]), codes::INVALID_CONFIG);
+    assert_eq!(incremental(&mut client, "missing", &[("retention.ms", 1, None)]), codes::UNKNOWN_TOPIC_OR_PARTITION);
+    assert_eq!(incremental(&mut client, "a", &[("retention.ms", 1, None)]), 0);
+    assert_eq!(describe_topic_configs(&mut client, "a")["retention.ms"].1, 5);
+
+    // AlterConfigs replaces all overrides.
+    let request = AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("a"))
+            .with_configs(vec![
+                alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("segment.bytes"))
+                    .with_value(Some(StrBytes::from_static_str("1048576"))),
+            ]),
+    ]);
+    assert_eq!(client.send(&request, 2).responses[0].error_code, 0);
+    let configs = describe_topic_configs(&mut client, "a");
+    assert_eq!((configs["segment.bytes"].0.as_str(), configs["cleanup.policy"].0.as_str()), ("1048576", "delete"));
+
+    // Broker configs are described, not changed at run time.
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1")),
+    ]);
+    let response = client.send(&request, 4);
+    assert!(response.results[0].configs.iter().any(|c| c.name.as_str() == "num.partitions"));
+
+    // CreatePartitions grows, never shrinks.
+    let grow = |count| {
+        CreatePartitionsRequest::default().with_topics(vec![
+            create_partitions_request::CreatePartitionsTopic::default().with_name(name("a")).with_count(count),
+        ])
+    };
+    assert_eq!(client.send(&grow(3), 3).results[0].error_code, 0);
+    assert_eq!(client.send(&grow(2), 3).results[0].error_code, codes::INVALID_PARTITIONS);
+    let metadata = client.send(&MetadataRequest::default().with_topics(None), 12);
+    assert_eq!(metadata.topics[0].partitions.len(), 3);
+    assert_eq!(produce(&mut client, "a", 2, sized_batch(1, 10, T0), 1), Some((0, 0)));
+
+    // DeleteRecords moves the low watermark; -1 means the high watermark.
+    assert_eq!(produce(&mut client, "a", 0, sized_batch(5, 10, T0), 1), Some((0, 0)));
+    let delete = |offset| {
+        DeleteRecordsRequest::default().with_topics(vec![
+            delete_records_request::DeleteRecordsTopic::default().with_name(name("a")).with_partitions(vec![
+                delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(offset),
+            ]),
+        ])
+    };
+    let low =
+        |r: DeleteRecordsResponse| (r.topics[0].partitions[0].error_code, r.topics[0].partitions[0].low_watermark);
+    assert_eq!(low(client.send(&delete(3), 2)), (0, 3));
+    assert_eq!(low(client.send(&delete(99), 2)).0, codes::OFFSET_OUT_OF_RANGE);
+    assert_eq!(low(client.send(&delete(-1), 2)), (0, 5));
+    assert_eq!(list_offset(&mut client, "a", 0, -2), (0, 5, -1));
+
+    // OffsetForLeaderEpoch answers from the epoch cache.
+    let ask = |current, epoch| {
+        OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+            offset_for_leader_epoch_request::OffsetForLeaderTopic::default().with_topic(name("a")).with_partitions(
+                vec![
+                    offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(current)
+                        .with_leader_epoch(epoch),
+                ],
+            ),
+        ])
+    };
+    let answer = client.send(&ask(-1, 0), 4);
+    let p = &answer.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, 0, 5));
+    assert_eq!(client.send(&ask(7, 0), 4).topics[0].partitions[0].error_code, codes::UNKNOWN_LEADER_EPOCH);
+
+    let cluster = client.send(&DescribeClusterRequest::default(), 1);
+    assert_eq!(cluster.brokers[0].port, i32::from(broker.addr().port()));
+
+    // DeleteTopics removes metadata and data.
+    let delete_topic = DeleteTopicsRequest::default().with_topic_names(vec![name("a")]);
+    assert_eq!(client.send(&delete_topic, 5).responses[0].error_code, 0);
+    assert_eq!(client.send(&delete_topic, 5).responses[0].error_code, codes::UNKNOWN_TOPIC_OR_PARTITION);
+    assert!(client.send(&MetadataRequest::default().with_topics(None), 12).topics.is_empty());
+    assert!(!broker._dir.path().join("a-0").exists());
+    assert_eq!(fetch(&mut client, "a", 0, 0, 0).0, codes::UNKNOWN_TOPIC_OR_PARTITION);
 }

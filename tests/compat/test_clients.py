@@ -170,7 +170,8 @@ def test_data_and_topics_survive_a_restart(server, kill):
 
     topic = "rs-" + uuid.uuid4().hex[:8]
     admin = AdminClient({"bootstrap.servers": server.bootstrap})
-    for f in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).values():
+    new = NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1, config={"retention.ms": "123456789", "cleanup.policy": "compact,delete"})
+    for f in admin.create_topics([new]).values():
         f.result(30)
     producer = Producer({"bootstrap.servers": server.bootstrap, "enable.idempotence": True, "acks": "all"})
     produced = {}
@@ -185,9 +186,66 @@ def test_data_and_topics_survive_a_restart(server, kill):
     assert len(produced) == 300
     server.restart(kill=kill)
     check(produced, confluent_consume(server.bootstrap, topic, 300))
-    # The topic is still there with all its partitions.
-    metadata = AdminClient({"bootstrap.servers": server.bootstrap}).list_topics(topic, timeout=30)
+    # The topic is still there with all its partitions and its config.
+    admin = AdminClient({"bootstrap.servers": server.bootstrap})
+    metadata = admin.list_topics(topic, timeout=30)
     assert len(metadata.topics[topic].partitions) == PARTITIONS
+    assert topic_configs(admin, topic)["retention.ms"] == "123456789"
+    assert topic_configs(admin, topic)["cleanup.policy"] == "compact,delete"
+
+
+def topic_configs(admin, topic):
+    from confluent_kafka.admin import ConfigResource
+
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    entries = admin.describe_configs([resource])[resource].result(30)
+    return {name: entry.value for name, entry in entries.items()}
+
+
+def test_admin_operations_with_confluent_kafka(server):
+    from confluent_kafka import Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": server.bootstrap})
+    topic = "adm-" + uuid.uuid4().hex[:8]
+    for f in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
+        f.result(30)
+    with pytest.raises(Exception, match="TOPIC_ALREADY_EXISTS|already exists"):
+        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+    with pytest.raises(Exception, match="REPLICATION_FACTOR|replication factor"):
+        admin.create_topics([NewTopic("rf-" + topic, num_partitions=1, replication_factor=3)])["rf-" + topic].result(30)
+
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND),
+    ])
+    for f in admin.incremental_alter_configs([resource]).values():
+        f.result(30)
+    configs = topic_configs(admin, topic)
+    assert configs["retention.ms"] == "3600000"
+    assert configs["cleanup.policy"] == "delete,compact"
+
+    for f in admin.create_partitions([NewPartitions(topic, 4)]).values():
+        f.result(30)
+    assert len(admin.list_topics(topic, timeout=30).topics[topic].partitions) == 4
+
+    producer = Producer({"bootstrap.servers": server.bootstrap})
+    for i in range(10):
+        producer.produce(topic, key=b"k", value=str(i).encode(), partition=3)
+    assert producer.flush(30) == 0
+    result = admin.delete_records([TopicPartition(topic, 3, 4)])
+    for f in result.values():
+        assert f.result(30).low_watermark == 4
+
+    cluster = admin.describe_cluster().result(30)
+    assert [n.port for n in cluster.nodes] == [server.port]
+
+    for f in admin.delete_topics([topic]).values():
+        f.result(30)
+    deadline = time.time() + 10
+    while topic in admin.list_topics(timeout=30).topics and time.time() < deadline:
+        time.sleep(0.1)
+    assert topic not in admin.list_topics(timeout=30).topics
 
 
 def test_idempotent_producer_across_a_kill_9_restart(server):

@@ -177,6 +177,69 @@ impl Broker {
         Ok(topic)
     }
 
+    /// Deletes a topic: its metadata first (so it disappears for clients), then its logs.
+    pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
+        let meta = {
+            let mut metadata = self.metadata.lock();
+            metadata.delete_topic(name).map_err(storage_error)?
+        };
+        let Some(meta) = meta else {
+            return Err(ApiError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")));
+        };
+        for p in 0..meta.partitions {
+            self.logs.delete_log(&TopicPartition::new(name, p)).map_err(storage_error)?;
+        }
+        tracing::info!(topic = name, partitions = meta.partitions, "deleted topic");
+        Ok(())
+    }
+
+    /// Raises a topic's partition count to `count`.
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), ApiError> {
+        let mut metadata = self.metadata.lock();
+        let Some(meta) = metadata.topic(name).cloned() else {
+            return Err(ApiError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")));
+        };
+        if count <= meta.partitions || count > MAX_PARTITIONS_PER_TOPIC {
+            return Err(ApiError::new(
+                codes::INVALID_PARTITIONS,
+                format!(
+                    "topic '{name}' has {} partitions; the new count {count} must be larger (and at most {MAX_PARTITIONS_PER_TOPIC})",
+                    meta.partitions
+                ),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        for p in meta.partitions..count {
+            self.logs.get_or_create_log(&TopicPartition::new(name, p)).map_err(storage_error)?;
+        }
+        metadata.set_partitions(name, count).map_err(storage_error)?;
+        tracing::info!(topic = name, from = meta.partitions, to = count, "added partitions");
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides (validated first) and applies them to its logs.
+    pub fn set_topic_overrides(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let config = self.topic_config_for(&overrides)?;
+        let mut metadata = self.metadata.lock();
+        if metadata.topic(name).is_none() {
+            return Err(ApiError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        metadata.set_configs(name, overrides).map_err(storage_error)?;
+        self.logs.set_topic_config(name, config);
+        tracing::info!(topic = name, "changed topic config");
+        Ok(())
+    }
+
     /// The effective config for a topic with these overrides.
     pub(crate) fn topic_config_for(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig, ApiError> {
         self.config
@@ -189,6 +252,12 @@ impl Broker {
     /// Starts serving: binds the listener and returns a handle to the running broker.
     pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
         crate::server::start(config).await
+    }
+
+    /// The current leader epoch of a partition. A single node leads every partition in
+    /// epoch 0; replication moves this into the partition state.
+    pub(crate) fn leader_epoch(&self, _tp: &TopicPartition) -> i32 {
+        LEADER_EPOCH
     }
 
     pub(crate) fn now_ms(&self) -> i64 {

@@ -49,10 +49,9 @@ pub(crate) fn decode_request(mut frame: Bytes) -> Result<Decoded, Close> {
     let request = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| Close::Protocol(format!("malformed {api_key:?} v{version} request: {e}")))?;
     if frame.has_remaining() {
-        return Err(Close::Protocol(format!(
-            "{} unexpected bytes after a {api_key:?} v{version} request",
-            frame.remaining()
-        )));
+        // Kafka ignores bytes past the schema, and real clients send them (librdkafka's
+        // describe_cluster Metadata v12 carries 3), so this is not a reason to hang up.
+        tracing::debug!(api = ?api_key, version, extra = frame.remaining(), "ignoring bytes after a request");
     }
     Ok(Decoded::Request { header, request: Box::new(request) })
 }

@@ -1,7 +1,9 @@
 //! One handler per Kafka API. Each takes the decoded request and returns the response
 //! (or `None` for `acks=0` produce); none of them touches a socket.
 
+mod admin;
 mod api_versions;
+mod configs;
 mod create_topics;
 mod fetch;
 mod init_producer_id;
@@ -25,6 +27,14 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
 ];
 
 /// The version range implemented for `key`, if any.
@@ -44,6 +54,18 @@ pub(crate) async fn handle(broker: &Broker, header: &RequestHeader, request: Req
         RequestKind::Produce(req) => return produce::handle(broker, req).map(ResponseKind::Produce),
         RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(broker, req).await),
         RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(init_producer_id::handle(broker, req)),
+        RequestKind::DeleteTopics(req) => ResponseKind::DeleteTopics(admin::delete_topics(broker, req)),
+        RequestKind::CreatePartitions(req) => ResponseKind::CreatePartitions(admin::create_partitions(broker, req)),
+        RequestKind::DeleteRecords(req) => ResponseKind::DeleteRecords(admin::delete_records(broker, req)),
+        RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(admin::describe_cluster(broker)),
+        RequestKind::OffsetForLeaderEpoch(req) => {
+            ResponseKind::OffsetForLeaderEpoch(admin::offset_for_leader_epoch(broker, req))
+        }
+        RequestKind::DescribeConfigs(req) => ResponseKind::DescribeConfigs(configs::describe(broker, req, version)),
+        RequestKind::AlterConfigs(req) => ResponseKind::AlterConfigs(configs::alter(broker, req)),
+        RequestKind::IncrementalAlterConfigs(req) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, req))
+        }
         RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(broker, req, version)),
         other => {
             // The server only dispatches keys from SUPPORTED_APIS.
