@@ -388,19 +388,22 @@ impl Log {
     /// of the same request). A request that is one duplicate batch returns its original
     /// offsets; any sequence error refuses the whole request.
     fn check_producer_sequences(&self, records: &[u8], validated: &[ValidatedBatch]) -> Result<Option<LogAppendInfo>> {
-        let mut overlay = ProducerStateManager::new(&self.dir);
-        for (i, v) in validated.iter().enumerate() {
+        // Earlier batches of the same request, for multi-batch requests; built only when
+        // a request carries idempotent batches, so plain appends allocate nothing here.
+        let mut overlay: Option<ProducerStateManager> = None;
+        for v in validated {
             let header = v.header(records);
             if !header.has_producer_id() || header.base_sequence < 0 {
                 continue;
             }
-            let check = if i == 0 {
-                self.producer_state.check(&header)
-            } else {
-                overlay.check_with(&self.producer_state, &header)
+            let check = match &overlay {
+                None => self.producer_state.check(&header),
+                Some(o) => o.check_with(&self.producer_state, &header),
             };
             match check? {
-                SequenceCheck::Append => overlay.stage(&self.producer_state, &header),
+                SequenceCheck::Append => overlay
+                    .get_or_insert_with(|| ProducerStateManager::new(&self.dir))
+                    .stage(&self.producer_state, &header),
                 SequenceCheck::Duplicate(original) if validated.len() == 1 => {
                     return Ok(Some(LogAppendInfo {
                         first_offset: original.first_offset,
