@@ -130,18 +130,7 @@ impl MetadataStore {
     fn persist(&self) -> Result<()> {
         let body = serde_json::to_vec_pretty(&self.state)
             .map_err(|e| LogError::Corrupt { path: self.path.clone(), reason: e.to_string() })?;
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).at(&tmp)?;
-            f.write_all(&body).at(&tmp)?;
-            f.sync_all().at(&tmp)?;
-        }
-        std::fs::rename(&tmp, &self.path).at(&self.path)?;
-        if let Some(dir) = self.path.parent() {
-            crate::storage::checkpoint::sync_dir(dir)?;
-        }
-        Ok(())
+        crate::storage::checkpoint::write_atomically(&self.path, &body)
     }
 }
 

@@ -22,19 +22,28 @@ const VERSION: u32 = 0;
 
 /// Writes `entries` as a checkpoint file, atomically.
 pub(crate) fn write_lines(path: &Path, entries: &[String]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
     let mut body = format!("{VERSION}\n{}\n", entries.len());
     for e in entries {
         body.push_str(e);
         body.push('\n');
     }
+    write_atomically(path, body.as_bytes())
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new contents:
+/// write `<path>.tmp`, fsync it, rename it over `path`, fsync the directory. (Loading
+/// removes stray `.tmp` files.)
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     {
         let mut f = std::fs::File::create(&tmp).at(&tmp)?;
-        f.write_all(body.as_bytes()).at(&tmp)?;
+        f.write_all(bytes).at(&tmp)?;
         f.sync_all().at(&tmp)?;
     }
     std::fs::rename(&tmp, path).at(path)?;
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         sync_dir(dir)?;
     }
     Ok(())

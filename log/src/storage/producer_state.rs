@@ -260,15 +260,7 @@ impl ProducerStateManager {
         }
         let crc = crc32c::crc32c(&body[6..]);
         body[2..6].copy_from_slice(&crc.to_be_bytes());
-        let path = self.snapshot_path(offset);
-        let tmp = path.with_extension("snapshot.tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).at(&tmp)?;
-            f.write_all(&body).at(&tmp)?;
-            f.sync_all().at(&tmp)?;
-        }
-        std::fs::rename(&tmp, &path).at(&path)?;
+        super::checkpoint::write_atomically(&self.snapshot_path(offset), &body)?;
         let offsets = self.snapshot_offsets()?;
         let keep_from = offsets.len().saturating_sub(OLD_SNAPSHOTS_KEPT + 1);
         for old in &offsets[..keep_from] {
