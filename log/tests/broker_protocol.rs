@@ -334,6 +334,98 @@ fn produced_batches_are_fetched_byte_for_byte_and_offsets_listed() {
     assert_eq!(list_offset(&mut client, "t", 0, -1), (0, 1, -1));
 }
 
+/// One partition of a fetch response: topic, partition, error, high watermark, records.
+type FetchedPartition = (String, i32, i16, i64, usize);
+
+/// A fetch in a session: `(session id, epoch)`, the partitions (and offsets) the request
+/// names, and the partitions to forget. Returns the top-level error, the session id, and
+/// each partition in the response with its error, high watermark and record count.
+fn session_fetch(
+    client: &mut Client,
+    session: (i32, i32),
+    partitions: &[(&str, i32, i64)],
+    forget: &[(&str, i32)],
+) -> (i16, i32, Vec<FetchedPartition>) {
+    let topics = partitions
+        .iter()
+        .map(|&(topic, partition, offset)| {
+            FetchTopic::default().with_topic(name(topic)).with_partitions(vec![
+                FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20),
+            ])
+        })
+        .collect();
+    let forgotten = forget
+        .iter()
+        .map(|&(topic, p)| fetch_request::ForgottenTopic::default().with_topic(name(topic)).with_partitions(vec![p]))
+        .collect();
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_session_id(session.0)
+        .with_session_epoch(session.1)
+        .with_topics(topics)
+        .with_forgotten_topics_data(forgotten);
+    let response = client.send(&request, 12);
+    let partitions = response
+        .responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                let records = p.records.as_ref().map_or(0, |r| decode(r).len());
+                (t.topic.0.to_string(), p.partition_index, p.error_code, p.high_watermark, records)
+            })
+        })
+        .collect();
+    (response.error_code, response.session_id, partitions)
+}
+
+#[test]
+fn fetch_sessions_send_only_what_changed() {
+    let broker = TestBroker::start();
+    let mut client = broker.connect();
+    assert_eq!(create_topic(&mut client, "s", 3, &[]), 0);
+    produce(&mut client, "s", 1, sized_batch(2, 10, T0), 1).unwrap();
+
+    // A full fetch at epoch 0 opens a session and answers every partition.
+    let all = [("s", 0, 0), ("s", 1, 0), ("s", 2, 0)];
+    let (error, id, parts) = session_fetch(&mut client, (0, 0), &all, &[]);
+    assert_eq!(error, 0);
+    assert!(id > 0, "a session was opened");
+    assert_eq!(
+        parts,
+        [("s".into(), 0, 0, 0, 0), ("s".into(), 1, 0, 2, 2), ("s".into(), 2, 0, 0, 0)],
+        "every partition, with records where there are some"
+    );
+
+    // The client moves s-1 past what it got; nothing else changed: an empty answer.
+    let (error, same, parts) = session_fetch(&mut client, (id, 1), &[("s", 1, 2)], &[]);
+    assert_eq!((error, same, parts), (0, id, vec![]));
+
+    // New data on s-2 (fetched at its cached offset 0) is all the next fetch carries.
+    produce(&mut client, "s", 2, sized_batch(3, 10, T0), 1).unwrap();
+    let (_, _, parts) = session_fetch(&mut client, (id, 2), &[], &[]);
+    assert_eq!(parts, [("s".into(), 2, 0, 3, 3)]);
+
+    // A partition added to the session is answered once; a forgotten one no more.
+    let (_, _, parts) = session_fetch(&mut client, (id, 3), &[("s", 2, 3), ("ghost", 0, 0)], &[("s", 0)]);
+    assert_eq!(parts, [("ghost".into(), 0, codes::UNKNOWN_TOPIC_OR_PARTITION, -1, 0)]);
+    produce(&mut client, "s", 0, sized_batch(1, 10, T0), 1).unwrap();
+    let (_, _, parts) = session_fetch(&mut client, (id, 4), &[], &[("ghost", 0)]);
+    assert_eq!(parts, [], "s-0 was forgotten, so its new record is not sent");
+
+    // Out-of-order epochs and unknown sessions get the top-level codes clients reset on.
+    assert_eq!(session_fetch(&mut client, (id, 4), &[], &[]).0, codes::INVALID_FETCH_SESSION_EPOCH);
+    assert_eq!(session_fetch(&mut client, (id.wrapping_add(1), 1), &[], &[]).0, codes::FETCH_SESSION_ID_NOT_FOUND);
+    // Epoch -1 closes the session and answers as a sessionless full fetch.
+    let (error, none, parts) = session_fetch(&mut client, (id, -1), &all, &[]);
+    assert_eq!((error, none, parts.len()), (0, 0, 3));
+    assert_eq!(session_fetch(&mut client, (id, 5), &[], &[]).0, codes::FETCH_SESSION_ID_NOT_FOUND);
+}
+
 #[test]
 fn a_waiting_fetch_returns_as_soon_as_data_arrives() {
     let broker = TestBroker::start();

@@ -286,3 +286,44 @@ def test_idempotent_producer_across_a_kill_9_restart(server):
     assert len(produced) == total
     consumed = confluent_consume(server.bootstrap, topic, total, timeout_s=60)
     check(produced, [(p, o, k, v, [], ts) for p, o, k, v, _, ts in consumed])
+
+
+def test_kafka_python_incremental_fetch_sessions(server):
+    """kafka-python keeps a KIP-227 fetch session per broker: while a producer writes to
+    some partitions, its incremental fetches name only what moved, and the broker answers
+    only partitions with news. Every message must still arrive exactly once, in order."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka.admin import NewTopic
+
+    topic = "sessions-" + uuid.uuid4().hex[:8]
+    partitions = 6
+    admin = KafkaAdminClient(bootstrap_servers=server.bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    admin.close()
+    consumer = KafkaConsumer(bootstrap_servers=server.bootstrap, fetch_max_wait_ms=50)
+    from kafka import TopicPartition
+
+    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+    consumer.seek_to_beginning()
+    producer = KafkaProducer(bootstrap_servers=server.bootstrap, acks=1)
+    sent = collections.defaultdict(list)
+    consumed = collections.defaultdict(list)
+    # Rounds that touch one or two partitions at a time, consuming in between, so most
+    # fetches are incremental and most partitions unchanged.
+    for round_ in range(30):
+        for p in {round_ % partitions, (round_ * 5) % partitions}:
+            for i in range(3):
+                value = f"{round_}-{p}-{i}".encode()
+                producer.send(topic, value=value, partition=p).get(timeout=30)
+                sent[p].append(value)
+        for records in consumer.poll(timeout_ms=200).values():
+            for m in records:
+                consumed[m.partition].append(m.value)
+    deadline = time.time() + 30
+    while sum(map(len, consumed.values())) < sum(map(len, sent.values())) and time.time() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            for m in records:
+                consumed[m.partition].append(m.value)
+    producer.close()
+    consumer.close()
+    assert dict(consumed) == dict(sent)

@@ -38,6 +38,9 @@ pub struct BrokerConfig {
     pub num_partitions: i32,
     /// `fetch.max.wait.ms` bound: the longest a fetch may wait for data.
     pub max_fetch_wait_ms: u64,
+    /// `max.incremental.fetch.session.cache.slots`: how many fetch sessions (KIP-227) the
+    /// broker keeps.
+    pub fetch_session_slots: usize,
     /// `log.dirs`, retention, cleaner and flush settings, and the topic-config defaults.
     pub log_manager: LogManagerConfig,
 }
@@ -53,6 +56,7 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             num_partitions: 1,
             max_fetch_wait_ms: 30_000,
+            fetch_session_slots: 1_000,
             log_manager: LogManagerConfig::new("./freshet-data"),
         }
     }
@@ -144,6 +148,7 @@ impl BrokerConfig {
             }
             "log.roll.hours" => topic_defaults.set("segment.ms", &(parse::<i64>(key, v)? * 3_600_000).to_string())?,
             "replica.fetch.wait.max.ms" | "fetch.max.wait.ms" => self.max_fetch_wait_ms = parse(key, v)?,
+            "max.incremental.fetch.session.cache.slots" => self.fetch_session_slots = parse(key, v)?,
             _ => {
                 let topic_key = match key {
                     "log.segment.bytes" => "segment.bytes",

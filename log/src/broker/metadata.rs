@@ -135,7 +135,7 @@ impl MetadataStore {
 }
 
 /// A random v4 UUID from the OS's entropy (via std's hasher seeds and the clock).
-fn new_id() -> uuid::Uuid {
+pub(crate) fn new_id() -> uuid::Uuid {
     use std::hash::{BuildHasher, Hasher};
     let mut bytes = [0u8; 16];
     for chunk in bytes.chunks_mut(8) {

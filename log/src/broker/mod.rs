@@ -17,6 +17,7 @@
 //! ```
 
 pub mod config;
+pub mod fetch_session;
 pub(crate) mod handlers;
 pub mod metadata;
 
@@ -64,6 +65,8 @@ pub struct Broker {
     pub(crate) appended: tokio::sync::watch::Sender<u64>,
     /// Host and port that Metadata advertises.
     pub(crate) advertised: Mutex<(String, u16)>,
+    /// Incremental fetch sessions (KIP-227).
+    pub(crate) fetch_sessions: Mutex<fetch_session::FetchSessions>,
 }
 
 impl Broker {
@@ -89,6 +92,7 @@ impl Broker {
         }
         let advertised =
             config.advertised.clone().unwrap_or_else(|| (config.listener.ip().to_string(), config.listener.port()));
+        let fetch_sessions = Mutex::new(fetch_session::FetchSessions::new(config.fetch_session_slots));
         let broker = Arc::new(Self {
             config,
             logs,
@@ -96,6 +100,7 @@ impl Broker {
             clock,
             appended: tokio::sync::watch::channel(0).0,
             advertised: Mutex::new(advertised),
+            fetch_sessions,
         });
         broker.reconcile()?;
         Ok(broker)

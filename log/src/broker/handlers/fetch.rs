@@ -2,96 +2,162 @@
 //! watermark. Long polling: if fewer than `min_bytes` are ready, the fetch waits (at most
 //! `max_wait_ms`, capped by the broker) for an append and looks again.
 //!
-//! Fetch sessions (KIP-227): the broker answers with session id 0, which tells clients to
-//! send full fetch requests; a request that names a session gets FETCH_SESSION_ID_NOT_FOUND.
+//! Fetch sessions (KIP-227) are kept by [`crate::broker::fetch_session`]: it says which
+//! partitions a fetch reads and which of them the response carries.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
 use crate::broker::Broker;
+use crate::broker::fetch_session::{FetchPosition, ReadSummary};
 use crate::codes;
 use crate::storage::{LogError, TopicPartition};
 
 pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse {
-    if req.session_id != 0 {
-        return FetchResponse::default().with_error_code(codes::FETCH_SESSION_ID_NOT_FOUND).with_session_id(0);
-    }
+    let requested = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                let position = FetchPosition {
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
+                };
+                (TopicPartition::new(t.topic.0.to_string(), p.partition), position)
+            })
+        })
+        .collect();
+    let forgotten: Vec<TopicPartition> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|&p| TopicPartition::new(t.topic.0.to_string(), p)))
+        .collect();
+    let planned =
+        broker.fetch_sessions.lock().plan(req.session_id, req.session_epoch, requested, &forgotten, broker.now_ms());
+    let plan = match planned {
+        Ok(plan) => plan,
+        Err(code) => {
+            tracing::debug!(session = req.session_id, epoch = req.session_epoch, code, "fetch session refused");
+            return FetchResponse::default().with_error_code(code).with_session_id(0);
+        }
+    };
+
     let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0).min(broker.config.max_fetch_wait_ms));
     let deadline = tokio::time::Instant::now() + wait;
     let mut appended = broker.appended.subscribe();
-    loop {
+    let reads = loop {
         // Mark the current append count as seen before reading, so no append is missed.
         appended.borrow_and_update();
-        let (response, bytes, has_error) = read(broker, &req);
-        let enough = bytes >= i64::from(req.min_bytes.max(0)) && (bytes > 0 || req.min_bytes <= 0);
+        let reads = read(broker, &req, &plan.partitions);
+        let bytes: u64 = reads.iter().map(|r| r.bytes).sum();
+        let has_error = reads.iter().any(|r| r.summary.error_code != codes::NONE);
+        let enough = bytes >= u64::try_from(req.min_bytes).unwrap_or(0) && (bytes > 0 || req.min_bytes <= 0);
         if enough || has_error || tokio::time::Instant::now() >= deadline {
-            return response;
+            break reads;
         }
         if tokio::time::timeout_at(deadline, appended.changed()).await.is_err() {
-            return read(broker, &req).0;
+            break read(broker, &req, &plan.partitions);
+        }
+    };
+
+    let summaries: Vec<ReadSummary> = reads.iter().map(|r| r.summary).collect();
+    let (session_id, include) = broker.fetch_sessions.lock().complete(&plan, &summaries, broker.now_ms());
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for ((tp, _), read) in plan.partitions.iter().zip(reads).zip(include).filter(|(_, sent)| *sent).map(|(r, _)| r) {
+        // Consecutive partitions of one topic share an entry, as in Kafka's responses.
+        match topics.last_mut() {
+            Some(last) if *last.topic.0 == *tp.topic => last.partitions.push(read.data),
+            _ => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(crate::broker::handlers::str_bytes(tp.topic.clone())))
+                    .with_partitions(vec![read.data]),
+            ),
         }
     }
+    FetchResponse::default().with_session_id(session_id).with_responses(topics)
 }
 
-fn read(broker: &Broker, req: &FetchRequest) -> (FetchResponse, i64, bool) {
+/// One partition's answer.
+struct PartitionRead {
+    data: PartitionData,
+    bytes: u64,
+    summary: ReadSummary,
+}
+
+fn read(broker: &Broker, req: &FetchRequest, partitions: &[(TopicPartition, FetchPosition)]) -> Vec<PartitionRead> {
     let max_bytes = if req.max_bytes > 0 { req.max_bytes as u64 } else { u64::from(u32::MAX) };
     let mut remaining = max_bytes;
-    let mut total = 0i64;
-    let mut has_error = false;
     let mut first_data = true;
     let read_committed = req.isolation_level == 1;
-    let mut topics = Vec::with_capacity(req.topics.len());
-    for topic in &req.topics {
-        let name = topic.topic.0.to_string();
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            let data = PartitionData::default()
-                .with_partition_index(p.partition)
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1)
-                .with_aborted_transactions(read_committed.then(Vec::new));
-            let Some(log) = broker.logs.get_log(&TopicPartition::new(name.clone(), p.partition)) else {
-                has_error = true;
-                partitions.push(data.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION));
-                continue;
+    partitions
+        .iter()
+        .map(|(tp, position)| {
+            let (data, bytes) = read_partition(broker, tp, position, remaining, &mut first_data, read_committed);
+            remaining = remaining.saturating_sub(bytes);
+            let summary = ReadSummary {
+                has_records: bytes > 0,
+                error_code: data.error_code,
+                high_watermark: data.high_watermark,
+                last_stable_offset: data.last_stable_offset,
+                log_start_offset: data.log_start_offset,
             };
-            let log = log.read();
-            let hwm = log.high_watermark();
-            let data = data
-                .with_high_watermark(hwm)
-                .with_last_stable_offset(hwm)
-                .with_log_start_offset(log.log_start_offset());
-            let budget = remaining.min(u64::try_from(p.partition_max_bytes).unwrap_or(0));
-            // KIP-74: the first partition with data returns at least one batch, so a
-            // batch larger than the limits still makes progress.
-            let result = log.read(p.fetch_offset, budget, Some(hwm), first_data && remaining > 0);
-            match result.and_then(|info| info.read_to_vec()) {
-                Ok(records) => {
-                    let len = records.len() as u64;
-                    if len > 0 {
-                        first_data = false;
-                    }
-                    remaining = remaining.saturating_sub(len);
-                    total += len as i64;
-                    partitions.push(data.with_records(Some(Bytes::from(records))));
-                }
-                Err(e @ LogError::OffsetOutOfRange { .. }) => {
-                    tracing::debug!(topic = %name, partition = p.partition, error = %e, "fetch out of range");
-                    has_error = true;
-                    partitions.push(data.with_error_code(codes::OFFSET_OUT_OF_RANGE));
-                }
-                Err(e) => {
-                    tracing::error!(topic = %name, partition = p.partition, error = %e, "fetch failed");
-                    has_error = true;
-                    partitions.push(data.with_error_code(e.kafka_code()));
-                }
-            }
-        }
-        topics.push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions));
+            PartitionRead { data, bytes, summary }
+        })
+        .collect()
+}
+
+fn read_partition(
+    broker: &Broker,
+    tp: &TopicPartition,
+    position: &FetchPosition,
+    remaining: u64,
+    first_data: &mut bool,
+    read_committed: bool,
+) -> (PartitionData, u64) {
+    let data = PartitionData::default()
+        .with_partition_index(tp.partition)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_aborted_transactions(read_committed.then(Vec::new));
+    let Some(log) = broker.logs.get_log(tp) else {
+        return (data.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION), 0);
+    };
+    let epoch = broker.leader_epoch(tp);
+    if position.current_leader_epoch >= 0 && position.current_leader_epoch != epoch {
+        let code = if position.current_leader_epoch < epoch {
+            codes::FENCED_LEADER_EPOCH
+        } else {
+            codes::UNKNOWN_LEADER_EPOCH
+        };
+        return (data.with_error_code(code), 0);
     }
-    (FetchResponse::default().with_session_id(0).with_responses(topics), total, has_error)
+    let log = log.read();
+    let hwm = log.high_watermark();
+    let data = data.with_high_watermark(hwm).with_last_stable_offset(hwm).with_log_start_offset(log.log_start_offset());
+    let budget = remaining.min(u64::try_from(position.max_bytes).unwrap_or(0));
+    // KIP-74: the first partition with data returns at least one batch, so a batch larger
+    // than the limits still makes progress.
+    let result = log.read(position.fetch_offset, budget, Some(hwm), *first_data && remaining > 0);
+    match result.and_then(|info| info.read_to_vec()) {
+        Ok(records) => {
+            let len = records.len() as u64;
+            if len > 0 {
+                *first_data = false;
+            }
+            (data.with_records(Some(Bytes::from(records))), len)
+        }
+        Err(e @ LogError::OffsetOutOfRange { .. }) => {
+            tracing::debug!(%tp, error = %e, "fetch out of range");
+            (data.with_error_code(codes::OFFSET_OUT_OF_RANGE), 0)
+        }
+        Err(e) => {
+            tracing::error!(%tp, error = %e, "fetch failed");
+            (data.with_error_code(e.kafka_code()), 0)
+        }
+    }
 }
