@@ -64,3 +64,21 @@ ensure_build_deps() {
     ensure_debian_packages gcc libc6-dev
     ensure_rust
 }
+
+# ensure_venv DIR REQUIREMENTS: a Python venv at DIR with REQUIREMENTS installed, rebuilt
+# when the requirements file changes.
+ensure_venv() {
+    local venv=$1 requirements=$2
+    if ! python3 -m venv --help >/dev/null 2>&1; then
+        ensure_debian_packages python3 python3-venv
+    fi
+    local stamp
+    stamp="$venv/.requirements-$(sha256sum "$requirements" | cut -c1-16)"
+    [ -e "$stamp" ] && return 0
+    say "installing $requirements into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv" || die "could not create a Python venv at $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" ||
+        die "pip could not install $requirements"
+    touch "$stamp"
+}

@@ -7,19 +7,8 @@ cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 
 ensure_debian_packages kcat
-if ! python3 -m venv --help >/dev/null 2>&1; then
-    ensure_debian_packages python3 python3-venv
-fi
 venv="${FRESHET_VENV:-$HOME/.cache/freshet/venv}"
-stamp="$venv/.requirements-$(sha256sum tests/compat/requirements.txt | cut -c1-16)"
-if [ ! -e "$stamp" ]; then
-    say "installing the Python Kafka clients into $venv"
-    rm -rf "$venv"
-    python3 -m venv "$venv" || die "could not create a Python venv at $venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/compat/requirements.txt ||
-        die "pip could not install tests/compat/requirements.txt"
-    touch "$stamp"
-fi
+ensure_venv "$venv" tests/compat/requirements.txt
 
 cargo build --locked --bin freshet >&2
 export FRESHET_BIN="$CARGO_TARGET_DIR/debug/freshet"

@@ -7,6 +7,7 @@
 //! waiting in the socket. A request the broker cannot parse closes the connection with a
 //! log line naming the peer and the reason, as Kafka does.
 
+mod fetch_frame;
 mod frame;
 
 use std::net::SocketAddr;
@@ -14,13 +15,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use kafka_protocol::messages::ResponseKind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter, Interest};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::broker::handlers::Reply;
 use crate::broker::{Broker, BrokerConfig};
+use crate::storage::FileRange;
 use crate::storage::error::{LogError, Result};
+use fetch_frame::Chunk;
+pub(crate) use fetch_frame::FetchReply;
 pub(crate) use frame::{Decoded, decode_request, encode_response};
 
 /// How long a connection may take to send the rest of a frame it has started.
@@ -188,14 +195,21 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R, max: usize) -> Resu
     }
 }
 
-async fn answer<W: AsyncWriteExt + Unpin>(broker: &Broker, frame: Bytes, writer: &mut W) -> Result<(), Close> {
+async fn answer(broker: &Broker, frame: Bytes, writer: &mut BufWriter<OwnedWriteHalf>) -> Result<(), Close> {
     let response = match decode_request(frame)? {
         Decoded::Request { header, request } => {
             let api_key = header.request_api_key;
             let version = header.request_api_version;
             let correlation_id = header.correlation_id;
             match crate::broker::handlers::handle(broker, &header, *request).await {
-                Some(response) => encode_response(api_key, version, correlation_id, &response)?,
+                Some(Reply::Message(response)) => encode_response(api_key, version, correlation_id, &response)?,
+                Some(Reply::Fetch(reply)) => match fetch_frame::encode(version, correlation_id, &reply)? {
+                    Some(chunks) => return write_chunks(writer, chunks).await,
+                    None => {
+                        let response = reply.into_response().map_err(|e| Close::Protocol(e.to_string()))?;
+                        encode_response(api_key, version, correlation_id, &ResponseKind::Fetch(response))?
+                    }
+                },
                 None => return Ok(()),
             }
         }
@@ -203,6 +217,72 @@ async fn answer<W: AsyncWriteExt + Unpin>(broker: &Broker, frame: Bytes, writer:
     };
     writer.write_all(&response).await.map_err(Close::Io)?;
     writer.flush().await.map_err(Close::Io)
+}
+
+/// Writes a frame whose record batches are sent from the segment files by the kernel.
+async fn write_chunks(writer: &mut BufWriter<OwnedWriteHalf>, chunks: Vec<Chunk>) -> Result<(), Close> {
+    for chunk in chunks {
+        match chunk {
+            Chunk::Bytes(bytes) => writer.write_all(&bytes).await.map_err(Close::Io)?,
+            Chunk::File(range) => {
+                writer.flush().await.map_err(Close::Io)?;
+                send_file_range(writer.get_ref().as_ref(), &range).await?;
+            }
+        }
+    }
+    writer.flush().await.map_err(Close::Io)
+}
+
+/// Sends `range` with `sendfile(2)`, falling back to read-and-write where the kernel
+/// cannot (a file system without it).
+async fn send_file_range(socket: &TcpStream, range: &FileRange) -> Result<(), Close> {
+    let mut offset = range.position;
+    let end = range.position + range.length;
+    while offset < end {
+        let want = usize::try_from(end - offset).unwrap_or(usize::MAX).min(1 << 30);
+        socket.writable().await.map_err(Close::Io)?;
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(socket, &*range.file, Some(&mut offset), want).map_err(std::io::Error::from)
+        });
+        match sent {
+            Ok(0) => {
+                // The segment shrank under the fetch. The frame promised more bytes than
+                // exist, so the connection cannot continue (Kafka closes it too).
+                return Err(Close::Protocol(format!(
+                    "{} ended at byte {offset} while sending a fetch that expected {end}",
+                    range.path.display()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)) => {
+                return copy_file_range_to_socket(socket, range, offset).await;
+            }
+            Err(e) => return Err(Close::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+async fn copy_file_range_to_socket(socket: &TcpStream, range: &FileRange, mut offset: u64) -> Result<(), Close> {
+    use std::os::unix::fs::FileExt;
+    let end = range.position + range.length;
+    let mut buf = vec![0u8; 256 * 1024];
+    while offset < end {
+        let n = usize::try_from(end - offset).unwrap_or(usize::MAX).min(buf.len());
+        range.file.read_exact_at(&mut buf[..n], offset).map_err(Close::Io)?;
+        let mut written = 0;
+        while written < n {
+            socket.writable().await.map_err(Close::Io)?;
+            match socket.try_write(&buf[written..n]) {
+                Ok(k) => written += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(Close::Io(e)),
+            }
+        }
+        offset += n as u64;
+    }
+    Ok(())
 }
 
 pub(crate) fn put_frame(
@@ -214,4 +294,45 @@ pub(crate) fn put_frame(
     let size = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&size.to_be_bytes());
     Ok(std::mem::take(out).freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use super::*;
+
+    async fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    fn range(file: std::fs::File, position: u64, length: u64) -> FileRange {
+        let path = "segment.log".into();
+        FileRange { file: Arc::new(file), path, position, length, first_offset: 0, next_offset: 0 }
+    }
+
+    #[tokio::test]
+    async fn file_ranges_are_sent_whole_and_a_shrunken_file_closes_the_connection() {
+        let mut file = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        file.write_all(&data).unwrap();
+        let (server, mut client) = socket_pair().await;
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        send_file_range(&server, &range(file.try_clone().unwrap(), 1_000, 250_000)).await.unwrap();
+        // The file has 300,000 bytes; a range promising more fails rather than short-sending.
+        let err = send_file_range(&server, &range(file, 299_000, 5_000)).await.unwrap_err();
+        assert!(matches!(&err, Close::Protocol(reason) if reason.contains("ended at byte 300000")), "{err:?}");
+        drop(server);
+        let got = reader.await.unwrap();
+        assert_eq!(&got[..250_000], &data[1_000..251_000]);
+        assert_eq!(&got[250_000..], &data[299_000..], "the part that existed was sent before the failure");
+    }
 }

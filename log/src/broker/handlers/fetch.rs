@@ -1,4 +1,5 @@
-//! Fetch: whole batches straight from the segment files, never decoded, up to the high
+//! Fetch: whole batches straight from the segment files, never decoded or copied into
+//! the process (the answer carries file ranges; see `server::fetch_frame`), up to the high
 //! watermark. Long polling: if fewer than `min_bytes` are ready, the fetch waits (at most
 //! `max_wait_ms`, capped by the broker) for an append and looks again.
 //!
@@ -7,16 +8,16 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
 use crate::broker::Broker;
 use crate::broker::fetch_session::{FetchPosition, ReadSummary};
 use crate::codes;
-use crate::storage::{LogError, TopicPartition};
+use crate::server::FetchReply;
+use crate::storage::{FileRange, LogError, TopicPartition};
 
-pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse {
+pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchReply {
     let requested = req
         .topics
         .iter()
@@ -42,7 +43,8 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse 
         Ok(plan) => plan,
         Err(code) => {
             tracing::debug!(session = req.session_id, epoch = req.session_epoch, code, "fetch session refused");
-            return FetchResponse::default().with_error_code(code).with_session_id(0);
+            let response = FetchResponse::default().with_error_code(code).with_session_id(0);
+            return FetchReply { response, records: Vec::new() };
         }
     };
 
@@ -67,7 +69,9 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse 
     let summaries: Vec<ReadSummary> = reads.iter().map(|r| r.summary).collect();
     let (session_id, include) = broker.fetch_sessions.lock().complete(&plan, &summaries, broker.now_ms());
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut records = Vec::new();
     for ((tp, _), read) in plan.partitions.iter().zip(reads).zip(include).filter(|(_, sent)| *sent).map(|(r, _)| r) {
+        records.push(read.records);
         // Consecutive partitions of one topic share an entry, as in Kafka's responses.
         match topics.last_mut() {
             Some(last) if *last.topic.0 == *tp.topic => last.partitions.push(read.data),
@@ -78,12 +82,15 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse 
             ),
         }
     }
-    FetchResponse::default().with_session_id(session_id).with_responses(topics)
+    FetchReply { response: FetchResponse::default().with_session_id(session_id).with_responses(topics), records }
 }
 
 /// One partition's answer.
 struct PartitionRead {
+    /// Everything but the records.
     data: PartitionData,
+    /// The records (none when the partition failed).
+    records: Option<Vec<FileRange>>,
     bytes: u64,
     summary: ReadSummary,
 }
@@ -96,7 +103,8 @@ fn read(broker: &Broker, req: &FetchRequest, partitions: &[(TopicPartition, Fetc
     partitions
         .iter()
         .map(|(tp, position)| {
-            let (data, bytes) = read_partition(broker, tp, position, remaining, &mut first_data, read_committed);
+            let (data, records) = read_partition(broker, tp, position, remaining, &mut first_data, read_committed);
+            let bytes = records.iter().flatten().map(|r| r.length).sum();
             remaining = remaining.saturating_sub(bytes);
             let summary = ReadSummary {
                 has_records: bytes > 0,
@@ -105,7 +113,7 @@ fn read(broker: &Broker, req: &FetchRequest, partitions: &[(TopicPartition, Fetc
                 last_stable_offset: data.last_stable_offset,
                 log_start_offset: data.log_start_offset,
             };
-            PartitionRead { data, bytes, summary }
+            PartitionRead { data, records, bytes, summary }
         })
         .collect()
 }
@@ -117,15 +125,16 @@ fn read_partition(
     remaining: u64,
     first_data: &mut bool,
     read_committed: bool,
-) -> (PartitionData, u64) {
+) -> (PartitionData, Option<Vec<FileRange>>) {
     let data = PartitionData::default()
         .with_partition_index(tp.partition)
         .with_high_watermark(-1)
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1)
-        .with_aborted_transactions(read_committed.then(Vec::new));
+        .with_aborted_transactions(read_committed.then(Vec::new))
+        .with_records(None);
     let Some(log) = broker.logs.get_log(tp) else {
-        return (data.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION), 0);
+        return (data.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION), Some(Vec::new()));
     };
     let epoch = broker.leader_epoch(tp);
     if position.current_leader_epoch >= 0 && position.current_leader_epoch != epoch {
@@ -134,7 +143,7 @@ fn read_partition(
         } else {
             codes::UNKNOWN_LEADER_EPOCH
         };
-        return (data.with_error_code(code), 0);
+        return (data.with_error_code(code), Some(Vec::new()));
     }
     let log = log.read();
     let hwm = log.high_watermark();
@@ -143,21 +152,20 @@ fn read_partition(
     // KIP-74: the first partition with data returns at least one batch, so a batch larger
     // than the limits still makes progress.
     let result = log.read(position.fetch_offset, budget, Some(hwm), *first_data && remaining > 0);
-    match result.and_then(|info| info.read_to_vec()) {
-        Ok(records) => {
-            let len = records.len() as u64;
-            if len > 0 {
+    match result {
+        Ok(info) => {
+            if info.total_bytes() > 0 {
                 *first_data = false;
             }
-            (data.with_records(Some(Bytes::from(records))), len)
+            (data, Some(info.ranges))
         }
         Err(e @ LogError::OffsetOutOfRange { .. }) => {
             tracing::debug!(%tp, error = %e, "fetch out of range");
-            (data.with_error_code(codes::OFFSET_OUT_OF_RANGE), 0)
+            (data.with_error_code(codes::OFFSET_OUT_OF_RANGE), Some(Vec::new()))
         }
         Err(e) => {
             tracing::error!(%tp, error = %e, "fetch failed");
-            (data.with_error_code(e.kafka_code()), 0)
+            (data.with_error_code(e.kafka_code()), Some(Vec::new()))
         }
     }
 }

@@ -42,17 +42,27 @@ pub(crate) fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED_APIS.iter().find(|(k, _, _)| *k == key).map(|(_, min, max)| (*min, *max))
 }
 
-/// Answers one request.
-pub(crate) async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKind) -> Option<ResponseKind> {
+/// A handler's answer.
+pub(crate) enum Reply {
+    /// An ordinary response.
+    Message(ResponseKind),
+    /// A fetch response whose records are still in the segment files.
+    Fetch(crate::server::FetchReply),
+}
+
+/// Answers one request (`None`: no response, as for `acks=0` produce).
+pub(crate) async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKind) -> Option<Reply> {
     let version = header.request_api_version;
-    Some(match request {
+    Some(Reply::Message(match request {
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(api_versions::handle(kafka_protocol::messages::ApiVersionsResponse::default()))
         }
         RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(broker, req, version)),
         RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(broker, req, version)),
-        RequestKind::Produce(req) => return produce::handle(broker, req).map(ResponseKind::Produce),
-        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(broker, req).await),
+        RequestKind::Produce(req) => {
+            return produce::handle(broker, req).map(|r| Reply::Message(ResponseKind::Produce(r)));
+        }
+        RequestKind::Fetch(req) => return Some(Reply::Fetch(fetch::handle(broker, req).await)),
         RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(init_producer_id::handle(broker, req)),
         RequestKind::DeleteTopics(req) => ResponseKind::DeleteTopics(admin::delete_topics(broker, req)),
         RequestKind::CreatePartitions(req) => ResponseKind::CreatePartitions(admin::create_partitions(broker, req)),
@@ -72,7 +82,7 @@ pub(crate) async fn handle(broker: &Broker, header: &RequestHeader, request: Req
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");
             return None;
         }
-    })
+    }))
 }
 
 /// A response string.
