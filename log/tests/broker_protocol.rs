@@ -600,11 +600,24 @@ fn data_and_topic_configs_survive_a_restart() {
     runtime.block_on(running.shutdown()).unwrap();
 }
 
+/// Kafka's config resource types.
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+
 fn describe_topic_configs(client: &mut Client, topic: &str) -> std::collections::BTreeMap<String, (String, i8)> {
+    describe_configs(client, TOPIC, topic)
+}
+
+/// Every config of a resource: name -> (value, source).
+fn describe_configs(
+    client: &mut Client,
+    resource_type: i8,
+    name: &str,
+) -> std::collections::BTreeMap<String, (String, i8)> {
     let request = DescribeConfigsRequest::default().with_resources(vec![
         describe_configs_request::DescribeConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(StrBytes::from_string(topic.into())),
+            .with_resource_type(resource_type)
+            .with_resource_name(StrBytes::from_string(name.into())),
     ]);
     let response = client.send(&request, 4);
     assert_eq!(response.results[0].error_code, 0, "{:?}", response.results[0].error_message);
@@ -616,6 +629,16 @@ fn describe_topic_configs(client: &mut Client, topic: &str) -> std::collections:
 }
 
 fn incremental(client: &mut Client, topic: &str, ops: &[(&str, i8, Option<&str>)]) -> i16 {
+    incremental_on(client, TOPIC, topic, ops).0
+}
+
+/// IncrementalAlterConfigs on one resource: the error code and message.
+fn incremental_on(
+    client: &mut Client,
+    resource_type: i8,
+    name: &str,
+    ops: &[(&str, i8, Option<&str>)],
+) -> (i16, String) {
     let configs = ops
         .iter()
         .map(|(k, op, v)| {
@@ -627,11 +650,69 @@ fn incremental(client: &mut Client, topic: &str, ops: &[(&str, i8, Option<&str>)
         .collect();
     let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
         incremental_alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(StrBytes::from_string(topic.into()))
+            .with_resource_type(resource_type)
+            .with_resource_name(StrBytes::from_string(name.into()))
             .with_configs(configs),
     ]);
-    client.send(&request, 1).responses[0].error_code
+    let response = client.send(&request, 1);
+    let r = &response.responses[0];
+    (r.error_code, r.error_message.as_ref().map(ToString::to_string).unwrap_or_default())
+}
+
+#[test]
+fn broker_defaults_change_at_run_time_and_persist() {
+    const SET: i8 = 0;
+    const DELETE: i8 = 1;
+    const APPEND: i8 = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let connect =
+        |running: &RunningBroker| Client { stream: TcpStream::connect(running.local_addr()).unwrap(), correlation: 0 };
+    let running = runtime.block_on(Broker::start(BrokerConfig::embedded(dir.path()))).unwrap();
+    let mut client = connect(&running);
+    assert_eq!(create_topic(&mut client, "follows", 1, &[]), 0);
+    assert_eq!(create_topic(&mut client, "pinned", 1, &[("retention.ms", "5000")]), 0);
+
+    // The cluster-wide default ("") reaches topics without an override, at once.
+    assert_eq!(incremental_on(&mut client, BROKER, "", &[("log.retention.ms", SET, Some("1234"))]).0, 0);
+    assert_eq!(describe_topic_configs(&mut client, "follows")["retention.ms"], ("1234".into(), 3));
+    assert_eq!(describe_topic_configs(&mut client, "pinned")["retention.ms"], ("5000".into(), 1));
+    assert_eq!(running.broker().log_manager().topic_config("follows").retention_ms, 1234);
+    assert_eq!(running.broker().log_manager().topic_config("pinned").retention_ms, 5000);
+    // This broker's own setting wins over the cluster-wide one.
+    assert_eq!(incremental_on(&mut client, BROKER, "1", &[("log.retention.ms", SET, Some("999"))]).0, 0);
+    assert_eq!(describe_configs(&mut client, BROKER, "1")["log.retention.ms"], ("999".into(), 2));
+    // Lists take APPEND; topics created later get the new defaults too.
+    let append = [("log.cleanup.policy", APPEND, Some("compact"))];
+    assert_eq!(incremental_on(&mut client, BROKER, "", &append).0, 0);
+    assert_eq!(describe_configs(&mut client, BROKER, "1")["log.cleanup.policy"], ("compact,delete".into(), 3));
+    assert_eq!(create_topic(&mut client, "later", 1, &[]), 0);
+    assert_eq!(describe_topic_configs(&mut client, "later")["cleanup.policy"].0, "compact,delete");
+
+    // Refusals: static keys, bad values, other brokers. Nothing changes.
+    let (code, message) = incremental_on(&mut client, BROKER, "", &[("num.partitions", SET, Some("4"))]);
+    assert_eq!(code, codes::INVALID_REQUEST);
+    assert!(message.contains("num.partitions"), "{message}");
+    let bad = [("log.retention.ms", SET, Some("soon"))];
+    assert_eq!(incremental_on(&mut client, BROKER, "", &bad).0, codes::INVALID_CONFIG);
+    assert_eq!(
+        incremental_on(&mut client, BROKER, "7", &[("log.retention.ms", SET, Some("1"))]).0,
+        codes::INVALID_REQUEST
+    );
+    assert_eq!(describe_topic_configs(&mut client, "follows")["retention.ms"].0, "999");
+    runtime.block_on(running.shutdown()).unwrap();
+
+    // They persist; DELETE falls back to the next layer.
+    let running = runtime.block_on(Broker::start(BrokerConfig::embedded(dir.path()))).unwrap();
+    let mut client = connect(&running);
+    assert_eq!(describe_topic_configs(&mut client, "follows")["retention.ms"], ("999".into(), 2));
+    assert_eq!(running.broker().log_manager().topic_config("follows").retention_ms, 999);
+    assert_eq!(incremental_on(&mut client, BROKER, "1", &[("log.retention.ms", DELETE, None)]).0, 0);
+    assert_eq!(describe_topic_configs(&mut client, "follows")["retention.ms"], ("1234".into(), 3));
+    assert_eq!(incremental_on(&mut client, BROKER, "", &[("log.retention.ms", DELETE, None)]).0, 0);
+    let static_default = BrokerConfig::default().log_manager.default_log_config.retention_ms.to_string();
+    assert_eq!(describe_topic_configs(&mut client, "follows")["retention.ms"], (static_default, 5));
+    runtime.block_on(running.shutdown()).unwrap();
 }
 
 #[test]

@@ -103,3 +103,42 @@ fn a_damaged_snapshot_is_set_aside_and_the_state_rebuilt_from_the_log() {
     assert!(report.quarantined.iter().any(|q| q.original == snapshot), "{:?}", report.quarantined);
     assert!(log.append_as_leader(&mut idempotent(3, 0, 4, 1), 0, AppendOrigin::Client, T0).unwrap().duplicate);
 }
+
+#[test]
+fn idle_producers_expire_at_run_time_and_across_a_restart() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use freshet_log::storage::{LogManager, LogManagerConfig, TopicPartition};
+    use freshet_log::time::ManualClock;
+
+    const DAY: i64 = 86_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let config = LogManagerConfig::new(dir.path());
+    assert_eq!(config.producer_id_expiration_ms, DAY, "Kafka's default");
+    let tp = TopicPartition::new("t", 0);
+    let (m, _) = LogManager::open(config.clone(), HashMap::new(), clock.clone()).unwrap();
+    let log = m.get_or_create_log(&tp).unwrap();
+    for pid in [1, 2] {
+        log.write().append_as_leader(&mut idempotent(pid, 0, 0, 2), 0, AppendOrigin::Client, T0).unwrap();
+    }
+    // Producer 2 stays busy; producer 1 goes quiet.
+    clock.set(T0 + DAY - 1_000);
+    let mut busy = RecordBatchBuilder::new(Compression::None).producer(2, 0, 2);
+    busy.append(T0 + DAY - 1_000, None, Some(b"v"), &[]);
+    log.write().append_as_leader(&mut busy.build(), 0, AppendOrigin::Client, T0).unwrap();
+    assert_eq!(m.remove_expired_producers(), 0);
+    clock.set(T0 + DAY + 1);
+    assert_eq!(m.remove_expired_producers(), 1, "producer 1's newest batch is a day old");
+    let again = log.write().append_as_leader(&mut idempotent(1, 0, 2, 1), 0, AppendOrigin::Client, T0).unwrap_err();
+    assert_eq!(again.kafka_code(), codes::UNKNOWN_PRODUCER_ID, "an expired producer is unknown");
+    drop(log);
+    drop(m); // crash: the state on disk still has producer 2 only in the log
+
+    // Another day later, producer 2 has expired too; loading forgets it as Kafka does.
+    clock.set(T0 + 2 * DAY);
+    let (m, _) = LogManager::open(config, HashMap::new(), clock).unwrap();
+    let log = m.get_log(&tp).unwrap();
+    assert!(log.read().producer_state().is_empty(), "{:?}", log.read().producer_state().producer(2));
+}

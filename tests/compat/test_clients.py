@@ -240,6 +240,28 @@ def test_admin_operations_with_confluent_kafka(server):
     cluster = admin.describe_cluster().result(30)
     assert [n.port for n in cluster.nodes] == [server.port]
 
+    # A broker default changed at run time (kafka-configs --entity-type brokers
+    # --entity-name 1) reaches the topics that do not override it.
+    default = ConfigResource(ConfigResource.Type.BROKER, "1", incremental_configs=[
+        ConfigEntry("log.retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET),
+    ])
+    for f in admin.incremental_alter_configs([default]).values():
+        f.result(30)
+    broker = admin.describe_configs([ConfigResource(ConfigResource.Type.BROKER, "1")])
+    entry = list(broker.values())[0].result(30)["log.retention.ms"]
+    assert (entry.value, entry.source) == ("7200000", 2), (entry.value, entry.source)  # DYNAMIC_BROKER_CONFIG
+    assert topic_configs(admin, topic)["retention.ms"] == "3600000", "the topic's own override still wins"
+    other = "adm2-" + uuid.uuid4().hex[:8]
+    for f in admin.create_topics([NewTopic(other, num_partitions=1, replication_factor=1)]).values():
+        f.result(30)
+    assert topic_configs(admin, other)["retention.ms"] == "7200000"
+    static = ConfigResource(ConfigResource.Type.BROKER, "1", incremental_configs=[
+        ConfigEntry("num.partitions", "3", incremental_operation=AlterConfigOpType.SET),
+    ])
+    with pytest.raises(Exception, match="dynamically"):
+        for f in admin.incremental_alter_configs([static]).values():
+            f.result(30)
+
     for f in admin.delete_topics([topic]).values():
         f.result(30)
     deadline = time.time() + 10

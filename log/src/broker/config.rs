@@ -13,6 +13,7 @@
 //! assert!(config.set("listeners", "nonsense").is_err());
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -60,6 +61,55 @@ impl Default for BrokerConfig {
             log_manager: LogManagerConfig::new("./freshet-data"),
         }
     }
+}
+
+/// Broker properties that set a topic config's default, and the topic config each sets.
+const TOPIC_DEFAULT_KEYS: &[(&str, &str)] = &[
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.roll.ms", "segment.ms"),
+    ("log.index.size.max.bytes", "segment.index.bytes"),
+    ("log.index.interval.bytes", "index.interval.bytes"),
+    ("log.retention.ms", "retention.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("log.cleanup.policy", "cleanup.policy"),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
+    ("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio"),
+    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
+    ("log.flush.interval.messages", "flush.messages"),
+    ("log.flush.interval.ms", "flush.ms"),
+    ("message.max.bytes", "max.message.bytes"),
+    ("log.message.timestamp.type", "message.timestamp.type"),
+    ("min.insync.replicas", "min.insync.replicas"),
+];
+
+/// The topic config whose default the broker property `key` sets.
+pub fn topic_default_key(key: &str) -> Option<&'static str> {
+    TOPIC_DEFAULT_KEYS.iter().find(|(b, _)| *b == key).map(|(_, t)| *t)
+}
+
+/// The broker property that sets the default of topic config `key`.
+pub fn broker_key_for_topic_key(key: &str) -> Option<&'static str> {
+    TOPIC_DEFAULT_KEYS.iter().find(|(_, t)| *t == key).map(|(b, _)| *b)
+}
+
+/// Whether a broker property may be changed at run time (IncrementalAlterConfigs on the
+/// broker resource): the topic-config defaults, as in Kafka.
+pub fn is_dynamic_broker_key(key: &str) -> bool {
+    topic_default_key(key).is_some()
+        || matches!(key, "log.retention.hours" | "log.retention.minutes" | "log.roll.hours")
+}
+
+/// The topic-config defaults that result from the static config plus layers of run-time
+/// changes (the cluster-wide ones, then this broker's own). Every value is validated.
+pub fn effective_log_defaults(config: &BrokerConfig, layers: &[&BTreeMap<String, String>]) -> Result<LogConfig> {
+    let mut c = config.clone();
+    for layer in layers {
+        // In name order, so `log.retention.ms` wins over `.minutes` over `.hours`.
+        for (key, value) in *layer {
+            c.set(key, value)?;
+        }
+    }
+    Ok(c.log_manager.default_log_config)
 }
 
 /// The reason [`BrokerConfig::set`] gives for a key it does not know.
@@ -140,6 +190,10 @@ impl BrokerConfig {
             "log.cleaner.enable" => self.log_manager.cleaner.enabled = parse(key, v)?,
             "log.cleaner.backoff.ms" => self.log_manager.cleaner.backoff_ms = parse(key, v)?,
             "log.cleaner.dedupe.buffer.size" => self.log_manager.cleaner.dedupe_buffer_bytes = parse(key, v)?,
+            "producer.id.expiration.ms" => self.log_manager.producer_id_expiration_ms = parse(key, v)?,
+            "producer.id.expiration.check.interval.ms" => {
+                self.log_manager.producer_id_expiration_check_interval_ms = parse(key, v)?
+            }
             "log.retention.hours" => {
                 topic_defaults.set("retention.ms", &(parse::<i64>(key, v)? * 3_600_000).to_string())?
             }
@@ -150,23 +204,8 @@ impl BrokerConfig {
             "replica.fetch.wait.max.ms" | "fetch.max.wait.ms" => self.max_fetch_wait_ms = parse(key, v)?,
             "max.incremental.fetch.session.cache.slots" => self.fetch_session_slots = parse(key, v)?,
             _ => {
-                let topic_key = match key {
-                    "log.segment.bytes" => "segment.bytes",
-                    "log.roll.ms" => "segment.ms",
-                    "log.index.size.max.bytes" => "segment.index.bytes",
-                    "log.index.interval.bytes" => "index.interval.bytes",
-                    "log.retention.ms" => "retention.ms",
-                    "log.retention.bytes" => "retention.bytes",
-                    "log.cleanup.policy" => "cleanup.policy",
-                    "log.cleaner.delete.retention.ms" => "delete.retention.ms",
-                    "log.cleaner.min.cleanable.ratio" => "min.cleanable.dirty.ratio",
-                    "log.cleaner.min.compaction.lag.ms" => "min.compaction.lag.ms",
-                    "log.flush.interval.messages" => "flush.messages",
-                    "log.flush.interval.ms" => "flush.ms",
-                    "message.max.bytes" => "max.message.bytes",
-                    "log.message.timestamp.type" => "message.timestamp.type",
-                    "min.insync.replicas" => "min.insync.replicas",
-                    _ => return Err(invalid(key, v, UNKNOWN_KEY)),
+                let Some(topic_key) = topic_default_key(key) else {
+                    return Err(invalid(key, v, UNKNOWN_KEY));
                 };
                 topic_defaults.set(topic_key, v).map_err(|e| match e {
                     LogError::InvalidConfig { reason, .. } => invalid(key, v, reason),

@@ -39,6 +39,10 @@ struct MetadataFile {
     /// The next idempotent producer id to hand out.
     #[serde(default)]
     next_producer_id: i64,
+    /// Broker configs changed at run time, by resource name: `""` for the cluster-wide
+    /// default, else a node id. Kafka property names and values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    dynamic_broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The topics, persisted.
@@ -59,7 +63,7 @@ impl MetadataStore {
                 reason: format!("not valid topic metadata: {e}"),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                MetadataFile { cluster_id: new_id().simple().to_string(), topics: BTreeMap::new(), next_producer_id: 0 }
+                MetadataFile { cluster_id: new_id().simple().to_string(), ..MetadataFile::default() }
             }
             Err(e) => return Err(e).at(&path),
         };
@@ -115,6 +119,21 @@ impl MetadataStore {
     pub fn set_configs(&mut self, name: &str, configs: BTreeMap<String, String>) -> Result<()> {
         if let Some(topic) = self.state.topics.get_mut(name) {
             topic.configs = configs;
+        }
+        self.persist()
+    }
+
+    /// Broker configs set at run time for `resource` (`""`: the cluster-wide default).
+    pub fn dynamic_broker_configs(&self, resource: &str) -> BTreeMap<String, String> {
+        self.state.dynamic_broker_configs.get(resource).cloned().unwrap_or_default()
+    }
+
+    /// Replaces the run-time broker configs of `resource` and persists.
+    pub fn set_dynamic_broker_configs(&mut self, resource: &str, configs: BTreeMap<String, String>) -> Result<()> {
+        if configs.is_empty() {
+            self.state.dynamic_broker_configs.remove(resource);
+        } else {
+            self.state.dynamic_broker_configs.insert(resource.to_string(), configs);
         }
         self.persist()
     }

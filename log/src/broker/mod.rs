@@ -24,14 +24,14 @@ pub mod metadata;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 pub use config::BrokerConfig;
 use metadata::{MetadataStore, TopicMetadata};
 
 use crate::codes;
 use crate::storage::error::Result;
-use crate::storage::{LogConfig, LogManager, TopicPartition, validate_topic_name};
+use crate::storage::{LogConfig, LogManager, LogManagerConfig, TopicPartition, validate_topic_name};
 use crate::time::{Clock, SystemClock};
 
 /// Every partition on a single node is led by this node in this epoch.
@@ -67,6 +67,8 @@ pub struct Broker {
     pub(crate) advertised: Mutex<(String, u16)>,
     /// Incremental fetch sessions (KIP-227).
     pub(crate) fetch_sessions: Mutex<fetch_session::FetchSessions>,
+    /// Topic-config defaults: the static config plus broker configs changed at run time.
+    pub(crate) log_defaults: RwLock<LogConfig>,
 }
 
 impl Broker {
@@ -76,7 +78,12 @@ impl Broker {
         std::fs::create_dir_all(&data_dir)
             .map_err(|source| crate::storage::LogError::Io { path: data_dir.clone(), source })?;
         let metadata = MetadataStore::open(&data_dir)?;
-        let defaults = config.log_manager.default_log_config.clone();
+        let (cluster_wide, own) =
+            (metadata.dynamic_broker_configs(""), metadata.dynamic_broker_configs(&config.node_id.to_string()));
+        let defaults = config::effective_log_defaults(&config, &[&cluster_wide, &own]).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "stored run-time broker configs are invalid; using the static ones");
+            config.log_manager.default_log_config.clone()
+        });
         let mut topic_configs = HashMap::new();
         for (name, topic) in metadata.topics() {
             let config = defaults.with_overrides(&topic.configs).unwrap_or_else(|e| {
@@ -86,7 +93,8 @@ impl Broker {
             topic_configs.insert(name.clone(), config);
         }
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let (logs, report) = LogManager::open(config.log_manager.clone(), topic_configs, clock.clone())?;
+        let manager_config = LogManagerConfig { default_log_config: defaults.clone(), ..config.log_manager.clone() };
+        let (logs, report) = LogManager::open(manager_config, topic_configs, clock.clone())?;
         for q in report.all_quarantined() {
             tracing::warn!(file = %q.original.display(), moved_to = %q.moved_to.display(), reason = %q.reason, "moved aside at start");
         }
@@ -101,6 +109,7 @@ impl Broker {
             appended: tokio::sync::watch::channel(0).0,
             advertised: Mutex::new(advertised),
             fetch_sessions,
+            log_defaults: RwLock::new(defaults),
         });
         broker.reconcile()?;
         Ok(broker)
@@ -165,8 +174,10 @@ impl Broker {
                 format!("{partitions} partitions requested; between 1 and {MAX_PARTITIONS_PER_TOPIC} are allowed"),
             ));
         }
-        let config = self.topic_config_for(&overrides)?;
+        // Under the metadata lock, so a concurrent change of the broker defaults cannot slip
+        // between computing the config and recording the topic.
         let mut metadata = self.metadata.lock();
+        let config = self.topic_config_for(&overrides)?;
         if metadata.topic(name).is_some() {
             return Err(ApiError::new(codes::TOPIC_ALREADY_EXISTS, format!("topic '{name}' already exists")));
         }
@@ -231,8 +242,10 @@ impl Broker {
         overrides: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), ApiError> {
-        let config = self.topic_config_for(&overrides)?;
+        // Under the metadata lock, so a concurrent change of the broker defaults cannot slip
+        // between computing the config and recording the topic.
         let mut metadata = self.metadata.lock();
+        let config = self.topic_config_for(&overrides)?;
         if metadata.topic(name).is_none() {
             return Err(ApiError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")));
         }
@@ -247,11 +260,69 @@ impl Broker {
 
     /// The effective config for a topic with these overrides.
     pub(crate) fn topic_config_for(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig, ApiError> {
-        self.config
-            .log_manager
-            .default_log_config
+        self.log_defaults
+            .read()
             .with_overrides(overrides)
             .map_err(|e| ApiError::new(codes::INVALID_CONFIG, e.to_string()))
+    }
+
+    /// The broker configs changed at run time for `resource`: `""` for the cluster-wide
+    /// defaults, or this broker's node id.
+    pub fn dynamic_broker_configs(&self, resource: &str) -> BTreeMap<String, String> {
+        self.metadata.lock().dynamic_broker_configs(resource)
+    }
+
+    /// Replaces the run-time broker configs of `resource` (`""`: cluster-wide, or this
+    /// node's id), persists them and applies the new topic-config defaults to every topic
+    /// that does not override them. Only the topic-config defaults can change at run time;
+    /// other keys are refused, as Kafka refuses its static configs.
+    pub fn set_dynamic_broker_configs(
+        &self,
+        resource: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let own = self.config.node_id.to_string();
+        if !resource.is_empty() && resource != own {
+            return Err(ApiError::new(codes::INVALID_REQUEST, format!("broker {resource} is not this broker ({own})")));
+        }
+        let fixed: Vec<&str> =
+            configs.keys().map(String::as_str).filter(|k| !config::is_dynamic_broker_key(k)).collect();
+        if !fixed.is_empty() {
+            return Err(ApiError::new(
+                codes::INVALID_REQUEST,
+                format!("cannot update these configs dynamically: {}; set them in the config file", fixed.join(", ")),
+            ));
+        }
+        let mut metadata = self.metadata.lock();
+        let mut cluster_wide = metadata.dynamic_broker_configs("");
+        let mut this_node = metadata.dynamic_broker_configs(&own);
+        *(if resource.is_empty() { &mut cluster_wide } else { &mut this_node }) = configs.clone();
+        let defaults = config::effective_log_defaults(&self.config, &[&cluster_wide, &this_node])
+            .map_err(|e| ApiError::new(codes::INVALID_CONFIG, e.to_string()))?;
+        let topics = metadata
+            .topics()
+            .iter()
+            .map(|(name, topic)| {
+                let config = defaults.with_overrides(&topic.configs).map_err(|e| {
+                    ApiError::new(codes::INVALID_CONFIG, format!("topic '{name}' would get an invalid config: {e}"))
+                })?;
+                Ok((name.clone(), config))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        if validate_only {
+            return Ok(());
+        }
+        metadata.set_dynamic_broker_configs(resource, configs).map_err(storage_error)?;
+        *self.log_defaults.write() = defaults;
+        for (name, config) in topics {
+            self.logs.set_topic_config(&name, config);
+        }
+        tracing::info!(
+            resource = if resource.is_empty() { "cluster default" } else { resource },
+            "changed broker configs"
+        );
+        Ok(())
     }
 
     /// Starts serving: binds the listener and returns a handle to the running broker.

@@ -446,6 +446,15 @@ impl Log {
         &self.producer_state
     }
 
+    /// Forgets producers idle for `expiration_ms` (by their newest batch's timestamp).
+    pub fn remove_expired_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let removed = self.producer_state.remove_expired(now_ms, expiration_ms);
+        if removed > 0 {
+            tracing::debug!(log = %self.name, removed, "expired idle producer ids");
+        }
+        removed
+    }
+
     fn max_decompressed_bytes(&self) -> usize {
         // A batch inflating beyond a whole segment is either hostile or useless.
         (self.config.segment_bytes as usize).max(self.config.max_message_bytes.saturating_mul(16))

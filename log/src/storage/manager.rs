@@ -66,6 +66,11 @@ pub struct LogManagerConfig {
     pub flush_scheduler_interval_ms: u64,
     /// `log.flush.offset.checkpoint.interval.ms`.
     pub checkpoint_interval_ms: u64,
+    /// `producer.id.expiration.ms`: a producer idle this long (by the timestamp of its
+    /// newest batch) is forgotten, and must start its sequences again.
+    pub producer_id_expiration_ms: i64,
+    /// `producer.id.expiration.check.interval.ms`.
+    pub producer_id_expiration_check_interval_ms: u64,
 }
 
 impl LogManagerConfig {
@@ -79,6 +84,8 @@ impl LogManagerConfig {
             retention_check_interval_ms: 300_000,
             flush_scheduler_interval_ms: 1_000,
             checkpoint_interval_ms: 60_000,
+            producer_id_expiration_ms: 86_400_000,
+            producer_id_expiration_check_interval_ms: 600_000,
         }
     }
 }
@@ -201,7 +208,11 @@ impl LogManager {
                             quarantine: Some(quarantine.clone()),
                             cleaner_checkpoint: cleaner_offsets.get(&tp).copied(),
                         };
-                        let loaded = Log::open(path, log_config, options);
+                        let loaded = Log::open(path, log_config, options).map(|(mut log, report)| {
+                            // As Kafka does on load: producers that expired while down stay gone.
+                            log.remove_expired_producers(now_ms, config.producer_id_expiration_ms);
+                            (log, report)
+                        });
                         results.lock().push((tp, loaded));
                     }
                 });
@@ -317,6 +328,15 @@ impl LogManager {
         Ok(deleted)
     }
 
+    /// Forgets idle producer ids in every log. Returns how many were removed.
+    pub fn remove_expired_producers(&self) -> usize {
+        let now_ms = self.clock.now_ms();
+        self.logs()
+            .into_iter()
+            .map(|(_, log)| log.write().remove_expired_producers(now_ms, self.config.producer_id_expiration_ms))
+            .sum()
+    }
+
     /// One cleaner pass over every compacted log whose dirty ratio is high enough (or
     /// over all of them, if `force`).
     pub fn run_cleaner(&self, force: bool) -> Result<Vec<(TopicPartition, CleanerStats)>> {
@@ -361,7 +381,7 @@ impl LogManager {
         let housekeeping = Arc::downgrade(self);
         let stop = self.stop.clone();
         threads.push(spawn_loop("log-housekeeping", stop.clone(), self.config.flush_scheduler_interval_ms, {
-            let (mut last_retention, mut last_checkpoint) = (0i64, 0i64);
+            let (mut last_retention, mut last_checkpoint, mut last_expiry) = (0i64, 0i64, 0i64);
             move || {
                 let Some(m) = housekeeping.upgrade() else {
                     return false;
@@ -371,6 +391,10 @@ impl LogManager {
                 if result.is_ok() && now - last_retention >= m.config.retention_check_interval_ms as i64 {
                     last_retention = now;
                     result = m.run_retention().map(|_| ());
+                }
+                if now - last_expiry >= m.config.producer_id_expiration_check_interval_ms as i64 {
+                    last_expiry = now;
+                    m.remove_expired_producers();
                 }
                 if result.is_ok() && now - last_checkpoint >= m.config.checkpoint_interval_ms as i64 {
                     last_checkpoint = now;

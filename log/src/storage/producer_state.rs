@@ -214,6 +214,16 @@ impl ProducerStateManager {
         }
     }
 
+    /// Forgets producers whose newest batch's timestamp is `expiration_ms` or more before
+    /// `now_ms` (Kafka's `producer.id.expiration.ms`). Returns how many were removed.
+    pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, entry| {
+            entry.batches.back().is_none_or(|last| now_ms.saturating_sub(last.timestamp) < expiration_ms)
+        });
+        before - self.producers.len()
+    }
+
     /// Forgets batches at or after `offset` (the log was truncated there); producers left
     /// with no batches are dropped.
     pub fn truncate_from(&mut self, offset: i64) {
@@ -338,6 +348,25 @@ mod tests {
             b.append(0, None, Some(b"v"), &[]);
         }
         *RecordBatch::parse(&b.build()).unwrap().0.header()
+    }
+
+    #[test]
+    fn producers_expire_after_their_newest_batch_ages_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ProducerStateManager::new(dir.path());
+        s.update(&header(1, 0, 0, 1), 0, 1_000);
+        s.update(&header(2, 0, 0, 1), 1, 1_000);
+        s.update(&header(2, 0, 1, 1), 2, 5_000);
+        assert_eq!(s.remove_expired(10_999, 10_000), 0);
+        assert_eq!(s.remove_expired(11_000, 10_000), 1, "producer 1's last batch is 10 s old");
+        assert!(s.producer(1).is_none() && s.producer(2).is_some());
+        // An expired producer is unknown again: it must restart at sequence 0.
+        assert_eq!(
+            s.check(&header(1, 0, 1, 1)),
+            Err(SequenceError::UnknownProducerId { producer_id: 1, first_seq: 1 })
+        );
+        assert_eq!(s.remove_expired(15_000, 10_000), 1);
+        assert!(s.is_empty());
     }
 
     #[test]

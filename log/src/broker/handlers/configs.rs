@@ -1,5 +1,7 @@
 //! DescribeConfigs, AlterConfigs (full replacement) and IncrementalAlterConfigs (SET,
-//! DELETE, APPEND, SUBTRACT) for topics; DescribeConfigs for the broker.
+//! DELETE, APPEND, SUBTRACT), for topics and for the broker. On the broker resource the
+//! name is `""` for the cluster-wide default or the node id, and only the topic-config
+//! defaults (`log.retention.ms`, ...) can change at run time, as in Kafka.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +14,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
+use crate::broker::config::{broker_key_for_topic_key, topic_default_key};
 use crate::broker::{ApiError, Broker};
 use crate::codes;
 
@@ -20,12 +23,15 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 /// Kafka's ConfigSource values.
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// Kafka's ConfigType of each topic config (STRING=2, INT=3, LONG=5, DOUBLE=6, LIST=7).
+/// Kafka's ConfigType of each topic config (STRING=2, INT=3, LONG=5, DOUBLE=6, LIST=7),
+/// or of the broker property that sets its default.
 fn config_type(key: &str) -> i8 {
-    match key {
+    match topic_default_key(key).unwrap_or(key) {
         "segment.bytes"
         | "segment.index.bytes"
         | "index.interval.bytes"
@@ -102,14 +108,32 @@ fn topic_entries(broker: &Broker, name: &str) -> Result<Vec<(String, String, i8)
         .topic(name)
         .ok_or_else(|| ApiError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")))?;
     let effective = broker.topic_config_for(&meta.configs)?.to_props();
+    let sources = broker_sources(broker);
     Ok(effective
         .into_iter()
         .map(|(k, v)| match meta.configs.get(&k) {
             // As Kafka does, an override is described exactly as it was stored.
             Some(stored) => (k, stored.clone(), SOURCE_TOPIC),
-            None => (k, v, SOURCE_DEFAULT),
+            None => {
+                // A default the broker's config sets at run time says so.
+                let source = broker_key_for_topic_key(&k)
+                    .and_then(|b| sources.get(b).copied())
+                    .filter(|s| *s != SOURCE_STATIC_BROKER)
+                    .unwrap_or(SOURCE_DEFAULT);
+                (k, v, source)
+            }
         })
         .collect())
+}
+
+/// Where each broker property changed at run time comes from.
+fn broker_sources(broker: &Broker) -> BTreeMap<String, i8> {
+    let mut sources: BTreeMap<String, i8> =
+        broker.dynamic_broker_configs("").into_keys().map(|k| (k, SOURCE_DYNAMIC_DEFAULT_BROKER)).collect();
+    for key in broker.dynamic_broker_configs(&broker.config.node_id.to_string()).into_keys() {
+        sources.insert(key, SOURCE_DYNAMIC_BROKER);
+    }
+    sources
 }
 
 fn broker_entries(broker: &Broker) -> Vec<(String, String, i8)> {
@@ -125,30 +149,23 @@ fn broker_entries(broker: &Broker) -> Vec<(String, String, i8)> {
         ("socket.request.max.bytes".to_string(), c.max_request_bytes.to_string()),
         ("max.connections".to_string(), c.max_connections.to_string()),
     ];
-    let defaults = c.log_manager.default_log_config.to_props();
-    for (broker_key, topic_key) in [
-        ("log.segment.bytes", "segment.bytes"),
-        ("log.retention.ms", "retention.ms"),
-        ("log.retention.bytes", "retention.bytes"),
-        ("log.cleanup.policy", "cleanup.policy"),
-        ("message.max.bytes", "max.message.bytes"),
-        ("log.message.timestamp.type", "message.timestamp.type"),
-        ("min.insync.replicas", "min.insync.replicas"),
-    ] {
-        out.push((broker_key.to_string(), defaults.get(topic_key).cloned().unwrap_or_default()));
+    let defaults = broker.log_defaults.read().to_props();
+    for (topic_key, value) in defaults {
+        if let Some(broker_key) = broker_key_for_topic_key(&topic_key) {
+            out.push((broker_key.to_string(), value));
+        }
     }
-    out.into_iter().map(|(k, v)| (k, v, SOURCE_STATIC_BROKER)).collect()
+    let sources = broker_sources(broker);
+    out.into_iter()
+        .map(|(k, v)| {
+            let source = sources.get(&k).copied().unwrap_or(SOURCE_STATIC_BROKER);
+            (k, v, source)
+        })
+        .collect()
 }
 
-fn broker_resource_refused(resource_type: i8) -> Option<ApiError> {
-    match resource_type {
-        RESOURCE_TOPIC => None,
-        RESOURCE_BROKER => Some(ApiError::new(
-            codes::INVALID_REQUEST,
-            "broker configs cannot be changed at run time yet; restart with the new setting",
-        )),
-        other => Some(ApiError::new(codes::INVALID_REQUEST, format!("config resource type {other} is not supported"))),
-    }
+fn unsupported_resource(resource_type: i8) -> ApiError {
+    ApiError::new(codes::INVALID_REQUEST, format!("config resource type {resource_type} is not supported"))
 }
 
 pub(super) fn alter(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
@@ -157,17 +174,16 @@ pub(super) fn alter(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsRe
         .into_iter()
         .map(|r| {
             let name = r.resource_name.to_string();
-            let outcome = match broker_resource_refused(r.resource_type) {
-                Some(e) => Err(e),
-                None => {
-                    // AlterConfigs replaces every override with the given set.
-                    let overrides: BTreeMap<String, String> = r
-                        .configs
-                        .iter()
-                        .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
-                        .collect();
-                    broker.set_topic_overrides(&name, overrides, req.validate_only)
-                }
+            // AlterConfigs replaces every override with the given set.
+            let overrides: BTreeMap<String, String> = r
+                .configs
+                .iter()
+                .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                .collect();
+            let outcome = match r.resource_type {
+                RESOURCE_TOPIC => broker.set_topic_overrides(&name, overrides, req.validate_only),
+                RESOURCE_BROKER => broker.set_dynamic_broker_configs(&name, overrides, req.validate_only),
+                other => Err(unsupported_resource(other)),
             };
             let response = AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
@@ -196,9 +212,10 @@ pub(super) fn incremental_alter(
         .into_iter()
         .map(|r| {
             let name = r.resource_name.to_string();
-            let outcome = match broker_resource_refused(r.resource_type) {
-                Some(e) => Err(e),
-                None => incremental_topic(broker, &name, &r.configs, req.validate_only),
+            let outcome = match r.resource_type {
+                RESOURCE_TOPIC => incremental_topic(broker, &name, &r.configs, req.validate_only),
+                RESOURCE_BROKER => incremental_broker(broker, &name, &r.configs, req.validate_only),
+                other => Err(unsupported_resource(other)),
             };
             let response =
                 IncrementalResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name);
@@ -220,8 +237,29 @@ fn incremental_topic(
     let meta = broker
         .topic(name)
         .ok_or_else(|| ApiError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")))?;
-    let mut overrides = meta.configs.clone();
-    let effective = broker.topic_config_for(&overrides)?.to_props();
+    let effective = broker.topic_config_for(&meta.configs)?.to_props();
+    let overrides = apply_operations(meta.configs, &effective, changes)?;
+    broker.set_topic_overrides(name, overrides, validate_only)
+}
+
+fn incremental_broker(
+    broker: &Broker,
+    name: &str,
+    changes: &[incremental_alter_configs_request::AlterableConfig],
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    let effective = broker_entries(broker).into_iter().map(|(k, v, _)| (k, v)).collect();
+    let overrides = apply_operations(broker.dynamic_broker_configs(name), &effective, changes)?;
+    broker.set_dynamic_broker_configs(name, overrides, validate_only)
+}
+
+/// Applies SET, DELETE, APPEND and SUBTRACT to a resource's overrides. List operations
+/// start from the override, else from the effective value.
+fn apply_operations(
+    mut overrides: BTreeMap<String, String>,
+    effective: &BTreeMap<String, String>,
+    changes: &[incremental_alter_configs_request::AlterableConfig],
+) -> Result<BTreeMap<String, String>, ApiError> {
     for change in changes {
         let key = change.name.to_string();
         let value = change.value.as_ref().map(StrBytes::to_string);
@@ -258,5 +296,5 @@ fn incremental_topic(
             other => return Err(ApiError::new(codes::INVALID_REQUEST, format!("unknown config operation {other}"))),
         }
     }
-    broker.set_topic_overrides(name, overrides, validate_only)
+    Ok(overrides)
 }
