@@ -426,6 +426,55 @@ fn fetch_sessions_send_only_what_changed() {
     assert_eq!(session_fetch(&mut client, (id, 5), &[], &[]).0, codes::FETCH_SESSION_ID_NOT_FOUND);
 }
 
+/// Encodes a request frame (size prefix included) without sending it.
+fn request_frame<R: Request>(request: &R, version: i16, correlation_id: i32) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id);
+    let mut body = BytesMut::new();
+    header.encode(&mut body, R::header_version(version)).unwrap();
+    request.encode(&mut body, version).unwrap();
+    frame(&body)
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let broker = TestBroker::start();
+    let mut client = broker.connect();
+    assert_eq!(create_topic(&mut client, "pipe", 1, &[]), 0);
+    // A long-polling fetch first: the requests behind it must wait for it, not overtake.
+    let slow_fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(300)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default().with_topic(name("pipe")).with_partitions(vec![
+            FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+        ])]);
+    let mut bytes = request_frame(&slow_fetch, 12, 100);
+    for correlation in 101..105 {
+        bytes.extend(request_frame(&ApiVersionsRequest::default(), 3, correlation));
+    }
+    let produce = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
+        TopicProduceData::default().with_name(name("pipe")).with_partition_data(vec![
+            PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(sized_batch(1, 10, T0)))),
+        ]),
+    ]);
+    bytes.extend(request_frame(&produce, 9, 105));
+    let started = std::time::Instant::now();
+    client.stream.write_all(&bytes).unwrap();
+    let mut order = Vec::new();
+    for _ in 100..106 {
+        let frame = client.read_frame().expect("an answer for every pipelined request");
+        order.push(i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]));
+    }
+    assert_eq!(order, (100..106).collect::<Vec<_>>());
+    assert!(started.elapsed() >= Duration::from_millis(290), "the fetch waited, and everything behind it too");
+    assert_eq!(list_offset(&mut client, "pipe", 0, -1), (0, 1, -1), "the pipelined produce was applied");
+}
+
 #[test]
 fn a_waiting_fetch_returns_as_soon_as_data_arrives() {
     let broker = TestBroker::start();
