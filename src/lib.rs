@@ -19,3 +19,4 @@
 
 pub use freshet_log as log;
 pub use freshet_log::broker::{Broker, BrokerConfig, RunningBroker};
+pub use freshet_log::client;

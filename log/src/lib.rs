@@ -27,6 +27,7 @@
 
 pub mod alloc;
 pub mod broker;
+pub mod client;
 pub mod codes;
 pub mod record;
 pub mod server;
