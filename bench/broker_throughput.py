@@ -216,6 +216,14 @@ def run_once(broker, size, count):
                 "consume_cpu_s": cpu2 - cpu1, "peak_rss_mib": b.rss_mib()}
 
 
+def table_cells(rows):
+    """(row label, workload, Freshet figures, Tansu figures) for each table line."""
+    for row in rows:
+        label = f"{row['records']:,} x {row['record_bytes']} B"
+        for kind in ("produce", "consume"):
+            yield label, kind, row["freshet"], row["tansu"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--freshet", required=True)
@@ -266,24 +274,18 @@ def main():
           f"median of {args.rounds} interleaved rounds, 1 partition, acks=1, no compression\n")
     print("| records | workload | Freshet records/s (MB/s) | Tansu records/s (MB/s) | Freshet / Tansu |")
     print("|---|---|---:|---:|---:|")
-    for row in rows:
-        f, t = row["freshet"], row["tansu"]
-        label = f"{row['records']:,} x {row['record_bytes']} B"
-        for kind in ("produce", "consume"):
-            fr, tr = f[f"{kind}_rps"], t[f"{kind}_rps"]
-            print(f"| {label} | {kind} | {fr:,.0f} ({f[f'{kind}_mbps']:.1f}) | {tr:,.0f} ({t[f'{kind}_mbps']:.1f}) "
-                  f"| {fr / tr:.2f} |")
+    for label, kind, f, t in table_cells(rows):
+        fr, tr = f[f"{kind}_rps"], t[f"{kind}_rps"]
+        print(f"| {label} | {kind} | {fr:,.0f} ({f[f'{kind}_mbps']:.1f}) | {tr:,.0f} ({t[f'{kind}_mbps']:.1f}) "
+              f"| {fr / tr:.2f} |")
     print()
     print("Broker CPU time (user + system) for the same work, and peak resident memory:\n")
     print("| records | workload | Freshet CPU | Tansu CPU | Tansu / Freshet |")
     print("|---|---|---:|---:|---:|")
-    for row in rows:
-        f, t = row["freshet"], row["tansu"]
-        label = f"{row['records']:,} x {row['record_bytes']} B"
-        for kind in ("produce", "consume"):
-            fc, tc = f[f"{kind}_cpu_s"], t[f"{kind}_cpu_s"]
-            ratio = f"{tc / fc:.1f}" if fc > 0 else "n/a"
-            print(f"| {label} | {kind} | {fc:.2f} s | {tc:.2f} s | {ratio} |")
+    for label, kind, f, t in table_cells(rows):
+        fc, tc = f[f"{kind}_cpu_s"], t[f"{kind}_cpu_s"]
+        ratio = f"{tc / fc:.1f}" if fc > 0 else "n/a"
+        print(f"| {label} | {kind} | {fc:.2f} s | {tc:.2f} s | {ratio} |")
     print()
     print("| records | Freshet peak RSS | Tansu peak RSS |")
     print("|---|---:|---:|")

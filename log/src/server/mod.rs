@@ -256,7 +256,7 @@ async fn send_file_range(socket: &TcpStream, range: &FileRange) -> Result<(), Cl
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)) => {
-                return copy_file_range_to_socket(socket, range, offset).await;
+                return read_and_write_range(socket, range, offset).await;
             }
             Err(e) => return Err(Close::Io(e)),
         }
@@ -264,7 +264,7 @@ async fn send_file_range(socket: &TcpStream, range: &FileRange) -> Result<(), Cl
     Ok(())
 }
 
-async fn copy_file_range_to_socket(socket: &TcpStream, range: &FileRange, mut offset: u64) -> Result<(), Close> {
+async fn read_and_write_range(socket: &TcpStream, range: &FileRange, mut offset: u64) -> Result<(), Close> {
     use std::os::unix::fs::FileExt;
     let end = range.position + range.length;
     let mut buf = vec![0u8; 256 * 1024];
