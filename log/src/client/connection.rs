@@ -135,7 +135,7 @@ impl Connection {
         let connected = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout { what, after_ms: timeout.as_millis() as u64 })?
-            .map_err(|source| ClientError::Io { addr: addr.to_string(), source })?;
+            .map_err(|source| ClientError::Io { addr: addr.to_string(), source: Arc::new(source) })?;
         let _ = connected.set_nodelay(true);
         let (read, write) = connected.into_split();
         let shared = Arc::new(Shared::default());
@@ -211,21 +211,30 @@ impl Connection {
 
     /// Sends a request at `version` and waits for its answer.
     pub async fn send_version<R: Request>(&self, request: &R, version: i16) -> Result<R::Response> {
+        self.begin_version(request, version).await?.wait().await
+    }
+
+    /// Queues a request at the negotiated version and returns the wait for its answer.
+    /// Requests go out in the order `begin` is called, so a caller that must keep order
+    /// (a producer's batches) awaits `begin` in order and the answers concurrently.
+    pub async fn begin<R: Request>(&self, request: &R) -> Result<PendingReply<R::Response>> {
+        let version = self.version(ApiKey::try_from(R::KEY).map_err(|()| self.protocol("unknown API key"))?)?;
+        self.begin_version(request, version).await
+    }
+
+    /// Like [`Connection::begin`], at `version`.
+    pub async fn begin_version<R: Request>(&self, request: &R, version: i16) -> Result<PendingReply<R::Response>> {
         let (frame, correlation_id) = self.encode(request, version)?;
         let (reply, answer) = oneshot::channel();
         self.enqueue(Outgoing { frame, pending: Some(Pending { correlation_id, reply }) }).await?;
-        let timeout = self.config.request_timeout;
-        let what = || format!("{:?} v{version} to {}", ApiKey::try_from(R::KEY).ok(), self.addr);
-        let mut body = tokio::time::timeout(timeout, answer)
-            .await
-            .map_err(|_| ClientError::Timeout { what: what(), after_ms: timeout.as_millis() as u64 })?
-            .map_err(|_| ClientError::Disconnected {
-                addr: self.addr.clone(),
-                reason: "connection dropped".into(),
-            })??;
-        ResponseHeader::decode(&mut body, R::Response::header_version(version))
-            .map_err(|e| self.protocol(format!("{}: bad response header: {e}", what())))?;
-        R::Response::decode(&mut body, version).map_err(|e| self.protocol(format!("{}: {e}", what())))
+        Ok(PendingReply {
+            answer,
+            version,
+            api_key: R::KEY,
+            addr: self.addr.clone(),
+            timeout: self.config.request_timeout,
+            response: std::marker::PhantomData,
+        })
     }
 
     /// Sends a request that gets no answer (a Produce with `acks=0`).
@@ -263,6 +272,33 @@ impl Connection {
 
     fn protocol(&self, reason: impl Into<String>) -> ClientError {
         ClientError::Protocol { addr: self.addr.clone(), reason: reason.into() }
+    }
+}
+
+/// A request on its way: await [`PendingReply::wait`] for the answer.
+#[derive(Debug)]
+pub struct PendingReply<T> {
+    answer: oneshot::Receiver<Result<Bytes>>,
+    version: i16,
+    api_key: i16,
+    addr: String,
+    timeout: Duration,
+    response: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Decodable + HeaderVersion> PendingReply<T> {
+    /// Waits (up to `request.timeout.ms` from when the request was queued) for the answer.
+    pub async fn wait(self) -> Result<T> {
+        let Self { answer, version, api_key, addr, timeout, .. } = self;
+        let what = || format!("{:?} v{version} to {addr}", ApiKey::try_from(api_key).ok());
+        let protocol = |reason: String| ClientError::Protocol { addr: addr.clone(), reason };
+        let mut body = tokio::time::timeout(timeout, answer)
+            .await
+            .map_err(|_| ClientError::Timeout { what: what(), after_ms: timeout.as_millis() as u64 })?
+            .map_err(|_| ClientError::Disconnected { addr: addr.clone(), reason: "connection dropped".into() })??;
+        ResponseHeader::decode(&mut body, T::header_version(version))
+            .map_err(|e| protocol(format!("{}: bad response header: {e}", what())))?;
+        T::decode(&mut body, version).map_err(|e| protocol(format!("{}: {e}", what())))
     }
 }
 

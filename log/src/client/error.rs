@@ -3,8 +3,9 @@
 /// A client operation's result.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
-/// Why a client operation failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a client operation failed. Cloneable, so that one failure can be handed to every
+/// record of a batch.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// The socket to a broker failed.
     #[error("connection to {addr}: {source}")]
@@ -13,7 +14,7 @@ pub enum ClientError {
         addr: String,
         /// The I/O error.
         #[source]
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     /// The connection closed with the request unanswered.
     #[error("connection to {addr} closed: {reason}")]
@@ -65,6 +66,30 @@ pub enum ClientError {
         /// The broker's message, if it sent one.
         message: Option<String>,
     },
+    /// A record cannot be sent as it is (too large, bad partition, ...); only that send
+    /// fails.
+    #[error("record for {topic}: {reason}")]
+    InvalidRecord {
+        /// The record's topic.
+        topic: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A record is larger than a producer limit; only its send fails.
+    #[error("record for {topic} is {size} bytes, larger than {setting} ({limit} bytes)")]
+    RecordTooLarge {
+        /// The record's topic.
+        topic: String,
+        /// Its size, encoded.
+        size: usize,
+        /// The limit.
+        limit: usize,
+        /// The setting that sets the limit.
+        setting: &'static str,
+    },
+    /// The client was closed.
+    #[error("the {0} is closed")]
+    Closed(&'static str),
     /// A setting is missing or invalid.
     #[error("invalid client config {key}={value:?}: {reason}")]
     Config {
@@ -88,6 +113,19 @@ impl ClientError {
         (code != crate::codes::NONE).then(|| ClientError::Broker { code, context: context.into(), message })
     }
 
+    /// The Kafka error code, when the broker sent one.
+    pub fn code(&self) -> Option<i16> {
+        match self {
+            ClientError::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// A config error.
+    pub fn config(key: &str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        ClientError::Config { key: key.to_string(), value: value.into(), reason: reason.into() }
+    }
+
     /// Whether retrying the same operation may succeed: connection failures, timeouts and
     /// the Kafka error codes that Kafka marks retriable.
     pub fn is_retriable(&self) -> bool {
@@ -96,7 +134,12 @@ impl ClientError {
             ClientError::Broker { code, .. } => {
                 kafka_protocol::error::ResponseError::try_from_code(*code).is_some_and(|e| e.is_retriable())
             }
-            ClientError::Protocol { .. } | ClientError::UnsupportedVersion { .. } | ClientError::Config { .. } => false,
+            ClientError::Protocol { .. }
+            | ClientError::UnsupportedVersion { .. }
+            | ClientError::Config { .. }
+            | ClientError::InvalidRecord { .. }
+            | ClientError::RecordTooLarge { .. }
+            | ClientError::Closed(_) => false,
         }
     }
 }

@@ -8,13 +8,25 @@
 //!   for records without a key), byte-compatible with the Java client and librdkafka's
 //!   `murmur2_random`.
 //! - [`serde`]: the `Serializer` and `Deserializer` traits with Kafka's encodings.
-//!
-//! The producer, consumer and admin client come next (issue 4).
+//! - [`AdminClient`]: topics, configs, partitions, offsets, records, the cluster.
+//! - [`Producer`]: batches per partition, `linger.ms`, `buffer.memory` back-pressure,
+//!   compression, retries bounded by `delivery.timeout.ms`, idempotence on by default.
 
+mod admin;
+mod cluster;
+mod config;
 mod connection;
 mod error;
 pub mod partitioner;
+mod producer;
 pub mod serde;
 
-pub use connection::{CLIENT_API_VERSIONS, Connection, ConnectionConfig};
+pub use admin::{
+    AdminClient, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigResource, ListedOffset, NewTopic, OffsetSpec,
+    TopicPartition,
+};
+pub use cluster::{BrokerInfo, PartitionInfo, TopicInfo};
+pub use config::ClientConfig;
+pub use connection::{CLIENT_API_VERSIONS, Connection, ConnectionConfig, PendingReply};
 pub use error::{ClientError, Result};
+pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};

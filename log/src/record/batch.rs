@@ -521,6 +521,16 @@ impl<'a> BatchMut<'a> {
             .copy_from_slice(&epoch.to_be_bytes());
     }
 
+    /// Sets the producer id, epoch and base sequence, then recomputes the CRC they are part
+    /// of. A producer re-sequences a batch it resends after a failed one before it.
+    pub fn set_producer(&mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+        self.bytes[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8].copy_from_slice(&producer_id.to_be_bytes());
+        self.bytes[PRODUCER_EPOCH_OFFSET..PRODUCER_EPOCH_OFFSET + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+        self.bytes[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4].copy_from_slice(&base_sequence.to_be_bytes());
+        let crc = crc32c::crc32c(&self.bytes[ATTRIBUTES_OFFSET..]);
+        self.bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
     /// Sets the timestamp type and max timestamp, then recomputes the CRC they are part of.
     pub fn set_max_timestamp(&mut self, timestamp_type: TimestampType, max_timestamp: i64) {
         let mut attrs = read_i16(self.bytes, ATTRIBUTES_OFFSET);

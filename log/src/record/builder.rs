@@ -117,6 +117,11 @@ impl RecordBatchBuilder {
         self
     }
 
+    /// Reserves room for `additional` more bytes of encoded records.
+    pub fn reserve(&mut self, additional: usize) {
+        self.records.reserve(additional);
+    }
+
     /// Records appended so far.
     pub fn len(&self) -> i32 {
         self.count

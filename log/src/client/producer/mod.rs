@@ -1,0 +1,373 @@
+//! The producer: `send` puts a record in its partition's batch and returns a future for
+//! its offset; a background sender turns ready batches into Produce requests, pipelined
+//! up to `max.in.flight.requests.per.connection` per broker, and retries what fails with
+//! a retriable error until `delivery.timeout.ms`.
+//!
+//! ```no_run
+//! # async fn example() -> freshet_log::client::Result<()> {
+//! use freshet_log::client::{Producer, ProducerConfig, ProducerRecord};
+//!
+//! let producer = Producer::connect(ProducerConfig::new("localhost:9092")).await?;
+//! let delivery = producer.send(ProducerRecord::new("events").key(b"user-1").value(b"clicked")).await?;
+//! let metadata = delivery.await?;
+//! println!("written at partition {} offset {}", metadata.partition, metadata.offset);
+//! producer.close().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Memory: records wait in at most `buffer.memory` bytes; `send` waits up to
+//! `max.block.ms` for room, then fails. Idempotence (on by default) stamps batches with a
+//! producer id and sequence numbers, so retries never duplicate or reorder records.
+
+mod accumulator;
+mod config;
+mod sender;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, Semaphore};
+
+pub use config::{Acks, ProducerConfig};
+
+use self::accumulator::{Accumulator, BatchCompletion};
+use super::cluster::{Cluster, TopicInfo};
+use super::error::{ClientError, Result};
+use super::partitioner::DefaultPartitioner;
+use crate::codes;
+use crate::record::{Header, RECORD_BATCH_OVERHEAD};
+use crate::time::{Clock, SystemClock};
+
+/// A record to send. Its bytes are copied into a batch by `send`, so they are borrowed.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRecord<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition, or `None` for the partitioner to choose.
+    pub partition: Option<i32>,
+    /// The key.
+    pub key: Option<&'a [u8]>,
+    /// The value; `None` is a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// Headers, in order.
+    pub headers: Vec<Header<'a>>,
+    /// The timestamp in ms; `None` is the time of `send`.
+    pub timestamp: Option<i64>,
+}
+
+impl<'a> ProducerRecord<'a> {
+    /// A record for `topic` with no key and no value.
+    pub fn new(topic: &'a str) -> Self {
+        Self { topic, ..Self::default() }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: &'a (impl AsRef<[u8]> + ?Sized)) -> Self {
+        self.key = Some(key.as_ref());
+        self
+    }
+
+    /// Sets the value.
+    pub fn value(mut self, value: &'a (impl AsRef<[u8]> + ?Sized)) -> Self {
+        self.value = Some(value.as_ref());
+        self
+    }
+
+    /// Sends to this partition instead of letting the partitioner choose.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the timestamp (ms since the epoch).
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: &'a (impl AsRef<[u8]> + ?Sized), value: &'a (impl AsRef<[u8]> + ?Sized)) -> Self {
+        self.headers.push(Header { key: key.as_ref(), value: Some(value.as_ref()) });
+        self
+    }
+
+    /// Bytes the record takes in a batch, at most (varints at their widest).
+    fn size_bytes(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|h| 10 + h.key.len() + h.value.map_or(0, <[u8]>::len)).sum();
+        26 + self.key.map_or(0, <[u8]>::len) + self.value.map_or(0, <[u8]>::len) + headers
+    }
+}
+
+/// Where a record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The partition.
+    pub partition: i32,
+    /// The offset, or -1 with `acks=0`.
+    pub offset: i64,
+    /// The record's timestamp, or the broker's with LogAppendTime topics.
+    pub timestamp: i64,
+}
+
+/// Resolves when the record's batch is acknowledged or has failed for good.
+#[derive(Debug)]
+#[must_use = "a delivery future says whether the record was written"]
+pub struct DeliveryFuture {
+    completion: Arc<BatchCompletion>,
+    partition: i32,
+    index: i32,
+    timestamp: i64,
+}
+
+impl DeliveryFuture {
+    /// The partition the record went to.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    fn metadata(&self, outcome: &Result<accumulator::BatchAck>) -> Result<RecordMetadata> {
+        match outcome {
+            Ok(ack) => Ok(RecordMetadata {
+                partition: self.partition,
+                offset: if ack.base_offset >= 0 { ack.base_offset + i64::from(self.index) } else { -1 },
+                timestamp: if ack.log_append_time >= 0 { ack.log_append_time } else { self.timestamp },
+            }),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// The outcome if it is already known, without waiting.
+    pub fn try_result(&self) -> Option<Result<RecordMetadata>> {
+        self.completion.outcome().map(|outcome| self.metadata(outcome))
+    }
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.completion.poll_outcome(cx.waker()) {
+            Some(outcome) => Poll::Ready(self.metadata(outcome)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// State shared by `send` callers and the sender task.
+pub(crate) struct Core {
+    config: ProducerConfig,
+    idempotent: bool,
+    cluster: Cluster,
+    accumulator: Mutex<Accumulator>,
+    partitioner: Mutex<DefaultPartitioner>,
+    /// `buffer.memory`, in bytes: taken by `send`, given back when a batch completes.
+    memory: Semaphore,
+    /// Wakes the sender: a batch is ready, a flush began, or the producer is closing.
+    wake: Notify,
+    /// Wakes flushers: some batch completed.
+    completed: Notify,
+    closing: AtomicBool,
+}
+
+/// Owns the sender task; when the last `Producer` clone is dropped, the sender sends
+/// what is left and stops.
+struct Handle {
+    core: Arc<Core>,
+    sender: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.core.closing.store(true, Ordering::Release);
+        self.core.wake.notify_one();
+    }
+}
+
+/// A Kafka producer. Cheap to clone; clones share batches and connections.
+#[derive(Clone)]
+pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").field("idempotent", &self.handle.core.idempotent).finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Checks the config, reaches the cluster (within `socket.connection.setup.timeout.ms`
+    /// per bootstrap server) and, when idempotent, gets a producer id.
+    pub async fn connect(config: ProducerConfig) -> Result<Self> {
+        let idempotent = config.validate()?;
+        let cluster = Cluster::new(config.client.clone())?;
+        cluster.refresh(Some(&[])).await?;
+        let producer_id = if idempotent { Some(sender::init_producer_id(&cluster, None).await?) } else { None };
+        let accumulator = Accumulator::new(config.batch_size, config.linger, config.compression, idempotent);
+        let core = Arc::new(Core {
+            memory: Semaphore::new(config.buffer_memory.min(Semaphore::MAX_PERMITS)),
+            config,
+            idempotent,
+            cluster,
+            accumulator: Mutex::new(accumulator),
+            partitioner: Mutex::new(DefaultPartitioner::default()),
+            wake: Notify::new(),
+            completed: Notify::new(),
+            closing: AtomicBool::new(false),
+        });
+        let sender = tokio::spawn(sender::run(core.clone(), producer_id));
+        Ok(Self { handle: Arc::new(Handle { core, sender: Mutex::new(Some(sender)) }) })
+    }
+
+    /// Whether this producer stamps batches for idempotence.
+    pub fn is_idempotent(&self) -> bool {
+        self.handle.core.idempotent
+    }
+
+    /// Adds a record to its partition's batch. Waits (up to `max.block.ms`) for the
+    /// topic's metadata and for room in `buffer.memory`; the returned future resolves
+    /// when the record is written or has failed for good.
+    pub async fn send(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
+        let core = &self.handle.core;
+        if core.closing.load(Ordering::Acquire) {
+            return Err(ClientError::Closed("producer"));
+        }
+        let config = &core.config;
+        let deadline = Instant::now() + config.max_block;
+        let topic = self.topic(record.topic, deadline).await?;
+        let partitions = topic.partitions.len() as i32;
+        let partition = match record.partition {
+            Some(p) if (0..partitions).contains(&p) => p,
+            Some(p) => {
+                return Err(ClientError::InvalidRecord {
+                    topic: record.topic.to_string(),
+                    reason: format!("partition {p} does not exist: the topic has {partitions} partitions"),
+                });
+            }
+            None => core.partitioner.lock().partition(record.topic, record.key, partitions),
+        };
+        let size = record.size_bytes();
+        for (limit, setting) in [(config.max_request_size, "max.request.size"), (config.buffer_memory, "buffer.memory")]
+        {
+            if size + RECORD_BATCH_OVERHEAD > limit {
+                let topic = record.topic.to_string();
+                return Err(ClientError::RecordTooLarge { topic, size: size + RECORD_BATCH_OVERHEAD, limit, setting });
+            }
+        }
+        self.reserve_memory(size, deadline).await?;
+        let timestamp = record.timestamp.unwrap_or_else(|| SystemClock.now_ms());
+        let appended = core.accumulator.lock().append(
+            record.topic,
+            partition,
+            timestamp,
+            record.key,
+            record.value,
+            &record.headers,
+            size,
+            Instant::now(),
+        );
+        if appended.new_batch && record.key.is_none() && record.partition.is_none() {
+            core.partitioner.lock().on_new_batch(record.topic, partitions, partition);
+        }
+        if appended.wake_sender {
+            core.wake.notify_one();
+        }
+        Ok(DeliveryFuture { completion: appended.completion, partition, index: appended.index, timestamp })
+    }
+
+    /// The topic's metadata, waiting for a leaderless or just-created topic until
+    /// `deadline`. A topic the cluster does not have fails at once.
+    async fn topic(&self, topic: &str, deadline: Instant) -> Result<Arc<TopicInfo>> {
+        let cluster = &self.handle.core.cluster;
+        if let Some(info) = cluster.cached_topic(topic).filter(|t| !t.partitions.is_empty()) {
+            return Ok(info);
+        }
+        let what = || format!("waiting for metadata of topic '{topic}'");
+        let max_block = self.handle.core.config.max_block.as_millis() as u64;
+        loop {
+            let lookup = tokio::time::timeout_at(deadline.into(), cluster.topic(topic));
+            let Ok(lookup) = lookup.await else {
+                return Err(ClientError::Timeout { what: what(), after_ms: max_block });
+            };
+            let error = match lookup {
+                Ok(info) if !info.partitions.is_empty() => return Ok(info),
+                Ok(_) => ClientError::Broker {
+                    code: codes::LEADER_NOT_AVAILABLE,
+                    context: format!("metadata for topic '{topic}'"),
+                    message: Some("no partitions yet".into()),
+                },
+                Err(e) if e.code() == Some(codes::UNKNOWN_TOPIC_OR_PARTITION) => return Err(e),
+                Err(e) if !e.is_retriable() => return Err(e),
+                Err(e) => e,
+            };
+            let backoff = cluster.config.retry_backoff;
+            if Instant::now() + backoff >= deadline {
+                return Err(ClientError::Timeout {
+                    what: format!("{} (last error: {error})", what()),
+                    after_ms: max_block,
+                });
+            }
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    async fn reserve_memory(&self, size: usize, deadline: Instant) -> Result<()> {
+        let memory = &self.handle.core.memory;
+        let permits = size as u32;
+        if let Ok(permit) = memory.try_acquire_many(permits) {
+            permit.forget();
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline.into(), memory.acquire_many(permits)).await {
+            Ok(Ok(permit)) => {
+                permit.forget();
+                Ok(())
+            }
+            Ok(Err(_)) => Err(ClientError::Closed("producer")),
+            Err(_) => Err(ClientError::Timeout {
+                what: format!(
+                    "waiting for {size} bytes of buffer.memory ({} bytes, all held by unsent records)",
+                    self.handle.core.config.buffer_memory
+                ),
+                after_ms: self.handle.core.config.max_block.as_millis() as u64,
+            }),
+        }
+    }
+
+    /// Sends every record buffered so far without waiting for `linger.ms`, and waits
+    /// until each has succeeded or failed.
+    pub async fn flush(&self) {
+        let core = &self.handle.core;
+        let mark = core.accumulator.lock().begin_flush();
+        core.wake.notify_one();
+        loop {
+            let completed = core.completed.notified();
+            tokio::pin!(completed);
+            completed.as_mut().enable();
+            if core.accumulator.lock().completed_below(mark) {
+                return;
+            }
+            completed.await;
+        }
+    }
+
+    /// Flushes, then stops the sender. Later sends fail with [`ClientError::Closed`].
+    pub async fn close(&self) -> Result<()> {
+        self.flush().await;
+        let core = &self.handle.core;
+        core.closing.store(true, Ordering::Release);
+        core.wake.notify_one();
+        let sender = self.handle.sender.lock().take();
+        if let Some(sender) = sender {
+            sender
+                .await
+                .map_err(|e| ClientError::Protocol { addr: String::new(), reason: format!("sender task: {e}") })?;
+        }
+        Ok(())
+    }
+}
