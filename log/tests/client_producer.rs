@@ -3,39 +3,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod proxy;
+mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use freshet_log::broker::{Broker, BrokerConfig, RunningBroker};
 use freshet_log::client::partitioner::partition_for_key;
 use freshet_log::client::{
     AdminClient, AlterConfigOp, ClientConfig, ClientError, ConfigResource, NewTopic, OffsetSpec, Producer,
     ProducerConfig, ProducerRecord,
 };
-
-async fn start() -> (tempfile::TempDir, RunningBroker, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = BrokerConfig::embedded(dir.path());
-    config.auto_create_topics = false;
-    let broker = Broker::start(config).await.unwrap();
-    let addr = broker.local_addr().to_string();
-    (dir, broker, addr)
-}
-
-/// A broker that advertises a proxy in front of it, so every client connection (after
-/// bootstrap too) goes through the proxy.
-async fn start_behind_proxy() -> (tempfile::TempDir, RunningBroker, proxy::Proxy) {
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = proxy::Proxy::bind().await;
-    let mut config = BrokerConfig::embedded(dir.path());
-    config.auto_create_topics = false;
-    config.advertised = Some(("127.0.0.1".to_string(), proxy.port()));
-    let broker = Broker::start(config).await.unwrap();
-    proxy.forward_to(&broker.local_addr().to_string());
-    (dir, broker, proxy)
-}
 
 async fn latest_offsets(admin: &AdminClient, topic: &str, partitions: i32) -> Vec<i64> {
     let specs: Vec<_> = (0..partitions).map(|p| ((topic.to_string(), p), OffsetSpec::Latest)).collect();
@@ -46,7 +23,7 @@ async fn latest_offsets(admin: &AdminClient, topic: &str, partitions: i32) -> Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_records_land_by_murmur2_and_offsets_are_contiguous() {
-    let (_dir, broker, addr) = start().await;
+    let (_dir, broker, addr) = support::start().await;
     let admin = AdminClient::connect(ClientConfig::new(&addr)).await.unwrap();
     admin.create_topic(NewTopic::new("keyed", 3)).await.unwrap();
     let producer = Producer::connect(ProducerConfig::new(&addr)).await.unwrap();
@@ -79,7 +56,7 @@ async fn keyed_records_land_by_murmur2_and_offsets_are_contiguous() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_sends_fail_alone_with_typed_errors() {
-    let (_dir, broker, addr) = start().await;
+    let (_dir, broker, addr) = support::start().await;
     let admin = AdminClient::connect(ClientConfig::new(&addr)).await.unwrap();
     admin.create_topic(NewTopic::new("small", 1)).await.unwrap();
     let mut config = ProducerConfig::new(&addr);
@@ -124,7 +101,7 @@ async fn an_unreachable_bootstrap_fails_within_the_connect_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_buffer_makes_send_wait_then_fail_after_max_block() {
-    let (_dir, broker, proxy) = start_behind_proxy().await;
+    let (_dir, broker, proxy) = support::start_behind_proxy().await;
     let admin = AdminClient::connect(ClientConfig::new(&proxy.addr())).await.unwrap();
     admin.create_topic(NewTopic::new("slow", 1)).await.unwrap();
     // The broker sits behind a proxy that stops forwarding: nothing is acknowledged, so
@@ -162,7 +139,7 @@ async fn a_full_buffer_makes_send_wait_then_fail_after_max_block() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_through_cut_connections_keep_order_without_duplicates() {
-    let (_dir, broker, proxy) = start_behind_proxy().await;
+    let (_dir, broker, proxy) = support::start_behind_proxy().await;
     let admin = AdminClient::connect(ClientConfig::new(&proxy.addr())).await.unwrap();
     admin.create_topic(NewTopic::new("cut", 2)).await.unwrap();
     let mut config = ProducerConfig::new(&proxy.addr());
@@ -213,7 +190,7 @@ async fn retries_through_cut_connections_keep_order_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_manages_topics_configs_partitions_and_records() {
-    let (_dir, broker, addr) = start().await;
+    let (_dir, broker, addr) = support::start().await;
     let admin = AdminClient::connect(ClientConfig::new(&addr)).await.unwrap();
     admin.create_topic(NewTopic::new("a", 2).config("retention.ms", "3600000")).await.unwrap();
     let e = admin.create_topic(NewTopic::new("a", 2)).await.unwrap_err();

@@ -87,6 +87,18 @@ pub enum ClientError {
         /// The setting that sets the limit.
         setting: &'static str,
     },
+    /// Fetched records could not be read (bad CRC, bad framing, bad compression).
+    #[error("corrupt records in {topic}-{partition} at offset {offset}: {reason}")]
+    Corrupt {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset of the batch.
+        offset: i64,
+        /// What was wrong.
+        reason: String,
+    },
     /// The client was closed.
     #[error("the {0} is closed")]
     Closed(&'static str),
@@ -139,6 +151,7 @@ impl ClientError {
             | ClientError::Config { .. }
             | ClientError::InvalidRecord { .. }
             | ClientError::RecordTooLarge { .. }
+            | ClientError::Corrupt { .. }
             | ClientError::Closed(_) => false,
         }
     }

@@ -9,6 +9,8 @@
 //!   `murmur2_random`.
 //! - [`serde`]: the `Serializer` and `Deserializer` traits with Kafka's encodings.
 //! - [`AdminClient`]: topics, configs, partitions, offsets, records, the cluster.
+//! - [`Consumer`]: assign or subscribe, poll, seek, pause and resume, with a background
+//!   fetcher that keeps one fetch in flight per broker.
 //! - [`Producer`]: batches per partition, `linger.ms`, `buffer.memory` back-pressure,
 //!   compression, retries bounded by `delivery.timeout.ms`, idempotence on by default.
 
@@ -16,6 +18,7 @@ mod admin;
 mod cluster;
 mod config;
 mod connection;
+mod consumer;
 mod error;
 pub mod partitioner;
 mod producer;
@@ -28,5 +31,8 @@ pub use admin::{
 pub use cluster::{BrokerInfo, PartitionInfo, TopicInfo};
 pub use config::ClientConfig;
 pub use connection::{CLIENT_API_VERSIONS, Connection, ConnectionConfig, PendingReply};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, ConsumerRecords, IsolationLevel, OffsetAndTimestamp, OffsetReset,
+};
 pub use error::{ClientError, Result};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};

@@ -1,8 +1,6 @@
 //! A TCP proxy between a client and a broker that tests can pause (stop forwarding
 //! without closing) and cut (close every connection at once, mid-request or not).
 
-#![allow(dead_code)]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,0 +1,451 @@
+//! The fetcher task: looks up missing positions, keeps one Fetch in flight per broker
+//! for the partitions with nothing buffered, and decodes answers into records.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::mpsc;
+
+use super::{ConsumerCore, ConsumerRecord, Fetched, IsolationLevel, OffsetReset, resolve_position};
+use crate::client::admin::TopicPartition;
+use crate::client::error::{ClientError, Result};
+use crate::codes;
+use crate::record::{RecordBatch, RecordIter};
+
+/// The longest the fetcher sleeps without looking at its partitions.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// One partition of a fetch: where it fetched from, and which seek it belongs to.
+struct Part {
+    tp: TopicPartition,
+    offset: i64,
+    epoch: u64,
+}
+
+struct FetchDone {
+    node: i32,
+    parts: Vec<Part>,
+    result: Result<FetchResponse>,
+}
+
+pub(super) async fn run(core: Arc<ConsumerCore>) {
+    let (done_tx, mut done) = mpsc::unbounded_channel();
+    let mut busy_nodes: HashSet<i32> = HashSet::new();
+    let mut refresh: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let (wake_at, want_refresh) = plan(&core, &mut busy_nodes, &done_tx);
+        if (want_refresh || core.cluster.is_stale()) && refresh.as_ref().is_none_or(|r| r.is_finished()) {
+            let core = core.clone();
+            refresh = Some(tokio::spawn(async move {
+                let topics = core.cluster.cached_topic_names();
+                if let Err(e) = core.cluster.refresh(Some(&topics)).await {
+                    tracing::debug!(error = %e, "consumer metadata refresh failed");
+                }
+                core.wake_fetcher.notify_one();
+            }));
+        }
+        let sleep = wake_at.unwrap_or_else(|| Instant::now() + IDLE_CHECK).min(Instant::now() + IDLE_CHECK);
+        tokio::select! {
+            Some(answer) = done.recv() => {
+                settle(&core, &mut busy_nodes, answer);
+                while let Ok(answer) = done.try_recv() {
+                    settle(&core, &mut busy_nodes, answer);
+                }
+            }
+            () = core.wake_fetcher.notified() => {}
+            () = tokio::time::sleep_until(sleep.into()) => {}
+        }
+    }
+}
+
+/// Starts position lookups and fetches; returns the earliest backoff deadline and
+/// whether some leader is unknown.
+fn plan(
+    core: &Arc<ConsumerCore>,
+    busy_nodes: &mut HashSet<i32>,
+    done: &mpsc::UnboundedSender<FetchDone>,
+) -> (Option<Instant>, bool) {
+    let now = Instant::now();
+    let mut wake_at: Option<Instant> = None;
+    let mut unknown_leader = false;
+    let mut by_node: HashMap<i32, Vec<Part>> = HashMap::new();
+    let mut state = core.state.lock();
+    for (tp, p) in state.partitions.iter_mut() {
+        if p.paused || p.buffered.is_some() || p.in_flight || p.error.is_some() {
+            continue;
+        }
+        if let Some(at) = p.retry_at.filter(|at| *at > now) {
+            wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+            continue;
+        }
+        let Some(offset) = p.position else {
+            p.in_flight = true;
+            tokio::spawn(look_up_position(core.clone(), tp.clone(), p.reset, p.epoch));
+            continue;
+        };
+        let leader = core
+            .cluster
+            .cached_topic(&tp.0)
+            .and_then(|t| t.partitions.get(tp.1 as usize).map(|p| p.leader))
+            .filter(|&l| l >= 0);
+        let Some(node) = leader else {
+            unknown_leader = true;
+            continue;
+        };
+        if busy_nodes.contains(&node) {
+            continue;
+        }
+        by_node.entry(node).or_default().push(Part { tp: tp.clone(), offset, epoch: p.epoch });
+    }
+    for (node, parts) in by_node {
+        for part in &parts {
+            if let Some(p) = state.partitions.get_mut(&part.tp) {
+                p.in_flight = true;
+            }
+        }
+        busy_nodes.insert(node);
+        tokio::spawn(fetch(core.clone(), node, parts, done.clone()));
+    }
+    (wake_at, unknown_leader)
+}
+
+async fn look_up_position(core: Arc<ConsumerCore>, tp: TopicPartition, reset: OffsetReset, epoch: u64) {
+    let result = resolve_position(&core, &tp, reset).await;
+    let mut state = core.state.lock();
+    let Some(p) = state.partitions.get_mut(&tp) else { return };
+    if p.epoch != epoch {
+        p.in_flight = false;
+        return;
+    }
+    p.in_flight = false;
+    match result {
+        Ok(offset) => p.position = Some(offset),
+        Err(e) if e.is_retriable() => p.retry_at = Some(Instant::now() + core.config.client.retry_backoff),
+        Err(e) => p.error = Some(e),
+    }
+    drop(state);
+    core.wake_fetcher.notify_one();
+    core.data.notify_waiters();
+}
+
+async fn fetch(core: Arc<ConsumerCore>, node: i32, parts: Vec<Part>, done: mpsc::UnboundedSender<FetchDone>) {
+    let config = &core.config;
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for part in &parts {
+        let p = FetchPartition::default()
+            .with_partition(part.tp.1)
+            .with_fetch_offset(part.offset)
+            .with_partition_max_bytes(config.max_partition_fetch_bytes);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == part.tp.0) {
+            Some(t) => t.partitions.push(p),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(part.tp.0.clone())))
+                    .with_partitions(vec![p]),
+            ),
+        }
+    }
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(config.fetch_max_wait.as_millis() as i32)
+        .with_min_bytes(config.fetch_min_bytes)
+        .with_max_bytes(config.fetch_max_bytes)
+        .with_isolation_level(i8::from(config.isolation_level == IsolationLevel::ReadCommitted))
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics);
+    let result = async { core.cluster.broker(node).await?.send(&request).await }.await;
+    let _ = done.send(FetchDone { node, parts, result });
+}
+
+fn settle(core: &ConsumerCore, busy_nodes: &mut HashSet<i32>, answer: FetchDone) {
+    busy_nodes.remove(&answer.node);
+    let backoff = Instant::now() + core.config.client.retry_backoff;
+    let mut state = core.state.lock();
+    let response = match answer.result {
+        Ok(response) if response.error_code == codes::NONE => response,
+        Ok(response) => {
+            tracing::debug!(code = response.error_code, node = answer.node, "fetch refused");
+            for part in &answer.parts {
+                if let Some(p) = state.partitions.get_mut(&part.tp) {
+                    p.in_flight = false;
+                    p.retry_at = Some(backoff);
+                }
+            }
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, node = answer.node, "fetch failed");
+            for part in &answer.parts {
+                if let Some(p) = state.partitions.get_mut(&part.tp) {
+                    p.in_flight = false;
+                    p.retry_at = Some(backoff);
+                }
+            }
+            return;
+        }
+    };
+    let read_committed = core.config.isolation_level == IsolationLevel::ReadCommitted;
+    let mut answers = HashMap::new();
+    for topic in &response.responses {
+        for data in &topic.partitions {
+            answers.insert((topic.topic.0.as_str(), data.partition_index), data);
+        }
+    }
+    let mut refresh = false;
+    let mut arrived = false;
+    for part in &answer.parts {
+        let Some(p) = state.partitions.get_mut(&part.tp) else { continue };
+        p.in_flight = false;
+        if p.epoch != part.epoch || p.position != Some(part.offset) {
+            continue; // Seeked while the fetch was out: its data is for an old position.
+        }
+        let Some(data) = answers.get(&(part.tp.0.as_str(), part.tp.1)) else { continue };
+        match data.error_code {
+            codes::NONE => {
+                p.high_watermark = data.high_watermark;
+                let aborted: Vec<(i64, i64)> =
+                    data.aborted_transactions.iter().flatten().map(|a| (a.producer_id.0, a.first_offset)).collect();
+                let empty = Bytes::new();
+                let bytes = data.records.as_ref().unwrap_or(&empty);
+                let decoded =
+                    decode(&p.topic, part.tp.1, part.offset, bytes, &aborted, read_committed, core.config.check_crcs);
+                match decoded {
+                    Ok((records, next_offset)) => {
+                        if records.is_empty() {
+                            // Only control batches or records before the position: move past them.
+                            if next_offset > part.offset {
+                                p.position = Some(next_offset);
+                            } else if !bytes.is_empty() {
+                                p.error = Some(ClientError::RecordTooLarge {
+                                    topic: part.tp.0.clone(),
+                                    size: bytes.len(),
+                                    limit: core.config.max_partition_fetch_bytes as usize,
+                                    setting: "max.partition.fetch.bytes (the batch at the position is larger)",
+                                });
+                                arrived = true;
+                            }
+                        } else {
+                            p.buffered = Some(Fetched { records: records.into() });
+                            arrived = true;
+                        }
+                    }
+                    Err(e) => {
+                        p.error = Some(e);
+                        arrived = true;
+                    }
+                }
+            }
+            codes::OFFSET_OUT_OF_RANGE if core.config.auto_offset_reset != OffsetReset::None => {
+                tracing::info!(topic = %part.tp.0, partition = part.tp.1, offset = part.offset, "offset out of range; resetting");
+                p.position = None;
+                p.reset = core.config.auto_offset_reset;
+            }
+            codes::NOT_LEADER_OR_FOLLOWER
+            | codes::UNKNOWN_TOPIC_OR_PARTITION
+            | codes::LEADER_NOT_AVAILABLE
+            | codes::FENCED_LEADER_EPOCH
+            | codes::UNKNOWN_LEADER_EPOCH
+            | codes::KAFKA_STORAGE_ERROR
+            | codes::REQUEST_TIMED_OUT => {
+                refresh = true;
+                p.retry_at = Some(backoff);
+            }
+            code => {
+                p.error = ClientError::from_code(
+                    code,
+                    format!("fetching {}-{} at offset {}", part.tp.0, part.tp.1, part.offset),
+                    None,
+                );
+                arrived = true;
+            }
+        }
+    }
+    drop(state);
+    if refresh {
+        core.wake_fetcher.notify_one();
+    }
+    if arrived {
+        core.data.notify_waiters();
+    }
+}
+
+/// Decodes a fetched records section from `fetch_offset` on: skips records before it,
+/// control batches, and (read_committed) batches of aborted transactions. Returns the
+/// records and the offset after the last complete batch. A partial batch at the end
+/// (cut by the fetch size) is left for the next fetch.
+pub(crate) fn decode(
+    topic: &Arc<str>,
+    partition: i32,
+    fetch_offset: i64,
+    bytes: &Bytes,
+    aborted: &[(i64, i64)],
+    read_committed: bool,
+    check_crcs: bool,
+) -> Result<(Vec<ConsumerRecord>, i64)> {
+    let mut records = Vec::new();
+    let mut next_offset = fetch_offset;
+    let mut rest: &[u8] = bytes;
+    let mut aborted: Vec<(i64, i64)> = aborted.to_vec();
+    aborted.sort_by_key(|a| std::cmp::Reverse(a.1));
+    let mut aborting: HashSet<i64> = HashSet::new();
+    while rest.len() >= crate::record::batch::LOG_OVERHEAD {
+        let base_offset = i64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+        let corrupt =
+            |reason: String| ClientError::Corrupt { topic: topic.to_string(), partition, offset: base_offset, reason };
+        let length = i32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
+        if length >= 0 && rest.len() < crate::record::batch::LOG_OVERHEAD + length as usize {
+            break; // partial batch
+        }
+        let (batch, tail) = RecordBatch::parse(rest).map_err(|e| corrupt(e.to_string()))?;
+        rest = tail;
+        if check_crcs {
+            batch.check_integrity().map_err(|e| corrupt(e.to_string()))?;
+        }
+        let header = batch.header();
+        next_offset = next_offset.max(header.next_offset());
+        if header.next_offset() <= fetch_offset {
+            continue;
+        }
+        if read_committed {
+            while aborted.last().is_some_and(|a| a.1 <= header.last_offset()) {
+                aborting.insert(aborted.pop().expect("checked").0);
+            }
+            if header.is_control() {
+                // An ABORT marker ends the aborted transaction of its producer.
+                aborting.remove(&header.producer_id);
+                continue;
+            }
+            if header.is_transactional() && aborting.contains(&header.producer_id) {
+                continue;
+            }
+        }
+        if header.is_control() {
+            continue;
+        }
+        let payload = batch.records_payload(64 << 20).map_err(|e| corrupt(e.to_string()))?;
+        let owner = match payload {
+            std::borrow::Cow::Borrowed(slice) => bytes.slice_ref(slice),
+            std::borrow::Cow::Owned(vec) => Bytes::from(vec),
+        };
+        let timestamp_type = header.timestamp_type();
+        let leader_epoch = (header.partition_leader_epoch >= 0).then_some(header.partition_leader_epoch);
+        for record in RecordIter::new(&owner, header.records_count) {
+            let record = record.map_err(|e| corrupt(e.to_string()))?;
+            let offset = header.base_offset + i64::from(record.offset_delta);
+            if offset < fetch_offset {
+                continue;
+            }
+            let timestamp = match timestamp_type {
+                crate::record::TimestampType::LogAppendTime => header.max_timestamp,
+                crate::record::TimestampType::CreateTime => batch.record_timestamp(&record),
+            };
+            let headers = if record.header_count() == 0 {
+                Vec::new()
+            } else {
+                record
+                    .headers()
+                    .map(|h| (String::from_utf8_lossy(h.key).into_owned(), h.value.map(|v| owner.slice_ref(v))))
+                    .collect()
+            };
+            records.push(ConsumerRecord {
+                topic: topic.clone(),
+                partition,
+                offset,
+                timestamp,
+                timestamp_type,
+                key: record.key.map(|k| owner.slice_ref(k)),
+                value: record.value.map(|v| owner.slice_ref(v)),
+                headers,
+                leader_epoch,
+            });
+        }
+    }
+    Ok((records, next_offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Compression, Header, RecordBatchBuilder};
+
+    fn batch(base: i64, values: &[&str], codec: Compression) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::new(codec).base_offset(base);
+        for v in values {
+            builder.append(
+                1_700_000_000_000,
+                Some(b"k"),
+                Some(v.as_bytes()),
+                &[Header { key: b"h", value: Some(b"1") }],
+            );
+        }
+        builder.build()
+    }
+
+    fn values(records: &[ConsumerRecord]) -> Vec<(i64, String)> {
+        records.iter().map(|r| (r.offset, String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())).collect()
+    }
+
+    #[test]
+    fn decodes_from_the_fetch_offset_and_leaves_a_partial_batch() {
+        let topic: Arc<str> = Arc::from("t");
+        let mut bytes = batch(10, &["a", "b", "c"], Compression::None);
+        bytes.extend(batch(13, &["d", "e"], Compression::Zstd));
+        let whole = bytes.len();
+        bytes.extend(&batch(15, &["f"], Compression::None)[..30]);
+        let bytes = Bytes::from(bytes);
+        let (records, next) = decode(&topic, 0, 11, &bytes, &[], false, true).unwrap();
+        assert_eq!(values(&records), [(11, "b".into()), (12, "c".into()), (13, "d".into()), (14, "e".into())]);
+        assert_eq!(next, 15);
+        assert_eq!(records[0].headers, [("h".to_string(), Some(Bytes::from_static(b"1")))]);
+        assert!(whole < bytes.len());
+    }
+
+    #[test]
+    fn a_flipped_bit_is_a_corrupt_error_naming_the_partition_and_offset() {
+        let topic: Arc<str> = Arc::from("t");
+        let mut bytes = batch(7, &["a"], Compression::None);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let e = decode(&topic, 2, 7, &Bytes::from(bytes), &[], false, true).unwrap_err();
+        assert!(e.to_string().starts_with("corrupt records in t-2 at offset 7: CRC32C mismatch"), "{e}");
+    }
+
+    #[test]
+    fn read_committed_skips_aborted_transactions_and_control_batches() {
+        let topic: Arc<str> = Arc::from("t");
+        let txn = |base: i64, pid: i64, values: &[&str]| {
+            let mut b =
+                RecordBatchBuilder::new(Compression::None).base_offset(base).producer(pid, 0, 0).transactional(true);
+            for v in values {
+                b.append(1_700_000_000_000, None, Some(v.as_bytes()), &[]);
+            }
+            b.build()
+        };
+        let marker = |base: i64, pid: i64, commit: bool| {
+            let mut b = RecordBatchBuilder::new(Compression::None)
+                .base_offset(base)
+                .producer(pid, 0, -1)
+                .transactional(true)
+                .control(true);
+            let key = [0u8, 0, 0, u8::from(commit)];
+            b.append(1_700_000_000_000, Some(&key), Some(&[0, 0, 0, 0, 0, 0]), &[]);
+            b.build()
+        };
+        let mut bytes = txn(0, 1, &["aborted-1", "aborted-2"]);
+        bytes.extend(txn(2, 2, &["committed"]));
+        bytes.extend(marker(3, 1, false));
+        bytes.extend(marker(4, 2, true));
+        let bytes = Bytes::from(bytes);
+        let (records, next) = decode(&topic, 0, 0, &bytes, &[(1, 0)], true, true).unwrap();
+        assert_eq!(values(&records), [(2, "committed".into())]);
+        assert_eq!(next, 5);
+        let (records, _) = decode(&topic, 0, 0, &bytes, &[(1, 0)], false, true).unwrap();
+        assert_eq!(records.len(), 3, "read_uncommitted sees every data record");
+    }
+}
