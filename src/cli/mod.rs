@@ -1,8 +1,13 @@
 //! Command-line parsing and dispatch for the `freshet` binary.
 
+mod client;
+mod client_perf;
+mod consume;
 mod dump;
 mod perf;
+mod produce;
 mod server;
+mod topics;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +23,13 @@ pub struct Cli {
 enum Command {
     /// Run a single-node broker that speaks the Kafka protocol (default 127.0.0.1:9092, data in ./freshet-data).
     Server(server::ServerArgs),
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topics(topics::TopicsCommand),
+    /// Send lines from stdin or a file as records.
+    Produce(produce::ProduceArgs),
+    /// Print records of a topic.
+    Consume(consume::ConsumeArgs),
     /// Inspect log files on disk.
     #[command(subcommand)]
     Log(LogCommand),
@@ -47,6 +59,9 @@ impl Cli {
             Command::Server(args) => server::run(args),
             Command::Log(LogCommand::Dump(args)) => dump::run(args),
             Command::Perf(cmd) => perf::run(cmd),
+            Command::Topics(cmd) => topics::run(cmd),
+            Command::Produce(args) => produce::run(args),
+            Command::Consume(args) => consume::run(args),
         }
     }
 }

@@ -17,6 +17,12 @@ pub enum PerfCommand {
     /// Storage-engine benchmarks: no broker, no network.
     #[command(subcommand)]
     Log(LogPerf),
+    /// Producer throughput and latency against a running broker (like kafka-producer-perf-test).
+    Produce(super::client_perf::ProducePerfArgs),
+    /// Consumer throughput against a running broker (like kafka-consumer-perf-test).
+    Consume(super::client_perf::ConsumePerfArgs),
+    /// End-to-end latency (send to poll) at a fixed rate.
+    E2e(super::client_perf::E2ePerfArgs),
 }
 
 /// `freshet perf log` subcommands.
@@ -65,6 +71,9 @@ pub struct LogPerfArgs {
 
 pub fn run(cmd: PerfCommand) -> anyhow::Result<()> {
     match cmd {
+        PerfCommand::Produce(args) => super::client_perf::produce(args),
+        PerfCommand::Consume(args) => super::client_perf::consume(args),
+        PerfCommand::E2e(args) => super::client_perf::e2e(args),
         PerfCommand::Log(LogPerf::Append(args)) => {
             let written = write_partition(&args)?;
             report(

@@ -197,7 +197,9 @@ fn first_error<T>(results: Vec<(String, Result<T>)>) -> Result<Vec<T>> {
 
 impl AdminClient {
     /// Reaches the cluster; an unreachable bootstrap fails within the connect timeout.
-    pub async fn connect(config: ClientConfig) -> Result<Self> {
+    pub async fn connect(mut config: ClientConfig) -> Result<Self> {
+        // Describing a topic must never create it.
+        config.allow_auto_create_topics = false;
         let timeout_ms = config.request_timeout.as_millis().min(i32::MAX as u128) as i32;
         let cluster = Arc::new(Cluster::new(config)?);
         cluster.refresh(Some(&[])).await?;
