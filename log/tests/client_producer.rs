@@ -258,3 +258,36 @@ async fn admin_manages_topics_configs_partitions_and_records() {
     producer.close().await.unwrap();
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_zero_one_and_all_deliver_and_zero_has_no_offsets() {
+    let (_dir, broker, addr) = support::start().await;
+    let admin = AdminClient::connect(ClientConfig::new(&addr)).await.unwrap();
+    admin.create_topic(NewTopic::new("acks", 1)).await.unwrap();
+    let mut written = 0;
+    for acks in ["0", "1", "all"] {
+        let mut config = ProducerConfig::new(&addr);
+        config.set_all([("acks", acks), ("compression.type", "lz4")]).unwrap();
+        let producer = Producer::connect(config).await.unwrap();
+        assert_eq!(producer.is_idempotent(), acks == "all");
+        let mut deliveries = Vec::new();
+        for i in 0..100 {
+            let value = format!("{acks}-{i}");
+            deliveries.push(producer.send(ProducerRecord::new("acks").value(&value)).await.unwrap());
+        }
+        for (i, delivery) in deliveries.into_iter().enumerate() {
+            let metadata = delivery.await.unwrap();
+            let expected = if acks == "0" { -1 } else { written + i as i64 };
+            assert_eq!(metadata.offset, expected, "acks={acks}");
+        }
+        producer.close().await.unwrap();
+        written += 100;
+        // acks=0 has no answer to wait for: the records may still be on their way.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while latest_offsets(&admin, "acks", 1).await[0] < written {
+            assert!(Instant::now() < deadline, "acks={acks}: records missing");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    broker.shutdown().await.unwrap();
+}

@@ -234,7 +234,9 @@ impl Accumulator {
     }
 
     /// Appends a record to the open batch of its partition, opening one if the record
-    /// does not fit. `memory` is the `buffer.memory` the record holds.
+    /// does not fit. `memory` is the `buffer.memory` the record holds. `now` is asked
+    /// only when a batch is opened: reading the clock per record was a quarter of the
+    /// producer's CPU.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn append(
         &mut self,
@@ -245,7 +247,7 @@ impl Accumulator {
         value: Option<&[u8]>,
         headers: &[Header<'_>],
         memory: usize,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> Appended {
         let queues = match self.topics.get_mut(topic) {
             Some(queues) => queues,
@@ -282,7 +284,7 @@ impl Accumulator {
                 encoded: None,
                 records: 0,
                 memory: 0,
-                created: now,
+                created: now(),
                 attempts: 0,
                 retry_at: None,
                 sequence: None,
@@ -507,7 +509,7 @@ mod tests {
     }
 
     fn append(acc: &mut Accumulator, partition: i32, now: Instant) -> Appended {
-        acc.append("t", partition, 1_700_000_000_000, None, Some(&[7; 50]), &[], 60, now)
+        acc.append("t", partition, 1_700_000_000_000, None, Some(&[7; 50]), &[], 60, || now)
     }
 
     fn ack(offset: i64) -> BatchAck {
@@ -566,7 +568,7 @@ mod tests {
     fn unknown_leaders_are_reported_and_their_batches_stay() {
         let t0 = Instant::now();
         let mut acc = accumulator(false);
-        acc.append("leaderless", 0, 0, None, None, &[], 30, t0);
+        acc.append("leaderless", 0, 0, None, None, &[], 30, || t0);
         let (drained, _, unknown) = acc.drain(t0 + Duration::from_secs(1), &BROKER, 1 << 20);
         assert!(drained.is_empty() && unknown);
         assert!(!acc.is_idle());

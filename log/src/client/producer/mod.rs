@@ -269,7 +269,7 @@ impl Producer {
             record.value,
             &record.headers,
             size,
-            Instant::now(),
+            Instant::now,
         );
         if appended.new_batch && record.key.is_none() && record.partition.is_none() {
             core.partitioner.lock().on_new_batch(record.topic, partitions, partition);
