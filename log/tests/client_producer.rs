@@ -291,3 +291,31 @@ async fn acks_zero_one_and_all_deliver_and_zero_has_no_offsets() {
     }
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_never_answers_fails_deliveries_after_delivery_timeout() {
+    let (_dir, broker, proxy) = support::start_behind_proxy().await;
+    let admin = AdminClient::connect(ClientConfig::new(&proxy.addr())).await.unwrap();
+    admin.create_topic(NewTopic::new("silent", 1)).await.unwrap();
+    let mut config = ProducerConfig::new(&proxy.addr());
+    config
+        .set_all([
+            ("linger.ms", "0"),
+            ("request.timeout.ms", "300"),
+            ("delivery.timeout.ms", "800"),
+            ("retry.backoff.ms", "50"),
+        ])
+        .unwrap();
+    let producer = Producer::connect(config).await.unwrap();
+    producer.send(ProducerRecord::new("silent").value("warm")).await.unwrap().await.unwrap();
+    proxy.pause();
+    let started = Instant::now();
+    let delivery = producer.send(ProducerRecord::new("silent").value("lost?")).await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), delivery).await.unwrap().unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(3), "failed after {waited:?}");
+    proxy.resume();
+    drop(producer);
+    broker.shutdown().await.unwrap();
+}
