@@ -167,20 +167,15 @@ fn settle(core: &ConsumerCore, busy_nodes: &mut HashSet<i32>, answer: FetchDone)
     busy_nodes.remove(&answer.node);
     let backoff = Instant::now() + core.config.client.retry_backoff;
     let mut state = core.state.lock();
-    let response = match answer.result {
-        Ok(response) if response.error_code == codes::NONE => response,
-        Ok(response) => {
-            tracing::debug!(code = response.error_code, node = answer.node, "fetch refused");
-            for part in &answer.parts {
-                if let Some(p) = state.partitions.get_mut(&part.tp) {
-                    p.in_flight = false;
-                    p.retry_at = Some(backoff);
-                }
-            }
-            return;
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, node = answer.node, "fetch failed");
+    let refused = match answer.result {
+        Ok(response) if response.error_code == codes::NONE => Ok(response),
+        Ok(response) => Err(format!("Kafka error {}", response.error_code)),
+        Err(e) => Err(e.to_string()),
+    };
+    let response = match refused {
+        Ok(response) => response,
+        Err(why) => {
+            tracing::debug!(node = answer.node, %why, "fetch failed; retrying after the backoff");
             for part in &answer.parts {
                 if let Some(p) = state.partitions.get_mut(&part.tp) {
                     p.in_flight = false;

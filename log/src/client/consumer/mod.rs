@@ -329,7 +329,7 @@ impl Consumer {
         let mut drained_any = false;
         for i in 0..count {
             let index = (start + i) % count;
-            let (tp, partition) = state.partitions.get_index_mut(index).expect("in range");
+            let (_, partition) = state.partitions.get_index_mut(index).expect("in range");
             if partition.paused {
                 continue;
             }
@@ -355,7 +355,6 @@ impl Consumer {
                 state.next = (index + 1) % count.max(1);
                 break;
             }
-            let _ = tp;
         }
         drop(state);
         if drained_any {
