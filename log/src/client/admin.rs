@@ -415,14 +415,7 @@ impl AdminClient {
     /// Deletes the records of each partition below the given offset (-1: the high
     /// watermark); returns the new log start offsets.
     pub async fn delete_records(&self, before: &[(TopicPartition, i64)]) -> Result<Vec<(TopicPartition, Result<i64>)>> {
-        let mut by_leader: HashMap<i32, Vec<&(TopicPartition, i64)>> = HashMap::new();
-        let mut results = Vec::new();
-        for item in before {
-            match leader_of(&self.cluster, &item.0).await {
-                Ok(leader) => by_leader.entry(leader).or_default().push(item),
-                Err(e) => results.push((item.0.clone(), Err(e))),
-            }
-        }
+        let (by_leader, mut results) = group_by_leader(&self.cluster, before).await;
         for (leader, items) in by_leader {
             let mut topics: Vec<DeleteRecordsTopic> = Vec::new();
             for ((topic, partition), offset) in &items {
@@ -495,10 +488,7 @@ impl AdminClient {
         match resource {
             ConfigResource::Broker(id) if !id.is_empty() => match id.parse::<i32>() {
                 Ok(node) => self.cluster.broker(node).await,
-                Err(_) => Err(ClientError::InvalidRecord {
-                    topic: String::new(),
-                    reason: format!("broker id '{id}' is not a number"),
-                }),
+                Err(_) => Err(ClientError::config("broker resource", id.as_str(), "a broker id is a number")),
             },
             _ => self.cluster.any().await,
         }
@@ -546,20 +536,29 @@ pub(crate) async fn leader_of(cluster: &Cluster, (topic, partition): &TopicParti
     })
 }
 
+/// Per-partition items grouped by their partition's leader, and an error result for each
+/// item whose leader could not be found.
+type ByLeader<'a, T, R> = (HashMap<i32, Vec<&'a (TopicPartition, T)>>, Vec<(TopicPartition, Result<R>)>);
+
+async fn group_by_leader<'a, T, R>(cluster: &Cluster, items: &'a [(TopicPartition, T)]) -> ByLeader<'a, T, R> {
+    let mut by_leader: HashMap<i32, Vec<&(TopicPartition, T)>> = HashMap::new();
+    let mut failed = Vec::new();
+    for item in items {
+        match leader_of(cluster, &item.0).await {
+            Ok(leader) => by_leader.entry(leader).or_default().push(item),
+            Err(e) => failed.push((item.0.clone(), Err(e))),
+        }
+    }
+    (by_leader, failed)
+}
+
 /// ListOffsets for many partitions, one request per leader.
 pub(crate) async fn list_offsets(
     cluster: &Cluster,
     specs: &[(TopicPartition, OffsetSpec)],
     read_committed: bool,
 ) -> Result<Vec<(TopicPartition, Result<ListedOffset>)>> {
-    let mut by_leader: HashMap<i32, Vec<&(TopicPartition, OffsetSpec)>> = HashMap::new();
-    let mut results = Vec::new();
-    for item in specs {
-        match leader_of(cluster, &item.0).await {
-            Ok(leader) => by_leader.entry(leader).or_default().push(item),
-            Err(e) => results.push((item.0.clone(), Err(e))),
-        }
-    }
+    let (by_leader, mut results) = group_by_leader(cluster, specs).await;
     for (leader, items) in by_leader {
         let mut topics: Vec<ListOffsetsTopic> = Vec::new();
         for ((topic, partition), spec) in &items {

@@ -466,10 +466,7 @@ impl Consumer {
 }
 
 fn not_assigned(tp: &TopicPartition) -> ClientError {
-    ClientError::InvalidRecord {
-        topic: tp.0.clone(),
-        reason: format!("partition {} is not assigned to this consumer", tp.1),
-    }
+    ClientError::config("assignment", format!("{}-{}", tp.0, tp.1), "the partition is not assigned to this consumer")
 }
 
 /// Looks a position up by `reset`; `OffsetReset::None` is an error, as Kafka's
