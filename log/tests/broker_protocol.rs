@@ -209,7 +209,18 @@ fn api_versions_advertises_exactly_what_is_implemented() {
             (33, 0, 2),
             (37, 0, 3),
             (44, 0, 1),
-            (60, 0, 1)
+            (60, 0, 1),
+            (10, 0, 4),
+            (11, 0, 9),
+            (14, 0, 5),
+            (12, 0, 4),
+            (13, 0, 5),
+            (8, 2, 8),
+            (9, 1, 8),
+            (15, 0, 5),
+            (16, 0, 4),
+            (42, 0, 2),
+            (47, 0, 0)
         ]
     );
 
@@ -222,7 +233,7 @@ fn api_versions_advertises_exactly_what_is_implemented() {
     assert_eq!(ResponseHeader::decode(&mut frame, 0).unwrap().correlation_id, 7);
     let response = ApiVersionsResponse::decode(&mut frame, 0).unwrap();
     assert_eq!(response.error_code, codes::UNSUPPORTED_VERSION);
-    assert_eq!(response.api_keys.len(), 15);
+    assert_eq!(response.api_keys.len(), 26);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 """Starts and stops a real `freshet server` process for the compatibility tests."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,13 +11,21 @@ import time
 import pytest
 
 START_TIMEOUT_S = 60
+# Broker settings for the consumer-group tests: the first rebalance of a new group is not
+# held back (Kafka's default waits 3 s for more members), and short sessions are allowed.
+GROUP_SETTINGS = {
+    "group.initial.rebalance.delay.ms": "0",
+    "group.min.session.timeout.ms": "1000",
+}
 
 
 class Server:
-    """A `freshet server` on loopback with its own data directory."""
+    """A `freshet server` on loopback with its own data directory; `settings` are extra
+    `--set key=value` pairs, applied after the defaults here."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, settings=None):
         self.data_dir = data_dir
+        self.settings = dict(settings or {})
         self.port = None
         self.proc = None
         self.log_path = os.path.join(os.path.dirname(data_dir), "server.log")
@@ -34,6 +43,8 @@ class Server:
             "--set", f"listeners=PLAINTEXT://127.0.0.1:{port}",
             "--set", "num.partitions=1",
         ]
+        for key, value in self.settings.items():
+            cmd += ["--set", f"{key}={value}"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log)
         deadline = time.time() + START_TIMEOUT_S
         line = b""
@@ -66,10 +77,10 @@ class Server:
         self.start()
 
 
-@pytest.fixture
-def server():
+@contextlib.contextmanager
+def running_server(settings=None):
     with tempfile.TemporaryDirectory(prefix="freshet-compat-") as tmp:
-        srv = Server(os.path.join(tmp, "data"))
+        srv = Server(os.path.join(tmp, "data"), settings)
         srv.start()
         try:
             yield srv
@@ -79,3 +90,16 @@ def server():
             with open(srv.log_path, "rb") as f:
                 print("---- freshet server log (tail) ----")
                 print(b"".join(f.readlines()[-40:]).decode(errors="replace"))
+
+
+@pytest.fixture
+def server():
+    with running_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def group_server():
+    """A server set up for consumer-group tests (see GROUP_SETTINGS)."""
+    with running_server(GROUP_SETTINGS) as srv:
+        yield srv

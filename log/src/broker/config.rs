@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::group::CoordinatorConfig;
 use crate::storage::error::{LogError, Result};
 use crate::storage::{LogConfig, LogManagerConfig};
 
@@ -44,6 +45,8 @@ pub struct BrokerConfig {
     pub fetch_session_slots: usize,
     /// `log.dirs`, retention, cleaner and flush settings, and the topic-config defaults.
     pub log_manager: LogManagerConfig,
+    /// Group coordinator settings (`group.*`, `offsets.*`).
+    pub group: CoordinatorConfig,
 }
 
 impl Default for BrokerConfig {
@@ -59,6 +62,7 @@ impl Default for BrokerConfig {
             max_fetch_wait_ms: 30_000,
             fetch_session_slots: 1_000,
             log_manager: LogManagerConfig::new("./freshet-data"),
+            group: CoordinatorConfig::default(),
         }
     }
 }
@@ -138,10 +142,12 @@ fn parse_listener(key: &str, value: &str) -> Result<(String, u16)> {
 
 impl BrokerConfig {
     /// A broker for tests and applications: data in `dir`, an ephemeral port on loopback,
-    /// fast background intervals.
+    /// fast background intervals, and no initial rebalance delay (a group of one does not
+    /// wait three seconds for company).
     pub fn embedded(dir: impl Into<PathBuf>) -> Self {
         let mut config = Self { listener: SocketAddr::from(([127, 0, 0, 1], 0)), ..Self::default() };
         config.log_manager = LogManagerConfig::new(dir);
+        config.group.initial_rebalance_delay_ms = 0;
         config
     }
 
@@ -203,6 +209,21 @@ impl BrokerConfig {
             "log.roll.hours" => topic_defaults.set("segment.ms", &(parse::<i64>(key, v)? * 3_600_000).to_string())?,
             "replica.fetch.wait.max.ms" | "fetch.max.wait.ms" => self.max_fetch_wait_ms = parse(key, v)?,
             "max.incremental.fetch.session.cache.slots" => self.fetch_session_slots = parse(key, v)?,
+            "offsets.topic.num.partitions" => {
+                self.group.offsets_partitions = parse(key, v)?;
+                if !(1..=super::MAX_PARTITIONS_PER_TOPIC).contains(&self.group.offsets_partitions) {
+                    return Err(invalid(key, v, "must be between 1 and 10000"));
+                }
+            }
+            "group.min.session.timeout.ms" => self.group.min_session_timeout_ms = parse(key, v)?,
+            "group.max.session.timeout.ms" => self.group.max_session_timeout_ms = parse(key, v)?,
+            "group.initial.rebalance.delay.ms" => self.group.initial_rebalance_delay_ms = parse(key, v)?,
+            "group.max.size" => self.group.max_group_size = parse(key, v)?,
+            "offsets.retention.minutes" => {
+                self.group.offsets_retention_ms = parse::<i64>(key, v)?.saturating_mul(60_000)
+            }
+            "offsets.retention.check.interval.ms" => self.group.offsets_retention_check_interval_ms = parse(key, v)?,
+            "offset.metadata.max.bytes" => self.group.max_metadata_bytes = parse(key, v)?,
             _ => {
                 let Some(topic_key) = topic_default_key(key) else {
                     return Err(invalid(key, v, UNKNOWN_KEY));

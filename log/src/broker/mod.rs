@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod fetch_session;
+pub mod group;
 pub(crate) mod handlers;
 pub mod metadata;
 
@@ -69,6 +70,8 @@ pub struct Broker {
     pub(crate) fetch_sessions: Mutex<fetch_session::FetchSessions>,
     /// Topic-config defaults: the static config plus broker configs changed at run time.
     pub(crate) log_defaults: RwLock<LogConfig>,
+    /// The group coordinator.
+    pub(crate) groups: group::GroupService,
 }
 
 impl Broker {
@@ -101,6 +104,13 @@ impl Broker {
         let advertised =
             config.advertised.clone().unwrap_or_else(|| (config.listener.ip().to_string(), config.listener.port()));
         let fetch_sessions = Mutex::new(fetch_session::FetchSessions::new(config.fetch_session_slots));
+        let mut group_config = config.group.clone();
+        let offsets_topic = metadata.topic(group::OFFSETS_TOPIC).cloned();
+        if let Some(topic) = &offsets_topic {
+            // The group→partition hash must keep using the partition count the topic has.
+            group_config.offsets_partitions = topic.partitions;
+        }
+        let groups = group::GroupService::new(group_config, clock.now_ms(), offsets_topic.is_some());
         let broker = Arc::new(Self {
             config,
             logs,
@@ -110,6 +120,7 @@ impl Broker {
             advertised: Mutex::new(advertised),
             fetch_sessions,
             log_defaults: RwLock::new(defaults),
+            groups,
         });
         broker.reconcile()?;
         Ok(broker)
@@ -195,6 +206,12 @@ impl Broker {
 
     /// Deletes a topic: its metadata first (so it disappears for clients), then its logs.
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
+        if name == group::OFFSETS_TOPIC {
+            return Err(ApiError::new(
+                codes::INVALID_TOPIC_EXCEPTION,
+                format!("'{name}' is internal: it holds the committed offsets of every consumer group"),
+            ));
+        }
         let meta = {
             let mut metadata = self.metadata.lock();
             metadata.delete_topic(name).map_err(storage_error)?

@@ -86,6 +86,7 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     }
     broker.log_manager().start_background();
     let (stop, stop_rx) = watch::channel(false);
+    crate::broker::group::GroupService::start(&broker, stop_rx.clone());
     let acceptor = tokio::spawn(accept_loop(broker.clone(), listener, stop_rx));
     tracing::info!(%addr, data_dir = %broker.config().data_dir().display(), "broker listening");
     Ok(RunningBroker { broker, addr, stop, acceptor })
@@ -153,7 +154,7 @@ async fn serve_connection(broker: &Broker, socket: TcpStream, peer: SocketAddr, 
             frame = read_frame(&mut reader, max) => frame,
         };
         let result = match frame {
-            Ok(frame) => answer(broker, frame, &mut writer).await,
+            Ok(frame) => answer(broker, peer, frame, &mut writer).await,
             Err(close) => Err(close),
         };
         match result {
@@ -195,13 +196,18 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R, max: usize) -> Resu
     }
 }
 
-async fn answer(broker: &Broker, frame: Bytes, writer: &mut BufWriter<OwnedWriteHalf>) -> Result<(), Close> {
+async fn answer(
+    broker: &Broker,
+    peer: SocketAddr,
+    frame: Bytes,
+    writer: &mut BufWriter<OwnedWriteHalf>,
+) -> Result<(), Close> {
     let response = match decode_request(frame)? {
         Decoded::Request { header, request } => {
             let api_key = header.request_api_key;
             let version = header.request_api_version;
             let correlation_id = header.correlation_id;
-            match crate::broker::handlers::handle(broker, &header, *request).await {
+            match crate::broker::handlers::handle(broker, peer, &header, *request).await {
                 Some(Reply::Message(response)) => encode_response(api_key, version, correlation_id, &response)?,
                 Some(Reply::Fetch(reply)) => match fetch_frame::encode(version, correlation_id, &reply)? {
                     Some(chunks) => return write_chunks(writer, chunks).await,

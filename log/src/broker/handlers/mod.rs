@@ -6,6 +6,7 @@ mod api_versions;
 mod configs;
 mod create_topics;
 mod fetch;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -35,6 +36,17 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The version range implemented for `key`, if any.
@@ -51,7 +63,12 @@ pub(crate) enum Reply {
 }
 
 /// Answers one request (`None`: no response, as for `acks=0` produce).
-pub(crate) async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKind) -> Option<Reply> {
+pub(crate) async fn handle(
+    broker: &Broker,
+    peer: std::net::SocketAddr,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Option<Reply> {
     let version = header.request_api_version;
     Some(Reply::Message(match request {
         RequestKind::ApiVersions(_) => {
@@ -77,6 +94,22 @@ pub(crate) async fn handle(broker: &Broker, header: &RequestHeader, request: Req
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, req))
         }
         RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(broker, req, version)),
+        RequestKind::FindCoordinator(req) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, req, version))
+        }
+        RequestKind::JoinGroup(req) => {
+            let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
+            ResponseKind::JoinGroup(groups::join_group(broker, peer, client_id, req, version).await)
+        }
+        RequestKind::SyncGroup(req) => ResponseKind::SyncGroup(groups::sync_group(broker, req).await),
+        RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(groups::heartbeat(broker, req)),
+        RequestKind::LeaveGroup(req) => ResponseKind::LeaveGroup(groups::leave_group(broker, req, version)),
+        RequestKind::OffsetCommit(req) => ResponseKind::OffsetCommit(groups::offset_commit(broker, req)),
+        RequestKind::OffsetFetch(req) => ResponseKind::OffsetFetch(groups::offset_fetch(broker, req, version)),
+        RequestKind::DescribeGroups(req) => ResponseKind::DescribeGroups(groups::describe_groups(broker, req)),
+        RequestKind::ListGroups(req) => ResponseKind::ListGroups(groups::list_groups(broker, req)),
+        RequestKind::DeleteGroups(req) => ResponseKind::DeleteGroups(groups::delete_groups(broker, req)),
+        RequestKind::OffsetDelete(req) => ResponseKind::OffsetDelete(groups::offset_delete(broker, req)),
         other => {
             // The server only dispatches keys from SUPPORTED_APIS.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");

@@ -33,6 +33,11 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
                     partitions.push(fail(codes::INVALID_REQUIRED_ACKS, format!("acks={} is not 0, 1 or -1", req.acks)));
                     continue;
                 }
+                _ if name == crate::broker::group::OFFSETS_TOPIC => {
+                    partitions
+                        .push(fail(codes::INVALID_TOPIC_EXCEPTION, format!("cannot append to internal topic {name}")));
+                    continue;
+                }
                 _ if req.transactional_id.is_some() => {
                     partitions.push(fail(codes::INVALID_REQUEST, "transactional produce is not supported yet".into()));
                     continue;
