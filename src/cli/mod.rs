@@ -4,6 +4,7 @@ mod client;
 mod client_perf;
 mod consume;
 mod dump;
+mod groups;
 mod perf;
 mod produce;
 mod server;
@@ -30,6 +31,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records of a topic.
     Consume(consume::ConsumeArgs),
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
     /// Inspect log files on disk.
     #[command(subcommand)]
     Log(LogCommand),
@@ -62,6 +66,7 @@ impl Cli {
             Command::Topics(cmd) => topics::run(cmd),
             Command::Produce(args) => produce::run(args),
             Command::Consume(args) => consume::run(args),
+            Command::Groups(cmd) => groups::run(cmd),
         }
     }
 }

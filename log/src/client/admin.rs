@@ -25,15 +25,20 @@ use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
     DescribeClusterRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, TopicName,
+};
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetDeleteRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::cluster::{BrokerInfo, Cluster, TopicInfo};
 use super::config::ClientConfig;
 use super::error::{ClientError, Result};
+use super::group::{CommitIdentity, CommittedOffset, commit_offsets, fetch_offsets, find_coordinator, protocol};
 use crate::codes;
 
 /// A topic to create.
@@ -193,6 +198,47 @@ fn broker_error(code: i16, context: impl Into<String>, message: Option<&StrBytes
 /// The first error of per-item results.
 fn first_error<T>(results: Vec<(String, Result<T>)>) -> Result<Vec<T>> {
     results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// A consumer group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// The group id.
+    pub group_id: String,
+    /// `consumer` for consumer groups; empty for groups that only hold offsets.
+    pub protocol_type: String,
+    /// Empty, PreparingRebalance, CompletingRebalance, Stable or Dead.
+    pub state: String,
+}
+
+/// A member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// Member id.
+    pub member_id: String,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
+    /// The member's client id.
+    pub client_id: String,
+    /// The member's address, as the coordinator saw it.
+    pub client_host: String,
+    /// Its partitions (consumer groups in the Stable state).
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// A described consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The group id.
+    pub group_id: String,
+    /// The state; `Dead` for a group that does not exist.
+    pub state: String,
+    /// Protocol type.
+    pub protocol_type: String,
+    /// The assignor the members agreed on (Stable groups).
+    pub protocol: String,
+    /// Members.
+    pub members: Vec<GroupMember>,
 }
 
 impl AdminClient {
@@ -472,6 +518,140 @@ impl AdminClient {
             controller: response.controller_id.0,
             brokers,
         })
+    }
+
+    /// Every consumer group on every broker, sorted by id.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        self.cluster.refresh(Some(&[])).await?;
+        let mut groups = Vec::new();
+        for broker in self.cluster.brokers() {
+            let response = self.cluster.broker(broker.node_id).await?.send(&ListGroupsRequest::default()).await?;
+            if let Some(e) =
+                broker_error(response.error_code, format!("listing the groups of broker {}", broker.node_id), None)
+            {
+                return Err(e);
+            }
+            groups.extend(response.groups.iter().map(|g| GroupListing {
+                group_id: g.group_id.to_string(),
+                protocol_type: g.protocol_type.to_string(),
+                state: g.group_state.to_string(),
+            }));
+        }
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        groups.dedup_by(|a, b| a.group_id == b.group_id);
+        Ok(groups)
+    }
+
+    /// Describes groups: state, assignor, and every member with its partitions.
+    pub async fn describe_groups(&self, groups: &[&str]) -> Result<Vec<GroupDescription>> {
+        let mut described = Vec::with_capacity(groups.len());
+        for group in groups {
+            let connection = find_coordinator(&self.cluster, group).await?;
+            let request =
+                DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+            let response = connection.send(&request).await?;
+            for g in &response.groups {
+                if let Some(e) =
+                    broker_error(g.error_code, format!("describing group '{group}'"), g.error_message.as_ref())
+                {
+                    return Err(e);
+                }
+                let consumer = g.protocol_type.as_str() == "consumer";
+                let members = g
+                    .members
+                    .iter()
+                    .map(|m| GroupMember {
+                        member_id: m.member_id.to_string(),
+                        group_instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
+                        client_id: m.client_id.to_string(),
+                        client_host: m.client_host.to_string(),
+                        assignment: if consumer {
+                            protocol::decode_assignment(&m.member_assignment).unwrap_or_default()
+                        } else {
+                            Vec::new()
+                        },
+                    })
+                    .collect();
+                described.push(GroupDescription {
+                    group_id: g.group_id.to_string(),
+                    state: g.group_state.to_string(),
+                    protocol_type: g.protocol_type.to_string(),
+                    protocol: g.protocol_data.to_string(),
+                    members,
+                });
+            }
+        }
+        Ok(described)
+    }
+
+    /// The committed offsets of a group: every partition it has committed, or only `partitions`.
+    pub async fn list_group_offsets(
+        &self,
+        group: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>> {
+        let connection = find_coordinator(&self.cluster, group).await?;
+        let mut offsets = fetch_offsets(&connection, group, partitions).await?;
+        offsets.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(offsets)
+    }
+
+    /// Sets a group's committed offsets, as `kafka-consumer-groups --reset-offsets` does.
+    /// The coordinator refuses (UNKNOWN_MEMBER_ID) while the group has members.
+    pub async fn alter_group_offsets(&self, group: &str, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        let connection = find_coordinator(&self.cluster, group).await?;
+        let offsets: Vec<_> = offsets.iter().map(|(tp, o)| (tp.clone(), *o, None)).collect();
+        let results = commit_offsets(&connection, group, &CommitIdentity::standalone(), &offsets).await?;
+        first_error(results.into_iter().map(|((t, p), r)| (format!("{t}-{p}"), r)).collect()).map(drop)
+    }
+
+    /// Deletes empty groups with their offsets; one result per group (a group with
+    /// members gets NON_EMPTY_GROUP).
+    pub async fn delete_groups(&self, groups: &[&str]) -> Result<Vec<(String, Result<()>)>> {
+        let mut results = Vec::with_capacity(groups.len());
+        for group in groups {
+            let connection = find_coordinator(&self.cluster, group).await?;
+            let request = DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+            let response = connection.send(&request).await?;
+            for r in &response.results {
+                let context = format!("deleting group '{}'", r.group_id.as_str());
+                results.push((r.group_id.to_string(), broker_error(r.error_code, context, None).map_or(Ok(()), Err)));
+            }
+        }
+        Ok(results)
+    }
+
+    /// Deletes a group's committed offsets for partitions of topics it no longer consumes.
+    pub async fn delete_group_offsets(&self, group: &str, partitions: &[TopicPartition]) -> Result<()> {
+        let connection = find_coordinator(&self.cluster, group).await?;
+        let mut topics: Vec<OffsetDeleteRequestTopic> = Vec::new();
+        for (topic, p) in partitions {
+            let partition = OffsetDeleteRequestPartition::default().with_partition_index(*p);
+            match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+                Some(t) => t.partitions.push(partition),
+                None => topics.push(
+                    OffsetDeleteRequestTopic::default().with_name(topic_name(topic)).with_partitions(vec![partition]),
+                ),
+            }
+        }
+        let request = OffsetDeleteRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_topics(topics);
+        let response = connection.send(&request).await?;
+        if let Some(e) = broker_error(response.error_code, format!("deleting offsets of group '{group}'"), None) {
+            return Err(e);
+        }
+        for t in &response.topics {
+            for p in &t.partitions {
+                let context =
+                    format!("deleting the offset of {}-{} for group '{group}'", t.name.0.as_str(), p.partition_index);
+                if let Some(e) = broker_error(p.error_code, context, None) {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn controller(&self) -> Result<Arc<super::Connection>> {

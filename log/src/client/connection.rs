@@ -40,6 +40,17 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The largest answer accepted from a broker; anything larger is taken as garbage.
@@ -284,6 +295,15 @@ pub struct PendingReply<T> {
     addr: String,
     timeout: Duration,
     response: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> PendingReply<T> {
+    /// Waits up to `timeout` instead of `request.timeout.ms`: for requests the broker holds
+    /// on purpose, such as a JoinGroup waiting for the other members.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
 }
 
 impl<T: Decodable + HeaderVersion> PendingReply<T> {

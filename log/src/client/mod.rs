@@ -9,8 +9,10 @@
 //!   `murmur2_random`.
 //! - [`serde`]: the `Serializer` and `Deserializer` traits with Kafka's encodings.
 //! - [`AdminClient`]: topics, configs, partitions, offsets, records, the cluster.
-//! - [`Consumer`]: assign or subscribe, poll, seek, pause and resume, with a background
-//!   fetcher that keeps one fetch in flight per broker.
+//! - [`Consumer`]: assign, or subscribe as a member of a consumer group (range,
+//!   roundrobin or cooperative-sticky assignment, background heartbeats, a rebalance
+//!   listener); poll, seek, pause and resume, with a background fetcher that keeps one
+//!   fetch in flight per broker; synchronous, asynchronous and automatic commits.
 //! - [`Producer`]: batches per partition, `linger.ms`, `buffer.memory` back-pressure,
 //!   compression, retries bounded by `delivery.timeout.ms`, idempotence on by default.
 
@@ -20,19 +22,23 @@ mod config;
 mod connection;
 mod consumer;
 mod error;
+mod group;
 pub mod partitioner;
 mod producer;
 pub mod serde;
 
 pub use admin::{
-    AdminClient, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigResource, ListedOffset, NewTopic, OffsetSpec,
-    TopicPartition,
+    AdminClient, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigResource, GroupDescription, GroupListing,
+    GroupMember, ListedOffset, NewTopic, OffsetSpec, TopicPartition,
 };
 pub use cluster::{BrokerInfo, PartitionInfo, TopicInfo};
 pub use config::ClientConfig;
 pub use connection::{CLIENT_API_VERSIONS, Connection, ConnectionConfig, PendingReply};
 pub use consumer::{
     Consumer, ConsumerConfig, ConsumerRecord, ConsumerRecords, IsolationLevel, OffsetAndTimestamp, OffsetReset,
+    RebalanceContext, RebalanceListener,
 };
 pub use error::{ClientError, Result};
+pub use group::CommittedOffset;
+pub use group::assignor::{Assignor, MemberSubscription};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};

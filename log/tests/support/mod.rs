@@ -9,12 +9,49 @@ use freshet_log::broker::{Broker, BrokerConfig, RunningBroker};
 
 /// An embedded broker without topic auto-creation, and its address.
 pub async fn start() -> (tempfile::TempDir, RunningBroker, String) {
+    start_with(|_| {}).await
+}
+
+/// Like [`start`], with the config adjusted by `adjust` first.
+pub async fn start_with(adjust: impl FnOnce(&mut BrokerConfig)) -> (tempfile::TempDir, RunningBroker, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = BrokerConfig::embedded(dir.path());
     config.auto_create_topics = false;
+    adjust(&mut config);
     let broker = Broker::start(config).await.unwrap();
     let addr = broker.local_addr().to_string();
     (dir, broker, addr)
+}
+
+/// Restarts a broker on the same data directory and port (a clean shutdown first, or
+/// a crash: dropped without shutdown).
+pub async fn restart(
+    dir: &tempfile::TempDir,
+    broker: RunningBroker,
+    clean: bool,
+    adjust: impl FnOnce(&mut BrokerConfig),
+) -> RunningBroker {
+    let addr = broker.local_addr();
+    if clean {
+        broker.shutdown().await.unwrap();
+    } else {
+        drop(broker);
+    }
+    let mut config = BrokerConfig::embedded(dir.path());
+    config.auto_create_topics = false;
+    config.listener = addr;
+    adjust(&mut config);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Broker::start(config.clone()).await {
+            Ok(b) => return b,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "port or directory still held; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("restart failed: {e}"),
+        }
+    }
 }
 
 /// A broker that advertises a proxy in front of it, so every client connection (after

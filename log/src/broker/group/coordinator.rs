@@ -593,7 +593,6 @@ impl GroupCoordinator {
         if let Some(waiting) = member.awaiting_sync.take() {
             self.outbox.push(Output::Sync(waiting, sync_error(codes::FENCED_INSTANCE_ID)));
         }
-        let unchanged = member.same_protocols(&req.protocols);
         member.id = new_id.clone();
         member.client_id = req.client_id.clone();
         member.client_host = req.client_host.clone();
@@ -608,6 +607,15 @@ impl GroupCoordinator {
             group.pending_sync.insert(new_id.clone());
         }
         tracing::info!(group = group_id, old = old_id, new = %new_id, "static member rejoined; old member id fenced");
+        // As in Kafka, a restarted static member only forces a rebalance if the group's
+        // protocol would change; its new metadata is taken as is.
+        let previous = std::mem::replace(&mut member.protocols, req.protocols.clone());
+        group.members.insert(new_id.clone(), member);
+        let unchanged = group.select_protocol() == group.protocol;
+        let Some(mut member) = group.members.remove(&new_id) else { return };
+        if !unchanged {
+            member.protocols = previous;
+        }
         match group.state {
             GroupState::Stable if unchanged => {
                 group.members.insert(new_id.clone(), member);

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::client::config::{ClientConfig, parse_bool, parse_in, parse_ms};
 use crate::client::error::{ClientError, Result};
+use crate::client::group::assignor::Assignor;
 
 /// `auto.offset.reset`: where to start when there is no valid position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,19 @@ pub struct ConsumerConfig {
     pub enable_auto_commit: bool,
     /// `auto.commit.interval.ms` (default 5 s).
     pub auto_commit_interval: Duration,
+    /// `group.instance.id`: a static member's stable identity.
+    pub group_instance_id: Option<String>,
+    /// `session.timeout.ms` (default 45 s): without a heartbeat for this long, the member is
+    /// removed from the group.
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms` (default 3 s).
+    pub heartbeat_interval: Duration,
+    /// `max.poll.interval.ms` (default 5 min): the most time between polls before the
+    /// member leaves the group; also the rebalance timeout it asks for.
+    pub max_poll_interval: Duration,
+    /// `partition.assignment.strategy`, in order of preference (default range, then
+    /// cooperative-sticky, as in Kafka).
+    pub assignors: Vec<Assignor>,
 }
 
 impl ConsumerConfig {
@@ -70,6 +84,11 @@ impl ConsumerConfig {
             check_crcs: true,
             enable_auto_commit: true,
             auto_commit_interval: Duration::from_secs(5),
+            group_instance_id: None,
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            max_poll_interval: Duration::from_secs(300),
+            assignors: vec![Assignor::Range, Assignor::CooperativeSticky],
         }
     }
 
@@ -108,16 +127,54 @@ impl ConsumerConfig {
             "check.crcs" => self.check_crcs = parse_bool(key, value)?,
             "enable.auto.commit" => self.enable_auto_commit = parse_bool(key, value)?,
             "auto.commit.interval.ms" => self.auto_commit_interval = parse_ms(key, value)?,
-            "key.deserializer"
-            | "value.deserializer"
-            | "session.timeout.ms"
-            | "heartbeat.interval.ms"
-            | "max.poll.interval.ms"
-            | "partition.assignment.strategy"
-            | "group.instance.id" => {}
+            "group.instance.id" => self.group_instance_id = Some(value.to_string()).filter(|g| !g.is_empty()),
+            "session.timeout.ms" => self.session_timeout = parse_ms(key, value)?,
+            "heartbeat.interval.ms" => self.heartbeat_interval = parse_ms(key, value)?,
+            "max.poll.interval.ms" => self.max_poll_interval = parse_ms(key, value)?,
+            "partition.assignment.strategy" => {
+                // Kafka's class names are accepted too, so Java property files carry over.
+                let assignors = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|name| {
+                        let short = name.rsplit('.').next().unwrap_or(name);
+                        let short = match short {
+                            "RangeAssignor" => "range",
+                            "RoundRobinAssignor" => "roundrobin",
+                            "CooperativeStickyAssignor" => "cooperative-sticky",
+                            other => other,
+                        };
+                        Assignor::from_name(short).ok_or_else(|| {
+                            ClientError::config(
+                                key,
+                                value,
+                                format!("unknown assignor '{name}'; expected range, roundrobin or cooperative-sticky"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                if assignors.is_empty() {
+                    return Err(ClientError::config(key, value, "name at least one assignor"));
+                }
+                self.assignors = assignors;
+            }
+            "key.deserializer" | "value.deserializer" => {}
             _ => return Err(ClientError::config(key, value, "unknown consumer property")),
         }
         Ok(self)
+    }
+
+    /// Checks the settings against each other, as Kafka does when a consumer is created.
+    pub fn validate(&self) -> Result<()> {
+        if self.heartbeat_interval >= self.session_timeout {
+            return Err(ClientError::config(
+                "heartbeat.interval.ms",
+                self.heartbeat_interval.as_millis().to_string(),
+                format!("must be lower than session.timeout.ms ({} ms)", self.session_timeout.as_millis()),
+            ));
+        }
+        Ok(())
     }
 
     /// Applies `key=value` properties in order.

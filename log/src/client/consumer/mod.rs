@@ -24,7 +24,9 @@
 //! new does not hold up the others, and brokers are fetched from independently.
 
 mod config;
+mod coordinator;
 mod fetcher;
+mod listener;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,11 +38,14 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 pub use config::{ConsumerConfig, IsolationLevel, OffsetReset};
+pub use listener::{RebalanceContext, RebalanceListener};
 
 use super::admin::{OffsetSpec, TopicPartition, list_offsets};
 use super::cluster::Cluster;
 use super::error::{ClientError, Result};
+use super::group::{CommittedOffset, fetch_offsets};
 use crate::record::TimestampType;
+use coordinator::Membership;
 
 /// A record read from a partition. Key, value and header values share the fetched
 /// buffer: no copy is made per record.
@@ -176,12 +181,12 @@ struct State {
 /// State shared with the fetcher.
 pub(crate) struct ConsumerCore {
     config: ConsumerConfig,
-    cluster: Cluster,
+    cluster: Arc<Cluster>,
     state: Mutex<State>,
     /// Wakes the fetcher: the assignment or positions changed, or data was handed out.
     wake_fetcher: Notify,
-    /// Wakes `poll`: data or an error arrived.
-    data: Notify,
+    /// Wakes `poll`: data or an error arrived, or the group must be rejoined.
+    data: Arc<Notify>,
 }
 
 /// A Kafka consumer. Like Kafka's, it is used from one task at a time (`&mut self`).
@@ -189,6 +194,13 @@ pub struct Consumer {
     core: Arc<ConsumerCore>,
     fetcher: tokio::task::JoinHandle<()>,
     subscription: Option<Vec<String>>,
+    /// `subscribe_pattern`: the subscription is every topic matching this.
+    pattern: Option<regex::Regex>,
+    /// Group membership, when `group.id` is set.
+    membership: Option<Arc<Membership>>,
+    /// In a mutex only so that `&Consumer` may cross threads; `poll` alone calls it.
+    listener: Mutex<Option<Box<dyn RebalanceListener>>>,
+    next_auto_commit: Instant,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -207,17 +219,25 @@ impl Consumer {
     /// Reaches the cluster (an unreachable bootstrap fails within the connect timeout)
     /// and starts the fetcher.
     pub async fn connect(config: ConsumerConfig) -> Result<Self> {
-        let cluster = Cluster::new(config.client.clone())?;
+        config.validate()?;
+        let cluster = Arc::new(Cluster::new(config.client.clone())?);
         cluster.refresh(Some(&[])).await?;
-        let core = Arc::new(ConsumerCore {
-            config,
-            cluster,
-            state: Mutex::default(),
-            wake_fetcher: Notify::new(),
-            data: Notify::new(),
-        });
+        let data = Arc::new(Notify::new());
+        let membership =
+            config.group_id.clone().map(|group| Membership::start(&config, group, cluster.clone(), data.clone()));
+        let next_auto_commit = Instant::now() + config.auto_commit_interval;
+        let core =
+            Arc::new(ConsumerCore { config, cluster, state: Mutex::default(), wake_fetcher: Notify::new(), data });
         let fetcher = tokio::spawn(fetcher::run(core.clone()));
-        Ok(Self { core, fetcher, subscription: None })
+        Ok(Self {
+            core,
+            fetcher,
+            subscription: None,
+            pattern: None,
+            membership,
+            listener: Mutex::new(None),
+            next_auto_commit,
+        })
     }
 
     /// The settings in use.
@@ -258,29 +278,92 @@ impl Consumer {
         self.core.wake_fetcher.notify_one();
     }
 
-    /// Reads every partition of `topics`, including partitions added later.
-    ///
-    /// Until the group coordinator arrives this consumer is the group's only member, so
-    /// it is assigned every partition; `subscribe` keeps the same signature once
-    /// partitions are shared through the group protocol.
+    /// Joins the group (`group.id`) and reads the partitions it assigns this member out of
+    /// `topics`. The group is joined, and partitions assigned, by `poll`.
     pub async fn subscribe(&mut self, topics: &[&str]) -> Result<()> {
-        self.subscription = Some(topics.iter().map(|t| t.to_string()).collect());
-        self.refresh_subscription().await
+        self.subscribe_inner(topics.iter().map(|t| t.to_string()).collect(), None, None)
     }
 
-    async fn refresh_subscription(&mut self) -> Result<()> {
-        let Some(topics) = self.subscription.clone() else { return Ok(()) };
-        self.core.cluster.refresh(Some(&topics)).await?;
-        let mut partitions = Vec::new();
-        for topic in &topics {
-            if let Some(info) = self.core.cluster.cached_topic(topic) {
-                partitions.extend(info.partitions.iter().map(|p| (topic.clone(), p.partition)));
+    /// Like [`Consumer::subscribe`], with a listener that hears about assignment changes.
+    pub async fn subscribe_with_listener(
+        &mut self,
+        topics: &[&str],
+        listener: Box<dyn RebalanceListener>,
+    ) -> Result<()> {
+        self.subscribe_inner(topics.iter().map(|t| t.to_string()).collect(), None, Some(listener))
+    }
+
+    /// Subscribes to every topic whose whole name matches `pattern` (a regular
+    /// expression), now and as topics are created or deleted. Internal topics never match.
+    pub async fn subscribe_pattern(
+        &mut self,
+        pattern: &str,
+        listener: Option<Box<dyn RebalanceListener>>,
+    ) -> Result<()> {
+        let regex = regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| ClientError::config("subscription pattern", pattern, e.to_string()))?;
+        self.subscribe_inner(Vec::new(), Some(regex), listener)?;
+        self.refresh_subscription().await.map(drop)
+    }
+
+    fn subscribe_inner(
+        &mut self,
+        topics: Vec<String>,
+        pattern: Option<regex::Regex>,
+        listener: Option<Box<dyn RebalanceListener>>,
+    ) -> Result<()> {
+        let Some(membership) = &self.membership else {
+            return Err(ClientError::config("group.id", "", "subscribe needs a group.id; use assign without one"));
+        };
+        if self.subscription.is_none() {
+            self.set_assignment(&[]);
+        }
+        self.subscription = Some(topics);
+        self.pattern = pattern;
+        *self.listener.get_mut() = listener;
+        membership.state.lock().rejoin = true;
+        Ok(())
+    }
+
+    /// Re-reads the topics a pattern subscription covers and, as the leader, whether
+    /// partition counts changed since the assignment; either calls for a rebalance.
+    async fn refresh_subscription(&mut self) -> Result<bool> {
+        let Some(topics) = self.subscription.clone() else { return Ok(false) };
+        let mut changed = false;
+        if let Some(pattern) = &self.pattern {
+            self.core.cluster.refresh(None).await?;
+            let mut matched: Vec<String> = self
+                .core
+                .cluster
+                .cached_topic_names()
+                .into_iter()
+                .filter(|t| pattern.is_match(t))
+                .filter(|t| self.core.cluster.cached_topic(t).is_some_and(|i| !i.is_internal))
+                .collect();
+            matched.sort();
+            if matched != topics {
+                self.subscription = Some(matched);
+                changed = true;
+            }
+        } else {
+            self.core.cluster.refresh(Some(&topics)).await?;
+        }
+        if let Some(m) = &self.membership {
+            let assigned_from = m.state.lock().assigned_from.clone();
+            if let Some(counts) = assigned_from {
+                let now: std::collections::BTreeMap<String, i32> = self
+                    .subscription
+                    .iter()
+                    .flatten()
+                    .filter_map(|t| self.core.cluster.cached_topic(t).map(|i| (t.clone(), i.partitions.len() as i32)))
+                    .collect();
+                changed |= now != counts;
+            }
+            if changed {
+                m.state.lock().rejoin = true;
             }
         }
-        if partitions != self.assignment() {
-            self.set_assignment(&partitions);
-        }
-        Ok(())
+        Ok(changed)
     }
 
     /// The subscribed topics, if `subscribe` was used.
@@ -293,20 +376,36 @@ impl Consumer {
         self.core.state.lock().partitions.keys().cloned().collect()
     }
 
-    /// Stops reading everything.
-    pub fn unsubscribe(&mut self) {
-        self.subscription = None;
+    /// Stops reading everything, leaving the group if subscribed.
+    pub async fn unsubscribe(&mut self) {
+        if self.subscription.take().is_some()
+            && let Some(m) = self.membership.clone()
+        {
+            let assigned = self.assignment();
+            self.revoke(&assigned, false).await;
+            m.leave(&self.core.cluster).await;
+        }
+        self.pattern = None;
         self.set_assignment(&[]);
     }
 
     /// Waits up to `timeout` for records and returns at most `max.poll.records` of them,
     /// taking partitions in turn. An empty result means none arrived in time.
+    ///
+    /// A subscribed consumer also does its group work here: it joins or rejoins the group
+    /// (which can take longer than `timeout` while other members rejoin), calls the
+    /// rebalance listener, and commits automatically every `auto.commit.interval.ms`.
     pub async fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
-        if self.subscription.is_some() && self.core.cluster.is_stale() {
-            self.refresh_subscription().await?;
-        }
         let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(m) = &self.membership {
+            m.state.lock().last_poll = Instant::now();
+            self.maybe_auto_commit();
+            if self.subscription.is_some() && self.core.cluster.is_stale() {
+                self.refresh_subscription().await?;
+            }
+        }
         loop {
+            self.ensure_group().await?;
             let data = self.core.data.notified();
             tokio::pin!(data);
             data.as_mut().enable();
@@ -314,10 +413,223 @@ impl Consumer {
             if !records.is_empty() {
                 return Ok(records);
             }
+            if self.membership.as_ref().is_some_and(|m| m.state.lock().rejoin) && self.subscription.is_some() {
+                continue;
+            }
             if tokio::time::timeout_at(deadline, data).await.is_err() {
                 return Ok(ConsumerRecords::default());
             }
         }
+    }
+
+    /// Joins or rejoins the group if a rebalance is due.
+    async fn ensure_group(&mut self) -> Result<()> {
+        let Some(m) = self.membership.clone() else { return Ok(()) };
+        if self.subscription.is_none() {
+            return Ok(());
+        }
+        let (rejoin, fatal) = {
+            let mut state = m.state.lock();
+            (state.rejoin, state.fatal.take())
+        };
+        if let Some(e) = fatal {
+            return Err(e);
+        }
+        if rejoin { self.rebalance(&m).await } else { Ok(()) }
+    }
+
+    async fn rebalance(&mut self, m: &Arc<Membership>) -> Result<()> {
+        let lost = std::mem::take(&mut m.state.lock().lost);
+        let current = self.assignment();
+        if lost && !current.is_empty() {
+            tracing::info!(group = %m.group_id, partitions = current.len(), "partitions lost: the group moved on without this member");
+            let mut ctx = self.context_for(&current);
+            if let Some(listener) = self.listener.get_mut().as_mut() {
+                listener.on_partitions_lost(&current, &mut ctx);
+            }
+            self.set_assignment(&[]);
+        } else if !m.cooperative() && !current.is_empty() {
+            self.revoke(&current, true).await;
+        }
+        if self.pattern.is_some() {
+            self.refresh_subscription().await?;
+        }
+        let topics = self.subscription.clone().unwrap_or_default();
+        let owned = self.assignment();
+        let joined = coordinator::join_group(m, &self.core.cluster, &topics, &owned).await?;
+        {
+            let mut state = m.state.lock();
+            state.generation = joined.generation;
+            state.stable = true;
+            state.rejoin = false;
+        }
+        tracing::info!(group = %m.group_id, generation = joined.generation, protocol = %joined.protocol, partitions = joined.assignment.len(), "joined group");
+        let assigned = joined.assignment;
+        let revoked: Vec<TopicPartition> = owned.iter().filter(|tp| !assigned.contains(tp)).cloned().collect();
+        if !revoked.is_empty() {
+            // Cooperative: give up only what moves, then rejoin so it can be handed on.
+            self.revoke(&revoked, true).await;
+            m.state.lock().rejoin = true;
+        }
+        let added: Vec<TopicPartition> = assigned.iter().filter(|tp| !owned.contains(tp)).cloned().collect();
+        self.set_assignment(&assigned);
+        self.start_at_committed(m, &added).await?;
+        let mut ctx = self.context_for(&added);
+        if let Some(listener) = self.listener.get_mut().as_mut() {
+            listener.on_partitions_assigned(&added, &mut ctx);
+        }
+        self.apply_context(ctx).await
+    }
+
+    /// Revokes partitions: commits their positions first (with auto-commit), tells the
+    /// listener, and stops reading them.
+    async fn revoke(&mut self, partitions: &[TopicPartition], commit: bool) {
+        if commit && self.core.config.enable_auto_commit {
+            let offsets = self.positions(Some(partitions));
+            if let Err(e) = self.commit_now(offsets).await {
+                tracing::warn!(error = %e, "could not commit the positions of revoked partitions");
+            }
+        }
+        let mut ctx = self.context_for(partitions);
+        if let Some(listener) = self.listener.get_mut().as_mut() {
+            listener.on_partitions_revoked(partitions, &mut ctx);
+        }
+        if let Err(e) = self.apply_context(ctx).await {
+            tracing::warn!(error = %e, "a commit made while revoking partitions failed");
+        }
+        let keep: Vec<TopicPartition> = self.assignment().into_iter().filter(|tp| !partitions.contains(tp)).collect();
+        self.set_assignment(&keep);
+    }
+
+    fn context_for(&self, partitions: &[TopicPartition]) -> RebalanceContext {
+        let state = self.core.state.lock();
+        let positions = partitions
+            .iter()
+            .filter_map(|tp| state.partitions.get(tp).and_then(|p| p.position).map(|pos| (tp.clone(), pos)))
+            .collect();
+        RebalanceContext { positions, ..RebalanceContext::default() }
+    }
+
+    async fn apply_context(&mut self, ctx: RebalanceContext) -> Result<()> {
+        for (tp, offset) in &ctx.seeks {
+            self.seek(tp, *offset)?;
+        }
+        if ctx.commits.is_empty() {
+            return Ok(());
+        }
+        self.commit_now(ctx.commits.into_iter().map(|(tp, o)| (tp, o, None)).collect()).await
+    }
+
+    /// Starts newly assigned partitions at their committed offsets (or per
+    /// `auto.offset.reset` where nothing is committed).
+    async fn start_at_committed(&mut self, m: &Membership, partitions: &[TopicPartition]) -> Result<()> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let connection = m.coordinator(&self.core.cluster).await?;
+        let committed = fetch_offsets(&connection, &m.group_id, Some(partitions)).await?;
+        let reset = self.core.config.auto_offset_reset;
+        for (tp, offset) in committed {
+            if let Some(c) = offset {
+                self.with_partition(&tp, |p| p.seek(Some(c.offset), reset))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The positions of assigned partitions (all of them, or only `only`), to commit.
+    fn positions(&self, only: Option<&[TopicPartition]>) -> Vec<(TopicPartition, i64, Option<String>)> {
+        let state = self.core.state.lock();
+        state
+            .partitions
+            .iter()
+            .filter(|(tp, _)| only.is_none_or(|o| o.contains(tp)))
+            .filter_map(|(tp, p)| p.position.map(|pos| (tp.clone(), pos, None)))
+            .collect()
+    }
+
+    fn group(&self) -> Result<&Arc<Membership>> {
+        self.membership.as_ref().ok_or_else(|| ClientError::config("group.id", "", "committed offsets need a group.id"))
+    }
+
+    async fn commit_now(&self, offsets: Vec<(TopicPartition, i64, Option<String>)>) -> Result<()> {
+        let m = self.group()?;
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        m.commit(offsets, m.identity()).await.map_err(|_| ClientError::Closed("the consumer is closed"))?
+    }
+
+    fn maybe_auto_commit(&mut self) {
+        if !self.core.config.enable_auto_commit || Instant::now() < self.next_auto_commit {
+            return;
+        }
+        self.next_auto_commit = Instant::now() + self.core.config.auto_commit_interval;
+        let Some(m) = &self.membership else { return };
+        if self.subscription.is_some() && !m.state.lock().stable {
+            return;
+        }
+        let offsets = self.positions(None);
+        if offsets.is_empty() {
+            return;
+        }
+        let answer = m.commit(offsets, m.identity());
+        tokio::spawn(async move {
+            if let Ok(Err(e)) = answer.await {
+                tracing::warn!(error = %e, "auto-commit failed");
+            }
+        });
+    }
+
+    /// Commits the positions of every assigned partition and waits for the answer. A
+    /// member of an older generation gets ILLEGAL_GENERATION (its partitions moved on).
+    pub async fn commit_sync(&mut self) -> Result<()> {
+        self.group()?;
+        self.commit_now(self.positions(None)).await
+    }
+
+    /// Commits the given offsets (the next offset to read, as in Kafka) with optional
+    /// metadata strings, and waits for the answer.
+    pub async fn commit_offsets_sync(&mut self, offsets: &[(TopicPartition, i64, Option<String>)]) -> Result<()> {
+        self.group()?;
+        self.commit_now(offsets.to_vec()).await
+    }
+
+    /// Commits the positions of every assigned partition without waiting; await the
+    /// returned future for the outcome, or drop it. Commits reach the coordinator in the
+    /// order they are made.
+    pub fn commit_async(&mut self) -> Result<impl std::future::Future<Output = Result<()>> + Send + 'static> {
+        let m = self.group()?;
+        let answer = m.commit(self.positions(None), m.identity());
+        Ok(async move { answer.await.map_err(|_| ClientError::Closed("the consumer is closed"))? })
+    }
+
+    /// The group's committed offsets for these partitions (`None`: nothing committed).
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, Option<CommittedOffset>>> {
+        let m = self.group()?;
+        let connection = m.coordinator(&self.core.cluster).await?;
+        Ok(fetch_offsets(&connection, &m.group_id, Some(partitions)).await?.into_iter().collect())
+    }
+
+    /// Commits (with auto-commit), tells the listener its partitions are revoked, leaves
+    /// the group (static members stay, to come back within the session timeout) and stops.
+    pub async fn close(mut self) -> Result<()> {
+        if self.subscription.is_some()
+            && let Some(m) = self.membership.clone()
+        {
+            let assigned = self.assignment();
+            if m.state.lock().stable {
+                self.revoke(&assigned, true).await;
+            }
+            m.leave(&self.core.cluster).await;
+        } else if self.membership.is_some() && self.core.config.enable_auto_commit {
+            let offsets = self.positions(None);
+            self.commit_now(offsets).await?;
+        }
+        Ok(())
     }
 
     fn take_buffered(&self) -> Result<ConsumerRecords> {
