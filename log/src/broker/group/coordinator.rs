@@ -87,6 +87,8 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+: an unknown member first gets MEMBER_ID_REQUIRED and a member id.
     pub require_known_member_id: bool,
+    /// JoinGroup v9+ (KIP-814): a leader can be told to keep the current assignment.
+    pub supports_skip_assignment: bool,
 }
 
 /// A member listed in the leader's JoinGroup response.
@@ -549,6 +551,10 @@ impl GroupCoordinator {
         if group.members.is_empty() {
             group.protocol_type = Some(req.protocol_type.clone());
         }
+        if group.leader.as_ref().is_none_or(|l| !group.members.contains_key(l)) {
+            // As in Kafka, the first member to join leads.
+            group.leader = Some(member_id.clone());
+        }
         group.members.insert(member_id, member);
         match group.state {
             GroupState::Empty if initial_delay_ms > 0 => {
@@ -620,7 +626,15 @@ impl GroupCoordinator {
             GroupState::Stable if unchanged => {
                 group.members.insert(new_id.clone(), member);
                 let is_leader = group.leader.as_deref() == Some(new_id.as_str());
-                let response = current_join_response(group, &new_id, is_leader);
+                let mut response = current_join_response(group, &new_id, is_leader);
+                if is_leader && !req.supports_skip_assignment {
+                    // Before KIP-814 a client cannot be told to keep the assignment, so, as
+                    // Kafka does, the restarted leader is answered as a follower (naming its
+                    // old id as leader) and syncs to get its stored assignment back.
+                    response.leader = old_id.to_string();
+                    response.members.clear();
+                    response.skip_assignment = false;
+                }
                 // Persisted at once, so that the old id stays fenced across a coordinator restart.
                 let record = group_record(group);
                 self.outbox.push(Output::Append { partition, records: vec![record] });

@@ -57,6 +57,7 @@ fn join_request(group: &str, member: &str, instance: Option<&str>, protocols: &[
         protocol_type: "consumer".into(),
         protocols: protocols.iter().map(|p| (p.to_string(), subscription(&["t"]))).collect(),
         require_known_member_id: false,
+        supports_skip_assignment: true,
     }
 }
 
@@ -416,4 +417,26 @@ fn offsets_of_an_empty_group_expire_after_the_retention_and_take_the_group_with_
     assert_eq!(h.committed("g"), Some(1));
     assert_eq!(h.c.delete_offsets("g", &[("t".into(), 0)]), Ok(vec![codes::GROUP_SUBSCRIBED_TO_TOPIC]));
     assert_eq!(h.appended.iter().filter(|(_, _, v)| v.is_none()).count(), expired_before);
+}
+
+#[test]
+fn a_restarted_static_leader_keeps_the_assignment_with_or_without_kip_814() {
+    let mut h = Harness::new(config());
+    let ja = h.join(join_request("g", "", Some("i-a"), &["range"]));
+    let a = h.joins[&ja].member_id.clone();
+    h.sync("g", &a, 1, &[(&a, "A")]);
+    for (supports_skip, expect_members) in [(false, 0), (true, 1)] {
+        let mut req = join_request("g", "", Some("i-a"), &["range"]);
+        req.supports_skip_assignment = supports_skip;
+        let old = h.c.describe_group("g").unwrap().members[0].member_id.clone();
+        let id = h.join(req);
+        let r = h.joins[&id].clone();
+        assert_eq!((r.error, r.generation), (codes::NONE, 1), "no rebalance");
+        assert_eq!(r.skip_assignment, supports_skip);
+        assert_eq!(r.members.len(), expect_members);
+        // Before v9 the leader is told it follows (the old id leads), so it just syncs.
+        assert_eq!(r.leader == r.member_id, supports_skip, "old leader id {old}");
+        let s = h.sync("g", &r.member_id, 1, &[]);
+        assert_eq!(h.syncs[&s].assignment, Bytes::from("A"));
+    }
 }

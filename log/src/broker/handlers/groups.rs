@@ -96,6 +96,7 @@ pub(super) async fn join_group(
         protocol_type: text(&req.protocol_type),
         protocols: req.protocols.iter().map(|p| (text(&p.name), p.metadata.clone())).collect(),
         require_known_member_id: version >= 4,
+        supports_skip_assignment: version >= 9,
     };
     let r = broker.groups.join(broker, request).await;
     let members = r
@@ -120,7 +121,7 @@ pub(super) async fn join_group(
         .with_protocol_type(r.protocol_type.map(str_bytes))
         .with_protocol_name(protocol)
         .with_leader(str_bytes(r.leader))
-        .with_skip_assignment(r.skip_assignment)
+        .with_skip_assignment(r.skip_assignment && version >= 9)
         .with_member_id(str_bytes(r.member_id))
         .with_members(members)
 }
