@@ -183,3 +183,104 @@ fn perf_tools_report_throughput_and_latency() {
     let p99 = parsed["latency_ms"]["p99"].as_f64().unwrap();
     assert!(p99 > 0.0 && p99 < 10_000.0, "{json}");
 }
+
+/// The lag column of `freshet groups describe` for each partition of `topic`.
+fn lags(describe: &str, topic: &str) -> Vec<String> {
+    describe
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(topic))
+        .map(|l| l.split_whitespace().nth(5).unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn groups_list_describe_reset_and_delete() {
+    let c = Cluster::start();
+    c.ok(&["topics", "create", "clicks", "--partitions", "2"], "");
+    let lines: String = (0..20).map(|i| format!("k{i}:v{i}\n")).collect();
+    c.ok(&["produce", "clicks", "--key-separator", ":"], &lines);
+
+    // A group member reads 12 records and commits exactly those.
+    let out = c.ok(&["consume", "clicks", "--group", "readers", "--from-beginning", "-c", "12"], "");
+    assert_eq!(out.lines().count(), 12);
+    assert_eq!(c.ok(&["groups", "list"], ""), "readers\n");
+    assert!(c.ok(&["groups", "list", "--state"], "").contains("Empty"));
+    let described = c.ok(&["groups", "describe", "--group", "readers"], "");
+    assert!(described.contains("has no active members"), "{described}");
+    assert!(described.contains("CURRENT-OFFSET") && described.contains("LOG-END-OFFSET"), "{described}");
+    let lag: i64 = lags(&described, "clicks").iter().map(|l| l.parse::<i64>().unwrap()).sum();
+    assert_eq!(lag, 8, "{described}");
+
+    // The next member of the group starts where the first stopped.
+    let out = c.ok(&["consume", "clicks", "--group", "readers", "-c", "8"], "");
+    assert_eq!(out.lines().count(), 8);
+    let lag: Vec<String> = lags(&c.ok(&["groups", "describe", "--group", "readers"], ""), "clicks");
+    assert_eq!(lag, ["0", "0"]);
+
+    // Reset: a dry run changes nothing; --execute does.
+    let dry = c.ok(&["groups", "reset-offsets", "--group", "readers", "--topic", "clicks", "--to-earliest"], "");
+    assert!(dry.contains("Dry run"), "{dry}");
+    assert_eq!(lags(&c.ok(&["groups", "describe", "--group", "readers"], ""), "clicks"), ["0", "0"]);
+    c.ok(&["groups", "reset-offsets", "--group", "readers", "--all-topics", "--shift-by", "-3", "--execute"], "");
+    let lag: i64 = lags(&c.ok(&["groups", "describe", "--group", "readers"], ""), "clicks")
+        .iter()
+        .map(|l| l.parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(lag, 6, "shifted back 3 in each partition");
+    c.ok(
+        &["groups", "reset-offsets", "--group", "readers", "--topic", "clicks:0", "--to-offset", "0", "--execute"],
+        "",
+    );
+    c.ok(
+        &[
+            "groups",
+            "reset-offsets",
+            "--group",
+            "readers",
+            "--topic",
+            "clicks",
+            "--to-datetime",
+            "2000-01-01T00:00:00",
+            "--execute",
+        ],
+        "",
+    );
+    let out = c.ok(&["consume", "clicks", "--group", "readers", "-c", "20"], "");
+    assert_eq!(out.lines().count(), 20, "everything again after a reset to a time before the first record");
+
+    // Refused while the group has a member.
+    let mut member = Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["consume", "clicks", "--group", "readers", "-c", "1"])
+        .env("FRESHET_BOOTSTRAP", &c.addr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !c.ok(&["groups", "list", "--state"], "").contains("Stable") {
+        assert!(std::time::Instant::now() < deadline, "the member never joined");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let e =
+        c.fails(&["groups", "reset-offsets", "--group", "readers", "--all-topics", "--to-earliest", "--execute"], "");
+    assert!(e.contains("inactive") && e.contains("Stable"), "{e}");
+    let described = c.ok(&["groups", "describe", "--group", "readers"], "");
+    assert!(
+        described.contains("/127.0.0.1") && described.contains("freshet"),
+        "owner, host and client id: {described}"
+    );
+    // One more record lets the member finish (-c 1), commit and leave the group.
+    c.ok(&["produce", "clicks"], "last\n");
+    assert!(member.wait().unwrap().success());
+
+    // Bad input: no target, an unknown group, a bad time; deleting works once.
+    let e = c.fails(&["groups", "reset-offsets", "--group", "readers", "--all-topics"], "");
+    assert!(e.contains("--to-earliest"), "{e}");
+    let e = c.fails(&["groups", "describe", "--group", "nobody"], "");
+    assert!(e.contains("does not exist"), "{e}");
+    let e = c.fails(&["groups", "reset-offsets", "--group", "readers", "--all-topics", "--to-datetime", "soon"], "");
+    assert!(e.contains("YYYY-MM-DD"), "{e}");
+    assert_eq!(c.ok(&["groups", "delete", "--group", "readers"], ""), "Deleted group 'readers'.\n");
+    let e = c.fails(&["groups", "delete", "--group", "readers"], "");
+    assert!(e.contains("GroupIdNotFound"), "{e}");
+}

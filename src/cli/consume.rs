@@ -39,8 +39,13 @@ pub struct ConsumeArgs {
     #[arg(short = 'c', long)]
     count: Option<u64>,
     /// Exit when every partition has been read to the end it had at start.
-    #[arg(short = 'e', long)]
+    #[arg(short = 'e', long, conflicts_with = "group")]
     exit_at_end: bool,
+    /// Consume as a member of this consumer group: partitions are shared with the group's
+    /// other members, reading starts at the group's committed offsets, and the offsets of
+    /// printed records are committed.
+    #[arg(short = 'G', long, conflicts_with_all = ["partitions", "offset", "from_timestamp"])]
+    group: Option<String>,
 }
 
 /// A compiled format string.
@@ -146,6 +151,9 @@ pub fn render(tokens: &[Token], record: &ConsumerRecord, out: &mut impl Write) -
 
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let tokens = parse_format(&args.format)?;
+    if args.group.is_some() {
+        return runtime()?.block_on(consume_in_group(args, tokens));
+    }
     runtime()?.block_on(async move {
         let admin = args.cluster.admin().await?;
         let partitions = partitions_of(&admin, &args.topic, &args.partitions).await?;
@@ -238,4 +246,41 @@ mod tests {
         let e = parse_format("%s %x").unwrap_err();
         assert!(e.to_string().contains("unknown token %x"), "{e}");
     }
+}
+
+/// `--group`: subscribe as a group member, print, and commit what was printed.
+async fn consume_in_group(args: ConsumeArgs, tokens: Vec<Token>) -> anyhow::Result<()> {
+    let group = args.group.clone().unwrap_or_default();
+    let reset = if args.from_beginning { "earliest" } else { "latest" };
+    let config = args.cluster.consumer_config(&[
+        ("group.id", group.as_str()),
+        ("auto.offset.reset", reset),
+        ("enable.auto.commit", "false"),
+    ])?;
+    let mut consumer =
+        Consumer::connect(config).await.with_context(|| format!("connecting to {}", args.cluster.bootstrap))?;
+    consumer.subscribe(&[args.topic.as_str()]).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut printed = 0u64;
+    while args.count.is_none_or(|n| printed < n) {
+        let records = consumer.poll(Duration::from_millis(500)).await?;
+        // Only what was printed is committed: records past --count stay for the next reader.
+        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        for record in records.iter() {
+            if args.count.is_some_and(|n| printed >= n) {
+                break;
+            }
+            render(&tokens, record, &mut out)?;
+            printed += 1;
+            next.insert((record.topic.to_string(), record.partition), record.offset + 1);
+        }
+        out.flush()?;
+        if !next.is_empty() {
+            let offsets: Vec<_> = next.into_iter().map(|(tp, o)| (tp, o, None)).collect();
+            consumer.commit_offsets_sync(&offsets).await?;
+        }
+    }
+    consumer.close().await?;
+    eprintln!("Consumed {printed} records.");
+    Ok(())
 }
