@@ -4,6 +4,7 @@ mod client;
 mod client_perf;
 mod consume;
 mod dump;
+mod group_perf;
 mod groups;
 mod perf;
 mod produce;

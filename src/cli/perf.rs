@@ -23,6 +23,8 @@ pub enum PerfCommand {
     Consume(super::client_perf::ConsumePerfArgs),
     /// End-to-end latency (send to poll) at a fixed rate.
     E2e(super::client_perf::E2ePerfArgs),
+    /// How fast a consumer group forms, absorbs a new member, and recovers from a dead one.
+    Rebalance(super::group_perf::RebalancePerfArgs),
 }
 
 /// `freshet perf log` subcommands.
@@ -74,6 +76,7 @@ pub fn run(cmd: PerfCommand) -> anyhow::Result<()> {
         PerfCommand::Produce(args) => super::client_perf::produce(args),
         PerfCommand::Consume(args) => super::client_perf::consume(args),
         PerfCommand::E2e(args) => super::client_perf::e2e(args),
+        PerfCommand::Rebalance(args) => super::group_perf::run(args),
         PerfCommand::Log(LogPerf::Append(args)) => {
             let written = write_partition(&args)?;
             report(

@@ -59,8 +59,8 @@ pub(crate) fn is_coordinator_error(code: i16) -> bool {
     matches!(code, codes::NOT_COORDINATOR | codes::COORDINATOR_NOT_AVAILABLE)
 }
 
-/// Finds the coordinator of `group` and connects to it, retrying while the coordinator
-/// is not available or still loading, for up to `request.timeout.ms`.
+/// Finds the coordinator of `group` and opens a connection to it, retrying while the
+/// coordinator is not available or still loading, for up to `request.timeout.ms`.
 pub(crate) async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<Arc<Connection>> {
     let deadline = tokio::time::Instant::now() + cluster.config.request_timeout;
     loop {
@@ -103,10 +103,12 @@ async fn lookup_coordinator(cluster: &Cluster, group: &str) -> Result<Arc<Connec
     ) {
         return Err(e);
     }
-    match cluster.broker(node).await {
-        Ok(connection) => Ok(connection),
-        Err(_) => cluster.connect(&format!("{host}:{port}")).await,
-    }
+    // A connection of its own, as Kafka's clients keep: the coordinator holds a JoinGroup
+    // until the rebalance completes, and answers a connection's requests in order, so
+    // sharing the fetch connection would stall fetches behind joins and heartbeats behind
+    // long-polling fetches.
+    tracing::debug!(group, node, "found the group coordinator");
+    Ok(Arc::new(Connection::connect(&format!("{host}:{port}"), cluster.config.connection()).await?))
 }
 
 /// OffsetCommit: one result per partition, in the order given.
