@@ -222,32 +222,6 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_render_like_kcat() {
-        let tokens = parse_format("%t/%p@%o %k=%s (%K,%S) %T [%h] 100%%\\n").unwrap();
-        let record = ConsumerRecord {
-            topic: "t".into(),
-            partition: 2,
-            offset: 7,
-            timestamp: 1_700_000_000_000,
-            timestamp_type: freshet::log::record::TimestampType::CreateTime,
-            key: None,
-            value: Some(bytes::Bytes::from_static(b"v")),
-            headers: vec![("a".into(), Some(bytes::Bytes::from_static(b"1"))), ("b".into(), None)],
-            leader_epoch: None,
-        };
-        let mut out = Vec::new();
-        render(&tokens, &record, &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "t/2@7 =v (-1,1) 1700000000000 [a=1,b=] 100%\n");
-        let e = parse_format("%s %x").unwrap_err();
-        assert!(e.to_string().contains("unknown token %x"), "{e}");
-    }
-}
-
 /// `--group`: subscribe as a group member, print, and commit what was printed.
 async fn consume_in_group(args: ConsumeArgs, tokens: Vec<Token>) -> anyhow::Result<()> {
     let group = args.group.clone().unwrap_or_default();
@@ -283,4 +257,30 @@ async fn consume_in_group(args: ConsumeArgs, tokens: Vec<Token>) -> anyhow::Resu
     consumer.close().await?;
     eprintln!("Consumed {printed} records.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_render_like_kcat() {
+        let tokens = parse_format("%t/%p@%o %k=%s (%K,%S) %T [%h] 100%%\\n").unwrap();
+        let record = ConsumerRecord {
+            topic: "t".into(),
+            partition: 2,
+            offset: 7,
+            timestamp: 1_700_000_000_000,
+            timestamp_type: freshet::log::record::TimestampType::CreateTime,
+            key: None,
+            value: Some(bytes::Bytes::from_static(b"v")),
+            headers: vec![("a".into(), Some(bytes::Bytes::from_static(b"1"))), ("b".into(), None)],
+            leader_epoch: None,
+        };
+        let mut out = Vec::new();
+        render(&tokens, &record, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "t/2@7 =v (-1,1) 1700000000000 [a=1,b=] 100%\n");
+        let e = parse_format("%s %x").unwrap_err();
+        assert!(e.to_string().contains("unknown token %x"), "{e}");
+    }
 }
