@@ -368,3 +368,77 @@ async fn bad_group_requests_get_typed_errors() {
     assert!(e.to_string().contains("IllegalGeneration"), "{e}");
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_commit_async_commits_pattern_subscriptions_and_lost_partitions() {
+    let (_dir, broker, addr) = support::start_with(fast_groups).await;
+    let admin = AdminClient::connect(ClientConfig::new(&addr)).await.unwrap();
+    for topic in ["pat-a", "pat-b", "other"] {
+        admin.create_topic(NewTopic::new(topic, 2)).await.unwrap();
+        produce(&addr, topic, 10).await;
+    }
+
+    // A pattern covers the topics that match it, and ones created later.
+    let recorder = Recorder::default();
+    let config = member_config(
+        &addr,
+        "auto",
+        &[
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "100"),
+            ("metadata.max.age.ms", "200"),
+            ("max.poll.interval.ms", "1500"),
+        ],
+    );
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    consumer.subscribe_pattern("pat-.*", Some(Box::new(recorder.clone()))).await.unwrap();
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen < 20 {
+        assert!(Instant::now() < deadline, "only {seen} of 20 records");
+        seen += consumer.poll(Duration::from_millis(100)).await.unwrap().len();
+    }
+    let topics: BTreeSet<String> = consumer.assignment().into_iter().map(|(t, _)| t).collect();
+    assert_eq!(topics, BTreeSet::from(["pat-a".to_string(), "pat-b".to_string()]));
+    admin.create_topic(NewTopic::new("pat-c", 1)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !consumer.assignment().contains(&("pat-c".to_string(), 0)) {
+        assert!(Instant::now() < deadline, "the new matching topic was never assigned");
+        consumer.poll(Duration::from_millis(100)).await.unwrap();
+    }
+
+    // Auto-commit: the positions reach the coordinator without an explicit commit.
+    let partitions: Vec<TopicPartition> =
+        ["pat-a", "pat-b"].iter().flat_map(|t| (0..2).map(move |p| (t.to_string(), p))).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        consumer.poll(Duration::from_millis(50)).await.unwrap();
+        let committed = consumer.committed(&partitions).await.unwrap();
+        let total: i64 = committed.values().map(|c| c.as_ref().map_or(0, |c| c.offset)).sum();
+        if total == 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "auto-commit did not commit everything: {committed:?}");
+    }
+
+    // commit_async resolves once the coordinator has the offsets.
+    let tp = ("pat-a".to_string(), 0);
+    consumer.seek(&tp, 1).unwrap();
+    consumer.commit_async().unwrap().await.unwrap();
+    assert_eq!(consumer.committed(std::slice::from_ref(&tp)).await.unwrap()[&tp].as_ref().unwrap().offset, 1);
+
+    // Not polling for longer than max.poll.interval.ms: the member leaves the group, and
+    // the next poll reports its partitions lost before it rejoins.
+    let events_before = recorder.0.lock().len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    consumer.poll(Duration::from_millis(100)).await.unwrap();
+    let events = recorder.0.lock()[events_before..].to_vec();
+    assert_eq!(
+        events.first().map(|(kind, _)| *kind),
+        Some("revoked"),
+        "lost is reported (as revoked by default): {events:?}"
+    );
+    assert!(!consumer.assignment().is_empty(), "and the member is back in the group");
+    consumer.close().await.unwrap();
+    broker.shutdown().await.unwrap();
+}

@@ -255,7 +255,7 @@ async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Replays every partition of `__consumer_offsets` into the coordinator.
-fn load_all(broker: &Broker) {
+pub(crate) fn load_all(broker: &Broker) {
     let partitions = broker.groups.offsets_partitions;
     let started = std::time::Instant::now();
     let mut records = 0u64;

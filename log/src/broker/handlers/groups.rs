@@ -448,3 +448,62 @@ pub(super) fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> Offset
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+
+    use super::*;
+    use crate::broker::BrokerConfig;
+
+    fn fetch(broker: &Broker) -> OffsetFetchResponse {
+        let request = OffsetFetchRequest::default().with_group_id(GroupId(str_bytes("g"))).with_topics(Some(vec![
+            OffsetFetchRequestTopic::default().with_name(TopicName(str_bytes("t"))).with_partition_indexes(vec![0]),
+        ]));
+        offset_fetch(broker, request, 7)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reopened_broker_answers_load_in_progress_until_its_groups_are_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::embedded(dir.path());
+        let running = Broker::start(config.clone()).await.unwrap();
+        let broker = running.broker().clone();
+        broker.create_topic("t", 1, Default::default(), false).unwrap();
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(str_bytes("g")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default().with_name(TopicName(str_bytes("t"))).with_partitions(vec![
+                    OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(5),
+                ]),
+            ]);
+        assert_eq!(offset_commit(&broker, commit).topics[0].partitions[0].error_code, codes::NONE);
+        drop(broker);
+        running.shutdown().await.unwrap();
+
+        // Opened but not started: nothing has replayed __consumer_offsets yet.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let reopened = loop {
+            match Broker::open(config.clone()) {
+                Ok(b) => break b,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "directory still held");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(fetch(&reopened).error_code, codes::COORDINATOR_LOAD_IN_PROGRESS);
+        let e = crate::client::ClientError::from_code(codes::COORDINATOR_LOAD_IN_PROGRESS, "fetch", None).unwrap();
+        assert!(e.is_retriable(), "clients retry it: {e}");
+
+        crate::broker::group::load_all(&reopened);
+        let loaded = fetch(&reopened);
+        assert_eq!(loaded.error_code, codes::NONE);
+        assert_eq!(loaded.topics[0].partitions[0].committed_offset, 5);
+    }
+}
