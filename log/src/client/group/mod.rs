@@ -184,56 +184,41 @@ pub(crate) async fn fetch_offsets(
         });
     }
     let response = connection.send(&request).await?;
-    let mut found = Vec::new();
-    let mut add =
-        |topic: &TopicName, partition: i32, offset: i64, epoch: i32, metadata: &Option<StrBytes>, code: i16| {
-            if let Some(e) = ClientError::from_code(code, format!("{context}: {}-{partition}", topic.0), None) {
-                return Err(e);
-            }
-            let committed = (offset >= 0).then(|| CommittedOffset {
-                offset,
-                metadata: metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
-                leader_epoch: (epoch >= 0).then_some(epoch),
-            });
-            found.push(((topic.0.to_string(), partition), committed));
-            Ok(())
-        };
-    if version >= 8 {
+    // v8 nests the answer in a per-group list; older versions answer for the one group.
+    // Either way: a group-level error, then (topic, partition, offset, epoch, metadata, code).
+    let (group_error, partitions): (i16, Vec<_>) = if version >= 8 {
         let g = response.groups.first().ok_or_else(|| ClientError::Protocol {
             addr: connection.addr().to_string(),
             reason: "OffsetFetch answered no group".into(),
         })?;
-        if let Some(e) = ClientError::from_code(g.error_code, context.clone(), None) {
-            return Err(e);
-        }
-        for t in &g.topics {
-            for p in &t.partitions {
-                add(
-                    &t.name,
-                    p.partition_index,
-                    p.committed_offset,
-                    p.committed_leader_epoch,
-                    &p.metadata,
-                    p.error_code,
-                )?;
-            }
-        }
+        let ps = g.topics.iter().flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (&t.name, p.partition_index, p.committed_offset, p.committed_leader_epoch, &p.metadata, p.error_code)
+            })
+        });
+        (g.error_code, ps.collect())
     } else {
-        if let Some(e) = ClientError::from_code(response.error_code, context.clone(), None) {
+        let ps = response.topics.iter().flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (&t.name, p.partition_index, p.committed_offset, p.committed_leader_epoch, &p.metadata, p.error_code)
+            })
+        });
+        (response.error_code, ps.collect())
+    };
+    if let Some(e) = ClientError::from_code(group_error, context.clone(), None) {
+        return Err(e);
+    }
+    let mut found = Vec::with_capacity(partitions.len());
+    for (topic, partition, offset, epoch, metadata, code) in partitions {
+        if let Some(e) = ClientError::from_code(code, format!("{context}: {}-{partition}", topic.0), None) {
             return Err(e);
         }
-        for t in &response.topics {
-            for p in &t.partitions {
-                add(
-                    &t.name,
-                    p.partition_index,
-                    p.committed_offset,
-                    p.committed_leader_epoch,
-                    &p.metadata,
-                    p.error_code,
-                )?;
-            }
-        }
+        let committed = (offset >= 0).then(|| CommittedOffset {
+            offset,
+            metadata: metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+            leader_epoch: (epoch >= 0).then_some(epoch),
+        });
+        found.push(((topic.0.to_string(), partition), committed));
     }
     Ok(found)
 }
