@@ -61,7 +61,8 @@ ensure_debian_packages() {
 
 # Everything a build needs: a C compiler for the bundled zstd.
 ensure_build_deps() {
-    ensure_debian_packages gcc libc6-dev
+    # RocksDB (Streams' state stores) is C++ and its bindings are generated with libclang.
+    ensure_debian_packages gcc g++ libc6-dev libclang-dev
     ensure_rust
 }
 

@@ -4,6 +4,7 @@
 //! workspace's crates and holds the `freshet` command-line binary.
 //!
 //! - [`log`]: the partitioned commit log's storage engine (`freshet-log`).
+//! - [`streams`]: the Streams library: DSL, Processor API, state stores (`freshet-streams`).
 //!
 //! ```
 //! use freshet::log::record::{Compression, RecordBatchBuilder};
@@ -20,3 +21,4 @@
 pub use freshet_log as log;
 pub use freshet_log::broker::{Broker, BrokerConfig, RunningBroker};
 pub use freshet_log::client;
+pub use freshet_streams as streams;

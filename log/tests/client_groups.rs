@@ -442,3 +442,92 @@ async fn auto_commit_async_commits_pattern_subscriptions_and_lost_partitions() {
     consumer.close().await.unwrap();
     broker.shutdown().await.unwrap();
 }
+
+/// Gives every partition to the member whose user data sorts first, and tells each member
+/// in its assignment's user data how many members there were.
+#[derive(Debug)]
+struct FirstTakesAll {
+    label: &'static str,
+    heard: Mutex<Vec<(Vec<TopicPartition>, String, i32)>>,
+}
+
+impl freshet_log::client::GroupAssignor for FirstTakesAll {
+    fn name(&self) -> &str {
+        "first-takes-all"
+    }
+
+    fn subscription_user_data(&self) -> bytes::Bytes {
+        bytes::Bytes::from_static(self.label.as_bytes())
+    }
+
+    fn assign(
+        &self,
+        members: &[freshet_log::client::MemberSubscription],
+        partitions: &BTreeMap<String, i32>,
+    ) -> freshet_log::client::Result<BTreeMap<String, freshet_log::client::GroupAssignment>> {
+        let first = members.iter().min_by_key(|m| m.user_data.clone()).unwrap();
+        let all: Vec<TopicPartition> =
+            partitions.iter().flat_map(|(t, n)| (0..*n).map(move |p| (t.clone(), p))).collect();
+        let note = bytes::Bytes::from(format!("{} members", members.len()));
+        Ok(members
+            .iter()
+            .map(|m| {
+                let mine = if m.member_id == first.member_id { all.clone() } else { Vec::new() };
+                (
+                    m.member_id.clone(),
+                    freshet_log::client::GroupAssignment { partitions: mine, user_data: note.clone() },
+                )
+            })
+            .collect())
+    }
+
+    fn on_assignment(&self, assignment: &freshet_log::client::GroupAssignment, generation: i32) {
+        let note = String::from_utf8(assignment.user_data.to_vec()).unwrap();
+        self.heard.lock().push((assignment.partitions.clone(), note, generation));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_group_assignor_sees_user_data_both_ways() {
+    let (_dir, broker, addr) = support::start_with(fast_groups).await;
+    let admin = AdminClient::connect(ClientConfig::new(&addr)).await.unwrap();
+    admin.create_topic(NewTopic::new("custom", 3)).await.unwrap();
+    let a = Arc::new(FirstTakesAll { label: "a", heard: Mutex::new(Vec::new()) });
+    let b = Arc::new(FirstTakesAll { label: "b", heard: Mutex::new(Vec::new()) });
+    let stop = Arc::new(AtomicBool::new(false));
+    let owned = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut members = Vec::new();
+    for (i, assignor) in [b.clone(), a.clone()].into_iter().enumerate() {
+        let mut config = member_config(&addr, "custom-group", &[]);
+        config.group_assignor = Some(assignor);
+        let (stop, owned) = (stop.clone(), owned.clone());
+        members.push(tokio::spawn(async move {
+            let mut consumer = Consumer::connect(config).await.unwrap();
+            consumer.subscribe(&["custom"]).await.unwrap();
+            while !stop.load(Ordering::SeqCst) {
+                consumer.poll(Duration::from_millis(50)).await.unwrap();
+                owned.lock().insert(i, consumer.assignment().len());
+            }
+            consumer.close().await.unwrap();
+        }));
+    }
+    let settled = |x: &FirstTakesAll| x.heard.lock().last().map(|(_, note, generation)| (note.clone(), *generation));
+    wait_for(Duration::from_secs(20), "both members to hear one assignment of two members", || {
+        let (sa, sb) = (settled(&a), settled(&b));
+        sa.is_some() && sa == sb && sa.as_ref().is_some_and(|(note, _)| note == "2 members")
+    })
+    .await;
+    assert_eq!(a.heard.lock().last().unwrap().0.len(), 3, "'a' sorts first and takes every partition");
+    assert!(b.heard.lock().last().unwrap().0.is_empty());
+    wait_for(Duration::from_secs(5), "the consumers to apply the assignment", || {
+        *owned.lock() == BTreeMap::from([(0, 0), (1, 3)])
+    })
+    .await;
+    let described = admin.describe_groups(&["custom-group"]).await.unwrap().remove(0);
+    assert_eq!(described.protocol, "first-takes-all");
+    stop.store(true, Ordering::SeqCst);
+    for m in members {
+        m.await.unwrap();
+    }
+    broker.shutdown().await.unwrap();
+}

@@ -566,7 +566,7 @@ impl AdminClient {
                         client_id: m.client_id.to_string(),
                         client_host: m.client_host.to_string(),
                         assignment: if consumer {
-                            protocol::decode_assignment(&m.member_assignment).unwrap_or_default()
+                            protocol::decode_assignment(&m.member_assignment).unwrap_or_default().partitions
                         } else {
                             Vec::new()
                         },

@@ -66,6 +66,9 @@ pub struct ConsumerConfig {
     /// `partition.assignment.strategy`, in order of preference (default range, then
     /// cooperative-sticky, as in Kafka).
     pub assignors: Vec<Assignor>,
+    /// An assignor of the application's own, used instead of `assignors` (what Kafka
+    /// Streams installs). Not settable by property.
+    pub group_assignor: Option<std::sync::Arc<dyn crate::client::GroupAssignor>>,
 }
 
 impl ConsumerConfig {
@@ -89,6 +92,7 @@ impl ConsumerConfig {
             heartbeat_interval: Duration::from_secs(3),
             max_poll_interval: Duration::from_secs(300),
             assignors: vec![Assignor::Range, Assignor::CooperativeSticky],
+            group_assignor: None,
         }
     }
 

@@ -30,7 +30,7 @@ use crate::client::admin::TopicPartition;
 use crate::client::cluster::Cluster;
 use crate::client::connection::Connection;
 use crate::client::error::{ClientError, Result};
-use crate::client::group::assignor::{Assignor, MemberSubscription};
+use crate::client::group::assignor::{Assignor, GroupAssignment, GroupAssignor, MemberSubscription};
 use crate::client::group::protocol::{self, Subscription};
 use crate::client::group::{CommitIdentity, commit_offsets, find_coordinator, is_coordinator_error, join_timeout};
 use crate::codes;
@@ -73,6 +73,8 @@ pub(crate) struct Membership {
     pub rebalance_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub assignors: Vec<Assignor>,
+    /// Replaces `assignors` when set.
+    pub group_assignor: Option<Arc<dyn GroupAssignor>>,
     pub state: Mutex<MemberState>,
     /// Wakes `poll` when a rebalance becomes necessary.
     pub wake_poll: Arc<Notify>,
@@ -101,6 +103,7 @@ impl Membership {
             rebalance_timeout: config.max_poll_interval,
             heartbeat_interval: config.heartbeat_interval,
             assignors: config.assignors.clone(),
+            group_assignor: config.group_assignor.clone(),
             state: Mutex::new(MemberState {
                 member_id: String::new(),
                 generation: -1,
@@ -123,7 +126,7 @@ impl Membership {
 
     /// Whether all configured assignors are cooperative (then the group is too).
     pub fn cooperative(&self) -> bool {
-        self.assignors.iter().all(|a| a.is_cooperative())
+        self.group_assignor.is_none() && self.assignors.iter().all(|a| a.is_cooperative())
     }
 
     /// The generation and member id commits are made under.
@@ -241,6 +244,16 @@ pub(crate) struct Joined {
     pub assignment: Vec<TopicPartition>,
 }
 
+impl Membership {
+    /// The protocol names offered in JoinGroup, in order of preference.
+    fn protocol_names(&self) -> Vec<String> {
+        match &self.group_assignor {
+            Some(custom) => vec![custom.name().to_string()],
+            None => self.assignors.iter().map(|a| a.name().to_string()).collect(),
+        }
+    }
+}
+
 /// Runs JoinGroup and SyncGroup until this member has an assignment for a new generation.
 /// `topics` is the subscription; `owned` the partitions kept through a cooperative
 /// rebalance.
@@ -298,6 +311,7 @@ async fn join_once(
         topics: topics.to_vec(),
         owned: if membership.cooperative() { owned.to_vec() } else { Vec::new() },
         generation,
+        user_data: membership.group_assignor.as_ref().map(|a| a.subscription_user_data()).unwrap_or_default(),
     });
     let request = JoinGroupRequest::default()
         .with_group_id(GroupId(str(group)))
@@ -308,10 +322,10 @@ async fn join_once(
         .with_protocol_type(str(PROTOCOL_TYPE))
         .with_protocols(
             membership
-                .assignors
+                .protocol_names()
                 .iter()
-                .map(|a| {
-                    JoinGroupRequestProtocol::default().with_name(str(a.name())).with_metadata(subscription.clone())
+                .map(|name| {
+                    JoinGroupRequestProtocol::default().with_name(str(name)).with_metadata(subscription.clone())
                 })
                 .collect(),
         );
@@ -380,7 +394,10 @@ async fn join_once(
         });
     }
     let assignment = protocol::decode_assignment(&synced.assignment)?;
-    Ok(Joined { generation, protocol: protocol_name, assignment })
+    if let Some(custom) = &membership.group_assignor {
+        custom.on_assignment(&assignment, generation);
+    }
+    Ok(Joined { generation, protocol: protocol_name, assignment: assignment.partitions })
 }
 
 /// The leader's work: decode every member's subscription, look up the partitions of the
@@ -391,13 +408,15 @@ async fn lead_assignment(
     protocol_name: &str,
     members: &[(String, Option<String>, bytes::Bytes)],
 ) -> Result<Vec<(String, bytes::Bytes)>> {
-    let assignor = Assignor::from_name(protocol_name).ok_or_else(|| {
-        ClientError::config(
+    let custom = membership.group_assignor.as_ref().filter(|a| a.name() == protocol_name);
+    let assignor = Assignor::from_name(protocol_name);
+    if custom.is_none() && assignor.is_none() {
+        return Err(ClientError::config(
             "partition.assignment.strategy",
             protocol_name,
             "the group chose an assignor this client does not have",
-        )
-    })?;
+        ));
+    }
     let mut subscriptions = Vec::with_capacity(members.len());
     let mut topics: Vec<String> = Vec::new();
     for (member_id, instance_id, metadata) in members {
@@ -413,6 +432,7 @@ async fn lead_assignment(
             topics: s.topics,
             owned: s.owned,
             generation: s.generation,
+            user_data: s.user_data,
         });
     }
     cluster.refresh(Some(&topics)).await?;
@@ -420,10 +440,21 @@ async fn lead_assignment(
         .iter()
         .filter_map(|t| cluster.cached_topic(t).map(|info| (t.clone(), info.partitions.len() as i32)))
         .collect();
-    let assigned = assignor.assign(&subscriptions, &counts);
+    let assigned: BTreeMap<String, GroupAssignment> = match (custom, assignor) {
+        (Some(custom), _) => custom.assign(&subscriptions, &counts)?,
+        (None, Some(assignor)) => assignor
+            .assign(&subscriptions, &counts)
+            .into_iter()
+            .map(|(member, partitions)| (member, GroupAssignment { partitions, user_data: bytes::Bytes::new() }))
+            .collect(),
+        (None, None) => BTreeMap::new(),
+    };
     tracing::debug!(group = %membership.group_id, members = members.len(), partitions = counts.values().sum::<i32>(), "assigned partitions as leader");
     membership.state.lock().assigned_from = Some(counts);
-    Ok(assigned.into_iter().map(|(member, partitions)| (member, protocol::encode_assignment(&partitions))).collect())
+    Ok(assigned
+        .into_iter()
+        .map(|(member, a)| (member, protocol::encode_assignment(&a.partitions, &a.user_data)))
+        .collect())
 }
 
 async fn run_heartbeats(membership: std::sync::Weak<Membership>, cluster: Arc<Cluster>) {

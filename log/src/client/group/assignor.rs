@@ -23,6 +23,43 @@ pub struct MemberSubscription {
     pub owned: Vec<TopicPartition>,
     /// Generation of `owned` (-1 unknown), consumer protocol v2+.
     pub generation: i32,
+    /// What a [`GroupAssignor`] put in the member's subscription (empty otherwise).
+    pub user_data: bytes::Bytes,
+}
+
+/// One member's share, as a [`GroupAssignor`] hands it out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupAssignment {
+    /// The partitions the member consumes.
+    pub partitions: Vec<TopicPartition>,
+    /// Anything else the assignor tells the member (delivered to
+    /// [`GroupAssignor::on_assignment`]).
+    pub user_data: bytes::Bytes,
+}
+
+/// An assignor of its own, in place of the built-in ones: it adds user data to each
+/// member's subscription, assigns from everyone's (as leader), and hears the assignment
+/// with its user data. This is how Kafka Streams' `StreamsPartitionAssignor` plugs into the
+/// consumer. Groups using one follow the eager protocol: every partition is revoked
+/// before a rebalance.
+pub trait GroupAssignor: Send + Sync + std::fmt::Debug {
+    /// The protocol name it is offered under in JoinGroup.
+    fn name(&self) -> &str;
+
+    /// User data for this member's subscription, asked before each join.
+    fn subscription_user_data(&self) -> bytes::Bytes;
+
+    /// As leader: every member's share. `partitions` has the partition counts of the
+    /// topics the members subscribe to (topics that do not exist are missing). A member
+    /// left out of the result gets nothing.
+    fn assign(
+        &self,
+        members: &[MemberSubscription],
+        partitions: &BTreeMap<String, i32>,
+    ) -> crate::client::Result<BTreeMap<String, GroupAssignment>>;
+
+    /// This member's share for `generation`, before the consumer starts fetching it.
+    fn on_assignment(&self, assignment: &GroupAssignment, generation: i32);
 }
 
 /// A partition assignment strategy, as `partition.assignment.strategy` names it.
@@ -301,6 +338,7 @@ mod tests {
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
             owned: Vec::new(),
             generation: -1,
+            user_data: bytes::Bytes::new(),
         }
     }
 
@@ -586,6 +624,7 @@ mod tests {
                     .collect(),
                 owned: owned.into_iter().map(|(t, p)| (TOPICS[t].to_owned(), p)).collect(),
                 generation,
+                user_data: bytes::Bytes::new(),
             })
     }
 

@@ -15,6 +15,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::client::admin::TopicPartition;
 use crate::client::error::{ClientError, Result};
+use crate::client::group::assignor::GroupAssignment;
 
 /// The newest subscription and assignment versions understood here.
 const VERSION: i16 = 3;
@@ -27,6 +28,8 @@ pub(crate) struct Subscription {
     pub owned: Vec<TopicPartition>,
     /// The generation `owned` belongs to, or -1.
     pub generation: i32,
+    /// A custom assignor's data (empty: none).
+    pub user_data: Bytes,
 }
 
 /// Partitions grouped by topic, topics in first-seen order.
@@ -57,7 +60,8 @@ pub(crate) fn encode_subscription(s: &Subscription) -> Bytes {
                 })
                 .collect(),
         )
-        .with_generation_id(s.generation);
+        .with_generation_id(s.generation)
+        .with_user_data((!s.user_data.is_empty()).then(|| s.user_data.clone()));
     encode(&message)
 }
 
@@ -72,32 +76,40 @@ pub(crate) fn decode_subscription(bytes: &[u8]) -> Result<Subscription> {
             .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p)))
             .collect(),
         generation: message.generation_id,
+        user_data: message.user_data.unwrap_or_default(),
     })
 }
 
 /// Encodes an assignment (version 3).
-pub(crate) fn encode_assignment(partitions: &[TopicPartition]) -> Bytes {
-    let message = ConsumerProtocolAssignment::default().with_assigned_partitions(
-        group_by_topic(partitions)
-            .into_iter()
-            .map(|(t, ps)| AssignedTopic::default().with_topic(TopicName(StrBytes::from_string(t))).with_partitions(ps))
-            .collect(),
-    );
+pub(crate) fn encode_assignment(partitions: &[TopicPartition], user_data: &Bytes) -> Bytes {
+    let message = ConsumerProtocolAssignment::default()
+        .with_assigned_partitions(
+            group_by_topic(partitions)
+                .into_iter()
+                .map(|(t, ps)| {
+                    AssignedTopic::default().with_topic(TopicName(StrBytes::from_string(t))).with_partitions(ps)
+                })
+                .collect(),
+        )
+        .with_user_data((!user_data.is_empty()).then(|| user_data.clone()));
     encode(&message)
 }
 
-/// Decodes an assignment of any version; empty bytes are an empty assignment (a member
-/// the leader gave nothing, or a leader that sent none for it).
-pub(crate) fn decode_assignment(bytes: &[u8]) -> Result<Vec<TopicPartition>> {
+/// Decodes an assignment of any version, with its user data; empty bytes are an empty
+/// assignment (a member the leader gave nothing, or a leader that sent none for it).
+pub(crate) fn decode_assignment(bytes: &[u8]) -> Result<GroupAssignment> {
     if bytes.is_empty() {
-        return Ok(Vec::new());
+        return Ok(GroupAssignment::default());
     }
     let message: ConsumerProtocolAssignment = decode(bytes, "assignment")?;
-    Ok(message
-        .assigned_partitions
-        .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p)))
-        .collect())
+    Ok(GroupAssignment {
+        partitions: message
+            .assigned_partitions
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p)))
+            .collect(),
+        user_data: message.user_data.unwrap_or_default(),
+    })
 }
 
 fn encode<M: Encodable>(message: &M) -> Bytes {
@@ -132,11 +144,15 @@ mod tests {
             topics: vec!["a".into(), "b".into()],
             owned: vec![("a".into(), 0), ("a".into(), 2), ("b".into(), 1)],
             generation: 4,
+            user_data: Bytes::from_static(b"streams"),
         };
         assert_eq!(decode_subscription(&encode_subscription(&s)).unwrap(), s);
-        let assigned = vec![("a".to_string(), 1), ("b".to_string(), 0)];
-        assert_eq!(decode_assignment(&encode_assignment(&assigned)).unwrap(), assigned);
-        assert!(decode_assignment(&[]).unwrap().is_empty());
+        let assigned = GroupAssignment {
+            partitions: vec![("a".to_string(), 1), ("b".to_string(), 0)],
+            user_data: Bytes::from_static(b"tasks"),
+        };
+        assert_eq!(decode_assignment(&encode_assignment(&assigned.partitions, &assigned.user_data)).unwrap(), assigned);
+        assert_eq!(decode_assignment(&[]).unwrap(), GroupAssignment::default());
         assert!(decode_subscription(&[0]).is_err());
         assert!(decode_assignment(&[0, 0, 0, 0, 0, 9]).is_err());
     }

@@ -1,0 +1,98 @@
+//! Errors. Each says what failed and where: the operator, the store, the topic and
+//! partition and offset of the record, or the configuration key.
+
+use std::path::PathBuf;
+
+use freshet_log::client::ClientError;
+pub use freshet_log::client::serde::SerdeError;
+
+/// A Streams result.
+pub type Result<T, E = StreamsError> = std::result::Result<T, E>;
+
+/// Why building, starting or running a Streams application failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamsError {
+    /// The topology is wrong: a missing store, a name used twice, topics that must be
+    /// co-partitioned and are not. The message names the operator.
+    #[error("invalid topology: {0}")]
+    Topology(String),
+    /// A configuration value is missing or wrong.
+    #[error("config {key}={value:?}: {reason}")]
+    Config {
+        /// The property name, as Kafka Streams names it.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A record read from a topic could not be deserialized and the deserialization
+    /// exception handler said to fail.
+    #[error("cannot deserialize the record at {topic}-{partition}@{offset}: {source}")]
+    Deserialization {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+        /// What the serde said.
+        #[source]
+        source: SerdeError,
+    },
+    /// A value could not be serialized on its way to a topic or a store.
+    #[error("operator {operator}: {source}")]
+    Serialization {
+        /// The sink or store operator.
+        operator: String,
+        /// What the serde said.
+        #[source]
+        source: SerdeError,
+    },
+    /// A state store failed or was used wrongly.
+    #[error("state store '{store}': {reason}")]
+    Store {
+        /// The store name.
+        store: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The state directory could not be used.
+    #[error("state directory {}: {reason}", path.display())]
+    StateDir {
+        /// The directory or file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A user processor or timestamp extractor failed.
+    #[error("task {task}, operator {operator}: {reason}")]
+    Processing {
+        /// The task id (`<sub-topology>_<partition>`).
+        task: String,
+        /// The operator.
+        operator: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The application is not in a state that allows the call.
+    #[error("{0}")]
+    IllegalState(String),
+    /// Talking to the brokers failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+impl StreamsError {
+    pub(crate) fn store(store: &str, reason: impl std::fmt::Display) -> Self {
+        StreamsError::Store { store: store.to_string(), reason: reason.to_string() }
+    }
+
+    pub(crate) fn config(key: &str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        StreamsError::Config { key: key.to_string(), value: value.into(), reason: reason.into() }
+    }
+
+    pub(crate) fn state_dir(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        StreamsError::StateDir { path: path.into(), reason: reason.to_string() }
+    }
+}

@@ -1,0 +1,245 @@
+//! A task: one partition of one sub-topology, with its operators and its stores.
+//!
+//! The same task runs inside an application's stream thread and inside the
+//! [`TopologyTestDriver`](crate::TopologyTestDriver). It takes records one at a time, keeps
+//! stream time, runs punctuations, hands changelog writes to the record collector, and at a
+//! commit flushes its caches. What it has consumed is what the thread commits once the
+//! collector's writes are acknowledged.
+
+pub(crate) mod context;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use freshet_log::client::ConsumerRecord;
+
+use crate::config::DeserializationHandler;
+use crate::error::{Result, StreamsError};
+use crate::processor::nodes::RawSource;
+use crate::processor::{Flush, Lifecycle, PunctuationType, Punctuator};
+use crate::record::{RecordContext, TaskId};
+use crate::state::SharedStore;
+use crate::topology::{Built, Instantiator, Subtopology, Topology};
+use context::{OutRecord, RecordCollector, TaskContext, TaskMetrics, TaskStore};
+
+/// Opens a store of a task: `(spec, changelog topic) -> store`.
+pub(crate) type OpenStore<'a> = &'a mut dyn FnMut(&crate::state::StoreSpec, &str) -> Result<SharedStore>;
+
+pub(crate) struct StreamTask {
+    pub id: TaskId,
+    pub ctx: TaskContext,
+    sources: Vec<Box<dyn RawSource>>,
+    /// Resolved topic -> index into `sources`.
+    source_by_topic: HashMap<Arc<str>, usize>,
+    subtopology: Subtopology,
+    topology: Arc<Topology>,
+    lifecycles: Vec<Rc<RefCell<dyn Lifecycle>>>,
+    /// Operators with caches, parents before children.
+    flushers: Vec<Rc<RefCell<dyn Flush>>>,
+    /// Input partition -> the next offset to consume (what a commit stores).
+    pub consumed: BTreeMap<(Arc<str>, i32), i64>,
+    /// Largest timestamp seen per input partition, for timestamp extractors.
+    partition_time: HashMap<(Arc<str>, i32), i64>,
+}
+
+impl std::fmt::Debug for StreamTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamTask").field("id", &self.id).field("stream_time", &self.ctx.stream_time).finish()
+    }
+}
+
+impl StreamTask {
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        topology: Arc<Topology>,
+        subtopology: &Subtopology,
+        application_id: Arc<str>,
+        id: TaskId,
+        collector: Box<dyn RecordCollector>,
+        handler: DeserializationHandler,
+        open_store: OpenStore<'_>,
+        wall_clock_ms: i64,
+    ) -> Result<Self> {
+        let mut inst = Instantiator::new(&topology, application_id.clone(), id, open_store);
+        let mut sources = Vec::new();
+        for &source in &subtopology.sources {
+            let build = topology.nodes[source].build.clone();
+            match build(&mut inst, source)? {
+                Built::Source(s) => sources.push(s),
+                Built::Node(_) => {
+                    return Err(StreamsError::Topology(format!("{} is not a source", topology.nodes[source].name)));
+                }
+            }
+        }
+        let lifecycles = std::mem::take(&mut inst.lifecycles);
+        let mut flushers = std::mem::take(&mut inst.flushers);
+        // Operators were made children first; caches flush parents first, so what a parent
+        // flushes reaches its children's caches before they flush.
+        flushers.reverse();
+        let stores = std::mem::take(&mut inst.stores);
+        drop(inst);
+        let mut ctx = TaskContext::new(id, application_id, collector, handler, wall_clock_ms);
+        ctx.stores = stores;
+        let mut task = StreamTask {
+            id,
+            ctx,
+            sources,
+            source_by_topic: HashMap::new(),
+            subtopology: subtopology.clone(),
+            topology,
+            lifecycles,
+            flushers,
+            consumed: BTreeMap::new(),
+            partition_time: HashMap::new(),
+        };
+        // Parents first, as Kafka initializes processors in topological order.
+        for i in (0..task.lifecycles.len()).rev() {
+            let node = task.lifecycles[i].clone();
+            node.borrow_mut().init(&mut task.ctx, i)?;
+        }
+        Ok(task)
+    }
+
+    pub fn stores(&self) -> impl Iterator<Item = &TaskStore> {
+        self.ctx.stores.values()
+    }
+
+    pub fn metrics(&self) -> TaskMetrics {
+        self.ctx.metrics
+    }
+
+    fn source_for(&mut self, topic: &Arc<str>) -> Option<usize> {
+        if let Some(&i) = self.source_by_topic.get(topic) {
+            return Some(i);
+        }
+        let node = self.subtopology.source_for(topic, &self.ctx.application_id, &self.topology.nodes)?;
+        let index = self.subtopology.sources.iter().position(|&s| s == node)?;
+        self.source_by_topic.insert(topic.clone(), index);
+        Some(index)
+    }
+
+    /// The event time of `record`, or `None` if its topic is not an input of this task.
+    pub fn timestamp_of(&mut self, record: &ConsumerRecord) -> Option<i64> {
+        let index = self.source_for(&record.topic)?;
+        let partition_time = self.partition_time.get(&(record.topic.clone(), record.partition)).copied().unwrap_or(-1);
+        Some(self.sources[index].extract_timestamp(record, partition_time))
+    }
+
+    /// Processes one input record through the topology.
+    pub fn process(&mut self, record: ConsumerRecord) -> Result<()> {
+        let Some(index) = self.source_for(&record.topic) else {
+            return Err(StreamsError::IllegalState(format!(
+                "task {} got a record of topic {}, which none of its sources reads",
+                self.id, record.topic
+            )));
+        };
+        let tp = (record.topic.clone(), record.partition);
+        let partition_time = self.partition_time.get(&tp).copied().unwrap_or(-1);
+        let timestamp = self.sources[index].extract_timestamp(&record, partition_time);
+        self.consumed.insert(tp.clone(), record.offset + 1);
+        if timestamp < 0 {
+            self.ctx.metrics.skipped += 1;
+            tracing::warn!(
+                task = %self.id, topic = %record.topic, partition = record.partition, offset = record.offset, timestamp,
+                "skipping a record with a negative timestamp"
+            );
+            return Ok(());
+        }
+        self.partition_time.insert(tp, partition_time.max(timestamp));
+        self.ctx.record =
+            RecordContext { topic: Some(record.topic.clone()), partition: record.partition, offset: record.offset };
+        self.ctx.clock.set(timestamp);
+        self.ctx.stream_time = self.ctx.stream_time.max(timestamp);
+        self.sources[index].process_raw(&mut self.ctx, record, timestamp)?;
+        self.drain_changelogs()
+    }
+
+    /// Runs the punctuations of `kind` due at `now` (stream time or wall-clock time).
+    /// Returns whether any ran.
+    pub fn punctuate(&mut self, kind: PunctuationType) -> Result<bool> {
+        let now = match kind {
+            PunctuationType::StreamTime => self.ctx.stream_time,
+            PunctuationType::WallClockTime => self.ctx.wall_clock_ms,
+        };
+        if now < 0 {
+            return Ok(false);
+        }
+        let mut fired = false;
+        let mut i = 0;
+        while i < self.ctx.schedules.len() {
+            let schedule = &mut self.ctx.schedules[i];
+            i += 1;
+            if schedule.cancelled || schedule.kind != kind || schedule.next_ms > now {
+                continue;
+            }
+            schedule.advance(now);
+            let (node, id) = (schedule.node, schedule.id);
+            self.ctx.record = RecordContext { topic: None, partition: -1, offset: -1 };
+            self.ctx.clock.set(now);
+            let processor = self.lifecycles[node].clone();
+            processor.borrow_mut().punctuate(&mut self.ctx, node, Punctuator(id), now)?;
+            self.ctx.metrics.punctuations += 1;
+            fired = true;
+        }
+        self.ctx.schedules.retain(|s| !s.cancelled);
+        self.drain_changelogs()?;
+        Ok(fired)
+    }
+
+    pub fn set_wall_clock(&mut self, now_ms: i64) {
+        self.ctx.wall_clock_ms = now_ms;
+    }
+
+    /// Sends the stores' queued changelog writes to the collector.
+    fn drain_changelogs(&mut self) -> Result<()> {
+        let partition = self.id.partition;
+        let collector = &mut self.ctx.collector;
+        for store in self.ctx.stores.values() {
+            let mut inner = store.store.lock();
+            if !inner.has_log() {
+                continue;
+            }
+            inner.drain_log(|entry| {
+                collector.send(OutRecord {
+                    topic: &store.changelog,
+                    partition: Some(partition),
+                    key: Some(&entry.key),
+                    value: entry.value.as_deref(),
+                    timestamp: entry.timestamp,
+                    headers: &Vec::new(),
+                })
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the caches, which forwards what they held back and queues their writes to the
+    /// changelogs, and hands those to the collector. The first half of a commit.
+    pub fn flush(&mut self) -> Result<()> {
+        for flusher in self.flushers.clone() {
+            flusher.borrow_mut().flush(&mut self.ctx)?;
+        }
+        self.ctx.commit_requested = false;
+        self.drain_changelogs()
+    }
+
+    /// Makes the stores durable, so that a checkpoint may be written.
+    pub fn flush_stores(&mut self) -> Result<()> {
+        for store in self.ctx.stores.values() {
+            store.store.lock().flush_bytes()?;
+        }
+        Ok(())
+    }
+
+    /// Closes operators and stores. Queries of this task's stores fail from now on.
+    pub fn close(&mut self) {
+        for processor in &self.lifecycles {
+            processor.borrow_mut().close();
+        }
+        for store in self.ctx.stores.values() {
+            store.store.lock().close();
+        }
+    }
+}
