@@ -16,7 +16,7 @@ use crate::processor::nodes::{
     BranchPredicate, FilterNode, FixedKeyProcessNode, FlatMapNode, FlatMapValuesNode, MapNode, MapValuesNode,
     PassThroughNode, PeekNode, ProcessNode, SelectKeyNode, SplitNode,
 };
-use crate::processor::{Child, FixedKeyProcessor, Processor};
+use crate::processor::{Child, FixedKeyProcessor, Lifecycle, Node, Processor};
 use crate::record::RecordContext;
 use crate::serde::{Serde, Serdes};
 use crate::topology::{BuildFn, Built, Instantiator, NodeId, NodeKind, TopicRef};
@@ -352,27 +352,17 @@ impl<K: Data, V: Data> KStream<K, V> {
         P: Processor<K, V, KOut, VOut> + 'static,
         S: Fn() -> P + Send + Sync + 'static,
     {
-        let name = self.name("KSTREAM-PROCESSOR");
-        let store_names: Vec<String> = stores.iter().map(|s| s.to_string()).collect();
-        let node_name = name.clone();
-        let node_stores = store_names.clone();
-        let build: BuildFn = Arc::new(move |inst: &mut Instantiator<'_>, id| {
-            let children = inst.children::<KOut, VOut>(id)?;
-            for store in &node_stores {
-                inst.store(store)?;
-            }
-            let node = Rc::new(RefCell::new(ProcessNode {
-                name: node_name.clone(),
-                processor: supplier(),
-                stores: node_stores.clone(),
-                children,
-                me: 0,
-                _types: PhantomData::<fn(K, V)>,
-            }));
-            inst.add_lifecycle(node.clone());
-            Ok(Built::Node(Box::new(node as Child<K, V>)))
-        });
-        let node = self.graph.borrow_mut().add(name, NodeKind::Processor, &[self.node], store_names, build);
+        let node =
+            self.add_user_processor::<KOut, VOut, _>("KSTREAM-PROCESSOR", stores, move |name, stores, children| {
+                Rc::new(RefCell::new(ProcessNode {
+                    name,
+                    processor: supplier(),
+                    stores,
+                    children,
+                    me: 0,
+                    _types: PhantomData::<fn(K, V)>,
+                }))
+            });
         self.then(node, true)
     }
 
@@ -382,28 +372,47 @@ impl<K: Data, V: Data> KStream<K, V> {
         P: FixedKeyProcessor<K, V, VOut> + 'static,
         S: Fn() -> P + Send + Sync + 'static,
     {
-        let name = self.name("KSTREAM-PROCESSVALUES");
+        let node =
+            self.add_user_processor::<K, VOut, _>("KSTREAM-PROCESSVALUES", stores, move |name, stores, children| {
+                Rc::new(RefCell::new(FixedKeyProcessNode {
+                    name,
+                    processor: supplier(),
+                    stores,
+                    children,
+                    me: 0,
+                    _types: PhantomData::<fn(V)>,
+                }))
+            });
+        self.then(node, self.key_changed)
+    }
+}
+
+impl<K: Data, V: Data> KStream<K, V> {
+    /// Adds an operator running a user processor connected to `stores`: `make` builds it
+    /// for a task from its name, its stores and its children.
+    fn add_user_processor<KOut: Data, VOut: Data, N>(
+        &self,
+        prefix: &str,
+        stores: &[&str],
+        make: impl Fn(String, Vec<String>, Vec<Child<KOut, VOut>>) -> Rc<RefCell<N>> + Send + Sync + 'static,
+    ) -> NodeId
+    where
+        N: Node<K, V> + Lifecycle + 'static,
+    {
+        let name = self.name(prefix);
         let store_names: Vec<String> = stores.iter().map(|s| s.to_string()).collect();
         let node_name = name.clone();
         let node_stores = store_names.clone();
         let build: BuildFn = Arc::new(move |inst: &mut Instantiator<'_>, id| {
-            let children = inst.children::<K, VOut>(id)?;
+            let children = inst.children::<KOut, VOut>(id)?;
             for store in &node_stores {
                 inst.store(store)?;
             }
-            let node = Rc::new(RefCell::new(FixedKeyProcessNode {
-                name: node_name.clone(),
-                processor: supplier(),
-                stores: node_stores.clone(),
-                children,
-                me: 0,
-                _types: PhantomData::<fn(V)>,
-            }));
+            let node = make(node_name.clone(), node_stores.clone(), children);
             inst.add_lifecycle(node.clone());
             Ok(Built::Node(Box::new(node as Child<K, V>)))
         });
-        let node = self.graph.borrow_mut().add(name, NodeKind::Processor, &[self.node], store_names, build);
-        self.then(node, self.key_changed)
+        self.graph.borrow_mut().add(name, NodeKind::Processor, &[self.node], store_names, build)
     }
 }
 

@@ -179,24 +179,7 @@ impl StreamsBuilder {
         KS::Target: Data,
         VS::Target: Data,
     {
-        let keys = consumed.keys.clone();
-        let values = consumed.values.clone();
-        let optional = Consumed {
-            keys: consumed.keys,
-            values: crate::serde::Serdes::optional(consumed.values),
-            extractor: consumed.extractor,
-            name: consumed.name,
-        };
-        let source = add_source(&self.graph, vec![TopicRef::External(topic.to_string())], None, optional);
-        let (node, store) = add_aggregate(
-            &self.graph,
-            source,
-            "KTABLE-SOURCE",
-            &materialized,
-            keys,
-            values,
-            |_: &KS::Target, value: Option<VS::Target>, _| value,
-        );
+        let (node, store) = self.table_source(topic, consumed, &materialized);
         KTable::new(self.graph.clone(), node, Some(store))
     }
 
@@ -214,8 +197,28 @@ impl StreamsBuilder {
         KS::Target: Data,
         VS::Target: Data,
     {
-        let keys = consumed.keys.clone();
-        let values = consumed.values.clone();
+        // The topic is the changelog, and a cache would only delay the global copy.
+        let materialized = materialized.with_logging(false).with_caching(false);
+        let (node, store) = self.table_source(topic, consumed, &materialized);
+        self.graph.borrow_mut().globals.push(GlobalStore { store: store.clone(), topic: topic.to_string(), node });
+        GlobalKTable { store, _types: PhantomData }
+    }
+
+    /// A source of `topic` whose records update a store: the latest value per key, a null
+    /// value deleting the key.
+    fn table_source<KS, VS>(
+        &self,
+        topic: &str,
+        consumed: Consumed<KS, VS>,
+        materialized: &Materialized,
+    ) -> (NodeId, String)
+    where
+        KS: Serde,
+        VS: Serde,
+        KS::Target: Data,
+        VS::Target: Data,
+    {
+        let (keys, values) = (consumed.keys.clone(), consumed.values.clone());
         let optional = Consumed {
             keys: consumed.keys,
             values: crate::serde::Serdes::optional(consumed.values),
@@ -223,19 +226,15 @@ impl StreamsBuilder {
             name: consumed.name,
         };
         let source = add_source(&self.graph, vec![TopicRef::External(topic.to_string())], None, optional);
-        // The topic is the changelog and the cache would only delay the global copy.
-        let materialized = materialized.with_logging(false).with_caching(false);
-        let (node, store) = add_aggregate(
+        add_aggregate(
             &self.graph,
             source,
             "KTABLE-SOURCE",
-            &materialized,
+            materialized,
             keys,
             values,
             |_: &KS::Target, value: Option<VS::Target>, _| value,
-        );
-        self.graph.borrow_mut().globals.push(GlobalStore { store: store.clone(), topic: topic.to_string(), node });
-        GlobalKTable { store, _types: PhantomData }
+        )
     }
 
     /// Adds a store for the Processor API; connect it to processors by naming it in
