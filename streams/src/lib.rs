@@ -38,6 +38,7 @@ mod dsl;
 mod error;
 pub mod processor;
 mod record;
+mod runtime;
 pub mod serde;
 pub mod state;
 mod task;
