@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{
     Data, Graph, Grouped, Materialized, NoSerde, Produced, Repartitioned, SinkSpec, add_aggregate, add_processor,
-    add_repartition, add_sink,
+    add_repartition, add_sink, given_or_generated,
 };
 use crate::dsl::ktable::KTable;
 use crate::processor::nodes::{
@@ -249,10 +249,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         KS: Serde<Target = K>,
         VS: Serde<Target = V>,
     {
-        let base = match &repartitioned.name {
-            Some(name) => name.clone(),
-            None => self.name("KSTREAM-REPARTITION"),
-        };
+        let base = given_or_generated(&self.graph, &[&repartitioned.name], "KSTREAM-REPARTITION");
         let source = add_repartition(
             &self.graph,
             self.node,
@@ -305,10 +302,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         VS: Serde<Target = V>,
     {
         let parent = if self.key_changed {
-            let base = match &materialized.name {
-                Some(name) => name.clone(),
-                None => self.name("KSTREAM-TOTABLE"),
-            };
+            let base = given_or_generated(&self.graph, &[&materialized.name], "KSTREAM-TOTABLE");
             add_repartition(&self.graph, self.node, &base, None, materialized.keys.clone(), materialized.values.clone())
         } else {
             self.node
@@ -503,10 +497,8 @@ where
         if !self.repartition {
             return self.node;
         }
-        let base = match (&self.grouped.name, &materialized.name) {
-            (Some(name), _) | (None, Some(name)) => name.clone(),
-            (None, None) => self.graph.borrow_mut().name("KSTREAM-AGGREGATE-STATE-STORE"),
-        };
+        let base =
+            given_or_generated(&self.graph, &[&self.grouped.name, &materialized.name], "KSTREAM-AGGREGATE-STATE-STORE");
         add_repartition(&self.graph, self.node, &base, None, self.grouped.keys.clone(), self.grouped.values.clone())
     }
 

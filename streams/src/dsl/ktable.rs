@@ -8,7 +8,10 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::{Data, Graph, Grouped, KStream, Materialized, NoSerde, add_aggregate, add_processor, add_repartition};
+use super::{
+    Data, Graph, Grouped, KStream, Materialized, NoSerde, add_aggregate, add_processor, add_repartition,
+    given_or_generated,
+};
 use crate::processor::stateful::{
     GroupedChange, GroupedChangeSerde, TableFilterNode, TableGroupByNode, TableMapValuesNode, ToStreamNode,
 };
@@ -160,10 +163,8 @@ where
     VS::Target: Data,
 {
     fn input<MK, MV>(&self, materialized: &Materialized<MK, MV>) -> NodeId {
-        let base = match (&self.grouped.name, &materialized.name) {
-            (Some(name), _) | (None, Some(name)) => name.clone(),
-            (None, None) => self.graph.borrow_mut().name("KTABLE-AGGREGATE-STATE-STORE"),
-        };
+        let base =
+            given_or_generated(&self.graph, &[&self.grouped.name, &materialized.name], "KTABLE-AGGREGATE-STATE-STORE");
         add_repartition(
             &self.graph,
             self.node,

@@ -257,6 +257,15 @@ impl StreamsBuilder {
     }
 }
 
+/// The first of `names` that is given, else a generated `<prefix>-<n>`: how repartition
+/// topics are named after the grouping, the store, or nothing.
+pub(crate) fn given_or_generated(graph: &Graph, names: &[&Option<String>], prefix: &str) -> String {
+    match names.iter().find_map(|n| n.as_ref()) {
+        Some(name) => name.clone(),
+        None => graph.borrow_mut().name(prefix),
+    }
+}
+
 /// Adds a source operator.
 pub(crate) fn add_source<KS, VS>(
     graph: &Graph,

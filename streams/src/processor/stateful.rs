@@ -117,7 +117,9 @@ where
             }
             Err(e) => return Err(self.serde_error(e)),
         }
-        let current_bytes = self.store.store.lock().get(&self.key_buf, |v| v.map(<[u8]>::to_vec))?;
+        // One lock for the read and the write of this key.
+        let mut guard = self.store.store.lock();
+        let current_bytes = guard.get(&self.key_buf, |v| v.map(<[u8]>::to_vec))?;
         let current = self.decode_value(current_bytes.as_deref())?;
         let old = if self.cached { None } else { current.clone() };
         let new = (self.update)(&record.key, record.value, current);
@@ -128,11 +130,9 @@ where
             }
             None => false,
         };
-        let full = self.store.store.lock().put(
-            &self.key_buf,
-            present.then_some(self.value_buf.as_slice()),
-            record.timestamp,
-        )?;
+        let full = guard.put(&self.key_buf, present.then_some(self.value_buf.as_slice()), record.timestamp)?;
+        let flushed = if full { guard.flush_cache(true)? } else { Vec::new() };
+        drop(guard);
         if !self.cached {
             if new.is_none() && old.is_none() {
                 return Ok(());
@@ -145,11 +145,7 @@ where
             };
             return forward(&self.children, ctx, out);
         }
-        if full {
-            let flushed = self.store.store.lock().flush_cache(true)?;
-            self.forward_flushed(ctx, flushed)?;
-        }
-        Ok(())
+        self.forward_flushed(ctx, flushed)
     }
 }
 

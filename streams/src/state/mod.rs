@@ -413,6 +413,8 @@ impl StoreSpec {
 /// A key-value store as a processor uses it: typed, read and write.
 pub struct KeyValueStore<K, V> {
     inner: SharedStore,
+    /// The store's name, for errors (kept here so that errors need not take the lock).
+    name: Arc<str>,
     /// The timestamp of the record being processed: what writes are logged with.
     clock: Rc<Cell<i64>>,
     /// The topic name the serdes are told (the changelog's).
@@ -430,16 +432,16 @@ impl<K, V> std::fmt::Debug for KeyValueStore<K, V> {
 
 impl<K, V> KeyValueStore<K, V> {
     pub(crate) fn new(inner: SharedStore, topic: Arc<str>, serdes: StoreSerdes<K, V>, clock: Rc<Cell<i64>>) -> Self {
-        KeyValueStore { inner, clock, topic, serdes, key_buf: Vec::new(), value_buf: Vec::new() }
+        let name = inner.lock().name.clone();
+        KeyValueStore { inner, name, clock, topic, serdes, key_buf: Vec::new(), value_buf: Vec::new() }
     }
 
     fn encode_key(&mut self, key: &K) -> Result<()> {
         self.key_buf.clear();
-        let name = self.inner.lock().name.clone();
         match self.serdes.keys.serialize_dyn(&self.topic, key, &mut self.key_buf) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(StreamsError::store(&name, "a store key cannot be null")),
-            Err(e) => Err(StreamsError::Serialization { operator: format!("store {name}"), source: e }),
+            Ok(false) => Err(StreamsError::store(&self.name, "a store key cannot be null")),
+            Err(e) => Err(StreamsError::Serialization { operator: format!("store {}", self.name), source: e }),
         }
     }
 
