@@ -29,10 +29,6 @@
 //! assert_eq!(counts["hat"], Some(1));
 //! ```
 
-// The application runtime (stream threads, restoration, checkpoints) is being written;
-// until it lands, the parts of stores and tasks that only it uses are unused.
-#![allow(dead_code)]
-
 mod config;
 mod dsl;
 mod error;
@@ -56,6 +52,7 @@ pub use dsl::{
 pub use error::{Result, StreamsError};
 pub use processor::nodes::{RecordTimestamp, TimestampExtractor, WallclockTimestamp};
 pub use record::{Change, Headers, Record, RecordContext, TaskId};
+pub use runtime::{HostInfo, KafkaStreams, KeyQueryMetadata, State, StreamsMetadata, ThreadFailureResponse};
 pub use task::context::TaskMetrics;
 pub use test_driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use topology::Topology;

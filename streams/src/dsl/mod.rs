@@ -281,7 +281,7 @@ where
 {
     let mut g = graph.borrow_mut();
     let name = consumed.name.clone().unwrap_or_else(|| g.name("KSTREAM-SOURCE"));
-    let kind = NodeKind::Source { topics, pattern, extractor: Some(consumed.extractor.clone()) };
+    let kind = NodeKind::Source { topics, pattern };
     let node_name = name.clone();
     let build: BuildFn = Arc::new(move |inst: &mut Instantiator<'_>, id| {
         let children = inst.children::<KS::Target, VS::Target>(id)?;

@@ -52,7 +52,6 @@ pub(crate) type TimestampExtractorRef = Arc<dyn TimestampExtractor>;
 
 /// A source as the task drives it: raw records in.
 pub(crate) trait RawSource {
-    fn name(&self) -> &str;
     fn extract_timestamp(&self, record: &ConsumerRecord, partition_time: i64) -> i64;
     fn process_raw(&mut self, ctx: &mut TaskContext, record: ConsumerRecord, timestamp: i64) -> Result<()>;
 }
@@ -70,10 +69,6 @@ where
     KS::Target: Clone + 'static,
     VS::Target: Clone + 'static,
 {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
     fn extract_timestamp(&self, record: &ConsumerRecord, partition_time: i64) -> i64 {
         self.extractor.extract(record, partition_time)
     }

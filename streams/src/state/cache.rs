@@ -102,6 +102,7 @@ impl RecordCache {
         self.entries.insert(key.to_vec(), CacheEntry { value, dirty: false, timestamp: -1 });
     }
 
+    #[cfg(test)]
     pub fn dirty_count(&self) -> usize {
         self.dirty
     }

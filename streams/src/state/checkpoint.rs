@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Result, StreamsError};
 
@@ -66,7 +66,6 @@ pub(crate) fn write(path: &Path, offsets: &Offsets) -> Result<()> {
 #[derive(Debug)]
 pub(crate) struct DirLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl DirLock {
@@ -80,17 +79,13 @@ impl DirLock {
             .open(&path)
             .map_err(|e| StreamsError::state_dir(&path, e))?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(DirLock { _file: file, path }),
+            Ok(()) => Ok(DirLock { _file: file }),
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(StreamsError::state_dir(
                 dir,
                 "locked by another process; two instances of one application need different state.dir values",
             )),
             Err(e) => Err(StreamsError::state_dir(&path, e)),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -43,8 +43,4 @@ impl BytesStore for InMemoryStore {
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }
-
-    fn persistent(&self) -> bool {
-        false
-    }
 }

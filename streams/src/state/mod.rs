@@ -52,8 +52,6 @@ pub(crate) trait BytesStore: Send {
     fn approximate_num_entries(&self) -> u64;
     /// Makes what was written durable (RocksDB: flushes memtables).
     fn flush(&mut self) -> Result<()>;
-    /// Whether the store survives a restart (then a checkpoint means something).
-    fn persistent(&self) -> bool;
 }
 
 /// Where a store keeps its data.
@@ -121,18 +119,6 @@ impl StoreInner {
             }
             _ => Box::new(memory::InMemoryStore::default()),
         })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn persistent(&self) -> bool {
-        self.bytes.persistent()
-    }
-
-    pub fn is_open(&self) -> bool {
-        self.open
     }
 
     pub fn close(&mut self) {

@@ -107,8 +107,4 @@ impl BytesStore for RocksDbStore {
     fn flush(&mut self) -> Result<()> {
         self.db.flush().map_err(|e| self.error("flush", e))
     }
-
-    fn persistent(&self) -> bool {
-        true
-    }
 }

@@ -62,7 +62,7 @@ impl StreamTask {
         open_store: OpenStore<'_>,
         wall_clock_ms: i64,
     ) -> Result<Self> {
-        let mut inst = Instantiator::new(&topology, application_id.clone(), id, open_store);
+        let mut inst = Instantiator::new(&topology, application_id.clone(), open_store);
         let mut sources = Vec::new();
         for &source in &subtopology.sources {
             let build = topology.nodes[source].build.clone();
@@ -118,6 +118,11 @@ impl StreamTask {
         let index = self.subtopology.sources.iter().position(|&s| s == node)?;
         self.source_by_topic.insert(topic.clone(), index);
         Some(index)
+    }
+
+    /// Whether one of the task's sources reads `topic` (resolved).
+    pub fn accepts(&mut self, topic: &Arc<str>) -> bool {
+        self.source_for(topic).is_some()
     }
 
     /// The event time of `record`, or `None` if its topic is not an input of this task.

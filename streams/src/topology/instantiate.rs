@@ -12,7 +12,6 @@ use super::{NodeId, TopicRef, Topology, changelog_topic};
 use crate::error::{Result, StreamsError};
 use crate::processor::nodes::RawSource;
 use crate::processor::{Child, Flush, Lifecycle};
-use crate::record::TaskId;
 use crate::state::{SharedStore, StoreSpec};
 use crate::task::context::TaskStore;
 
@@ -30,7 +29,6 @@ pub(crate) type StoreOpener<'a> = &'a mut dyn FnMut(&StoreSpec, &str) -> Result<
 pub(crate) struct Instantiator<'t> {
     pub topology: &'t Topology,
     pub application_id: Arc<str>,
-    pub task: TaskId,
     memo: HashMap<NodeId, Box<dyn Any>>,
     pub lifecycles: Vec<Rc<RefCell<dyn Lifecycle>>>,
     pub flushers: Vec<Rc<RefCell<dyn Flush>>>,
@@ -39,11 +37,10 @@ pub(crate) struct Instantiator<'t> {
 }
 
 impl<'t> Instantiator<'t> {
-    pub fn new(topology: &'t Topology, application_id: Arc<str>, task: TaskId, open_store: StoreOpener<'t>) -> Self {
+    pub fn new(topology: &'t Topology, application_id: Arc<str>, open_store: StoreOpener<'t>) -> Self {
         Instantiator {
             topology,
             application_id,
-            task,
             memo: HashMap::new(),
             lifecycles: Vec::new(),
             flushers: Vec::new(),

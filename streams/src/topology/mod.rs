@@ -22,7 +22,6 @@ pub(crate) use instantiate::{Built, Instantiator};
 pub(crate) use subtopologies::Subtopology;
 
 use crate::error::Result;
-use crate::processor::nodes::TimestampExtractorRef;
 use crate::state::StoreSpec;
 
 pub(crate) type NodeId = usize;
@@ -63,7 +62,6 @@ pub(crate) enum NodeKind {
     Source {
         topics: Vec<TopicRef>,
         pattern: Option<Regex>,
-        extractor: Option<TimestampExtractorRef>,
     },
     Processor,
     Sink {

@@ -376,6 +376,19 @@ impl Consumer {
         self.core.state.lock().partitions.keys().cloned().collect()
     }
 
+    /// Whether the next `poll` will (re)join the group before it returns records: a
+    /// rebalance began, the subscription changed, or the group moved on without this
+    /// member. With the eager protocol that rejoin revokes every partition, so an
+    /// application that must finish its work first (Kafka Streams commits its tasks)
+    /// checks this before polling.
+    pub fn rebalance_pending(&self) -> bool {
+        self.subscription.is_some()
+            && self.membership.as_ref().is_some_and(|m| {
+                let state = m.state.lock();
+                state.rejoin || state.lost || state.fatal.is_some()
+            })
+    }
+
     /// Stops reading everything, leaving the group if subscribed.
     pub async fn unsubscribe(&mut self) {
         if self.subscription.take().is_some()

@@ -1,0 +1,619 @@
+//! A stream thread: one consumer-group member with its own consumer and producer, running
+//! the tasks the group gives it.
+//!
+//! ```text
+//! loop:
+//!   a rebalance is pending?  -> commit first (eager: every task is revoked)
+//!   poll                      -> may rejoin: revoked tasks are suspended, assigned ones
+//!                                created and restored from their changelogs
+//!   records -> their task's queue; each task takes the record with the lowest timestamp
+//!   wall-clock punctuations
+//!   commit.interval.ms passed -> flush caches, wait for the producer's acks, checkpoint,
+//!                                commit the input offsets
+//! ```
+//!
+//! The thread is a plain OS thread (tasks hold `Rc`s, so they stay on it); the clients'
+//! network work runs on the application's tokio runtime, which the thread blocks on.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use freshet_log::client::{ClientError, Consumer, ConsumerRecord, RebalanceContext, RebalanceListener, TopicPartition};
+use freshet_log::codes;
+use freshet_log::time::{Clock, SystemClock};
+use parking_lot::Mutex;
+
+use super::collector::ProducerCollector;
+use super::protocol::ThreadLink;
+use super::{Shared, ThreadState};
+use crate::error::{Result, StreamsError};
+use crate::processor::PunctuationType;
+use crate::record::TaskId;
+use crate::state::checkpoint::{self, CHECKPOINT_FILE};
+use crate::state::{SharedStore, StoreInner, StoreKind, StoreSpec};
+use crate::task::StreamTask;
+
+/// A checkpoint is written when the changelogs of a task moved this far since the last
+/// one (as Kafka's `OFFSET_DELTA_THRESHOLD_FOR_CHECKPOINT`), or when the task is suspended
+/// or closed: flushing RocksDB's memtables at every commit would cost more than it saves.
+const CHECKPOINT_DELTA: i64 = 10_000;
+
+/// How long restoration may go without progress before it is an error.
+const RESTORE_STALL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Revoked,
+    Lost,
+    Assigned,
+}
+
+/// Tells the thread what the consumer did in `poll`; the thread acts on it after.
+struct Listener(Arc<Mutex<Vec<Event>>>);
+
+impl RebalanceListener for Listener {
+    fn on_partitions_revoked(&mut self, _revoked: &[TopicPartition], _ctx: &mut RebalanceContext) {
+        self.0.lock().push(Event::Revoked);
+    }
+
+    fn on_partitions_assigned(&mut self, _assigned: &[TopicPartition], _ctx: &mut RebalanceContext) {
+        self.0.lock().push(Event::Assigned);
+    }
+
+    fn on_partitions_lost(&mut self, _lost: &[TopicPartition], _ctx: &mut RebalanceContext) {
+        self.0.lock().push(Event::Lost);
+    }
+}
+
+/// A task's input, one queue per partition; the next record is the head with the lowest
+/// timestamp, as Kafka's `PartitionGroup` picks it.
+/// Records of one input partition waiting for their task, with their timestamps.
+type PartitionQueue = ((Arc<str>, i32), VecDeque<(i64, ConsumerRecord)>);
+
+#[derive(Default)]
+struct PartitionGroup {
+    queues: Vec<PartitionQueue>,
+    len: usize,
+}
+
+impl PartitionGroup {
+    fn push(&mut self, timestamp: i64, record: ConsumerRecord) {
+        let queue = match self.queues.iter().position(|(tp, _)| tp.0 == record.topic && tp.1 == record.partition) {
+            Some(i) => &mut self.queues[i].1,
+            None => {
+                self.queues.push(((record.topic.clone(), record.partition), VecDeque::new()));
+                &mut self.queues.last_mut().expect("just pushed").1
+            }
+        };
+        queue.push_back((timestamp, record));
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<ConsumerRecord> {
+        if self.len == 0 {
+            return None;
+        }
+        let queue = if self.queues.len() == 1 {
+            &mut self.queues[0].1
+        } else {
+            self.queues.iter_mut().filter(|(_, q)| !q.is_empty()).min_by_key(|(_, q)| q[0].0).map(|(_, q)| q)?
+        };
+        self.len -= 1;
+        queue.pop_front().map(|(_, r)| r)
+    }
+}
+
+/// A task this thread runs, with what it needs beyond the task itself.
+struct RunningTask {
+    task: StreamTask,
+    input: PartitionGroup,
+    dir: PathBuf,
+    /// Changelog partition -> the offset the last checkpoint (or restoration) reached.
+    checkpointed: BTreeMap<(String, i32), i64>,
+    /// Input partition -> the offset last committed.
+    committed: BTreeMap<(Arc<str>, i32), i64>,
+}
+
+/// Where a store's restoration starts and ends.
+struct Restore {
+    tp: TopicPartition,
+    store: SharedStore,
+    start: Option<i64>,
+    end: i64,
+}
+
+pub(crate) struct StreamThread {
+    pub index: usize,
+    shared: Arc<Shared>,
+    link: Arc<ThreadLink>,
+    consumer: Consumer,
+    restore_consumer: Consumer,
+    collector: ProducerCollector,
+    events: Arc<Mutex<Vec<Event>>>,
+    active: BTreeMap<TaskId, RunningTask>,
+    suspended: BTreeMap<TaskId, RunningTask>,
+    routes: HashMap<(Arc<str>, i32), TaskId>,
+    /// Records were processed since the last commit.
+    dirty: bool,
+    last_commit: Instant,
+}
+
+fn migrated(e: &ClientError) -> bool {
+    matches!(
+        e.code(),
+        Some(
+            codes::ILLEGAL_GENERATION
+                | codes::UNKNOWN_MEMBER_ID
+                | codes::REBALANCE_IN_PROGRESS
+                | codes::FENCED_INSTANCE_ID
+        )
+    )
+}
+
+impl StreamThread {
+    /// Connects the thread's clients and subscribes. Runs on the thread itself.
+    pub fn create(index: usize, shared: Arc<Shared>) -> Result<Self> {
+        let link = Arc::new(ThreadLink::default());
+        let handle = shared.handle.clone();
+        let (consumer_config, restore_config, producer_config) = shared.client_configs(index, link.clone())?;
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (consumer, restore_consumer, producer) = handle.block_on(async {
+            let mut consumer = Consumer::connect(consumer_config).await?;
+            let restore_consumer = Consumer::connect(restore_config).await?;
+            let producer = freshet_log::client::Producer::connect(producer_config).await?;
+            let listener = Box::new(Listener(events.clone()));
+            let (topics, pattern) = shared.subscription();
+            match pattern {
+                Some(pattern) => consumer.subscribe_pattern(&pattern, Some(listener)).await?,
+                None => {
+                    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+                    consumer.subscribe_with_listener(&topics, listener).await?;
+                }
+            }
+            Ok::<_, ClientError>((consumer, restore_consumer, producer))
+        })?;
+        Ok(StreamThread {
+            index,
+            collector: ProducerCollector::new(producer, handle),
+            shared,
+            link,
+            consumer,
+            restore_consumer,
+            events,
+            active: BTreeMap::new(),
+            suspended: BTreeMap::new(),
+            routes: HashMap::new(),
+            dirty: false,
+            last_commit: Instant::now(),
+        })
+    }
+
+    /// Runs until the application shuts down or an error stops the thread.
+    pub fn run(mut self) -> Result<()> {
+        let outcome = self.run_loop();
+        self.shutdown(outcome.is_ok());
+        outcome
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
+        while !self.shared.shutting_down() {
+            if self.consumer.rebalance_pending() && !self.active.is_empty() {
+                // Eager protocol: everything is revoked at the rejoin; commit while the
+                // offsets still belong to this member.
+                self.commit(true)?;
+            }
+            let polled = self.shared.handle.block_on(self.consumer.poll(self.shared.config.poll));
+            self.handle_rebalance()?;
+            let records = match polled {
+                Ok(records) => records,
+                Err(e) if e.is_retriable() || migrated(&e) => {
+                    tracing::warn!(thread = self.index, error = %e, "poll failed; retrying");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for record in records.iter() {
+                self.route(record.clone());
+            }
+            self.process()?;
+            self.punctuate_wall_clock()?;
+            let requested = self.active.values().any(|t| t.task.ctx.commit_requested);
+            if self.last_commit.elapsed() >= self.shared.config.commit_interval || requested {
+                self.commit(false)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn route(&mut self, record: ConsumerRecord) {
+        let Some(id) = self.routes.get(&(record.topic.clone(), record.partition)).copied() else {
+            tracing::debug!(topic = %record.topic, partition = record.partition, "a record of no task of this thread");
+            return;
+        };
+        let Some(task) = self.active.get_mut(&id) else { return };
+        match task.task.timestamp_of(&record) {
+            Some(ts) => task.input.push(ts, record),
+            None => tracing::warn!(task = %id, topic = %record.topic, "a record of a topic the task does not read"),
+        }
+    }
+
+    fn process(&mut self) -> Result<()> {
+        for running in self.active.values_mut() {
+            while let Some(record) = running.input.pop() {
+                running.task.process(record)?;
+                running.task.punctuate(PunctuationType::StreamTime)?;
+                self.dirty = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn punctuate_wall_clock(&mut self) -> Result<()> {
+        let now = SystemClock.now_ms();
+        for running in self.active.values_mut() {
+            running.task.set_wall_clock(now);
+            if running.task.punctuate(PunctuationType::WallClockTime)? {
+                self.dirty = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// At-least-once commit: caches flushed, every write acknowledged, checkpoints
+    /// written, then the input offsets committed. Returns false if the tasks had moved to
+    /// another member (they are closed, uncommitted).
+    fn commit(&mut self, force_checkpoint: bool) -> Result<bool> {
+        for running in self.active.values_mut() {
+            running.task.flush()?;
+        }
+        self.collector.flush()?;
+        for running in self.active.values_mut() {
+            checkpoint_task(running, &self.collector, force_checkpoint)?;
+        }
+        let mut offsets = Vec::new();
+        for running in self.active.values() {
+            for (tp, &offset) in &running.task.consumed {
+                if running.committed.get(tp) != Some(&offset) {
+                    offsets.push(((tp.0.to_string(), tp.1), offset, None));
+                }
+            }
+        }
+        if !offsets.is_empty() {
+            match self.shared.handle.block_on(self.consumer.commit_offsets_sync(&offsets)) {
+                Ok(()) => {}
+                Err(e) if migrated(&e) => {
+                    tracing::warn!(thread = self.index, error = %e, "tasks moved to another member before their commit");
+                    self.close_all_dirty();
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            }
+            for running in self.active.values_mut() {
+                running.committed.extend(running.task.consumed.iter().map(|(tp, o)| (tp.clone(), *o)));
+            }
+        }
+        self.dirty = false;
+        self.last_commit = Instant::now();
+        Ok(true)
+    }
+
+    fn handle_rebalance(&mut self) -> Result<()> {
+        let events = std::mem::take(&mut *self.events.lock());
+        for event in events {
+            match event {
+                Event::Revoked if !self.dirty => self.suspend_all(),
+                Event::Revoked | Event::Lost => {
+                    if !self.active.is_empty() {
+                        tracing::warn!(
+                            thread = self.index,
+                            ?event,
+                            "tasks revoked with uncommitted work; closing them dirty"
+                        );
+                    }
+                    self.close_all_dirty();
+                }
+                Event::Assigned => self.on_assigned()?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Eager revocation after a commit: tasks keep their stores open in case they come back.
+    fn suspend_all(&mut self) {
+        self.shared.set_thread_state(self.index, ThreadState::PartitionsRevoked);
+        for (id, running) in std::mem::take(&mut self.active) {
+            self.shared.unregister_stores(id);
+            self.suspended.insert(id, running);
+        }
+        self.routes.clear();
+    }
+
+    /// Tasks whose work since the last commit may be lost: closed without a checkpoint, so
+    /// their stores are rebuilt from the changelog when they come back.
+    fn close_all_dirty(&mut self) {
+        self.shared.set_thread_state(self.index, ThreadState::PartitionsRevoked);
+        for (id, mut running) in std::mem::take(&mut self.active) {
+            self.shared.unregister_stores(id);
+            running.task.close();
+            let _ = std::fs::remove_file(running.dir.join(CHECKPOINT_FILE));
+        }
+        self.routes.clear();
+        self.dirty = false;
+    }
+
+    fn on_assigned(&mut self) -> Result<()> {
+        self.shared.set_thread_state(self.index, ThreadState::PartitionsAssigned);
+        let info = self.link.assignment.lock().take().unwrap_or_default();
+        let tasks = info.task_ids();
+        for (id, mut running) in std::mem::take(&mut self.suspended) {
+            if tasks.contains(&id) {
+                self.active.insert(id, running);
+            } else {
+                running.task.close();
+            }
+        }
+        let new: Vec<TaskId> = tasks.iter().filter(|t| !self.active.contains_key(t)).copied().collect();
+        self.create_tasks(&new)?;
+        *self.link.previous.lock() = tasks.clone();
+        self.routes.clear();
+        for (topic, partition) in self.consumer.assignment() {
+            let Some(sub) = self.shared.topology.subtopology_of_topic(&topic, &self.shared.application_id) else {
+                continue;
+            };
+            let id = TaskId::new(sub.id, partition);
+            if self.active.contains_key(&id) {
+                self.routes.insert((topic.as_str().into(), partition), id);
+            }
+        }
+        self.size_caches();
+        for (id, running) in &self.active {
+            self.shared.register_stores(*id, running.task.stores().cloned().collect());
+        }
+        tracing::info!(thread = self.index, tasks = ?tasks.iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks assigned");
+        self.last_commit = Instant::now();
+        self.shared.set_thread_state(self.index, ThreadState::Running);
+        Ok(())
+    }
+
+    /// `cache.max.bytes` is the instance's; each thread gets its share, split over the
+    /// caching stores of its tasks.
+    fn size_caches(&self) {
+        let caching: Vec<&SharedStore> =
+            self.active.values().flat_map(|r| r.task.stores()).filter(|s| s.spec.caching).map(|s| &s.store).collect();
+        if caching.is_empty() {
+            return;
+        }
+        let share = self.shared.config.cache_max_bytes / self.shared.config.num_stream_threads.max(1) / caching.len();
+        for store in caching {
+            store.lock().set_cache_bytes(share);
+        }
+    }
+
+    /// Opens the stores of new tasks (a persistent store without a usable checkpoint starts
+    /// empty) and restores them from their changelogs before any of them processes.
+    fn create_tasks(&mut self, ids: &[TaskId]) -> Result<()> {
+        let mut restores = Vec::new();
+        for &id in ids {
+            let (running, mut plan) = self.create_task(id)?;
+            restores.append(&mut plan);
+            self.active.insert(id, running);
+        }
+        self.restore(&mut restores)?;
+        for r in &restores {
+            for running in self.active.values_mut() {
+                if running.task.id.partition == r.tp.1
+                    && running
+                        .task
+                        .stores()
+                        .any(|s| &*s.changelog == r.tp.0.as_str() && Arc::ptr_eq(&s.store, &r.store))
+                {
+                    running.checkpointed.insert(r.tp.clone(), r.end);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn create_task(&mut self, id: TaskId) -> Result<(RunningTask, Vec<Restore>)> {
+        let shared = self.shared.clone();
+        let topology = &shared.topology;
+        let sub = topology.subtopologies.get(id.subtopology as usize).ok_or_else(|| {
+            StreamsError::IllegalState(format!("assigned task {id} of a sub-topology this topology lacks"))
+        })?;
+        let dir = shared.app_dir.join(id.to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| StreamsError::state_dir(&dir, e))?;
+        let checkpoint_path = dir.join(CHECKPOINT_FILE);
+        let checkpoint = checkpoint::read(&checkpoint_path).unwrap_or_else(|e| {
+            tracing::warn!(task = %id, error = %e, "ignoring a corrupt checkpoint; the task's stores are rebuilt from their changelogs");
+            checkpoint::Offsets::new()
+        });
+        // Where each logged store restores from: its checkpoint, if the changelog still
+        // has that offset; otherwise from the beginning, into an empty store.
+        let mut starts: HashMap<String, (TopicPartition, Option<i64>, i64)> = HashMap::new();
+        for name in &sub.stores {
+            let Some(spec) = topology.stores.get(name) else { continue };
+            if !spec.logging {
+                continue;
+            }
+            let tp = (crate::topology::changelog_topic(&shared.application_id, name), id.partition);
+            let (low, high) = self.shared.handle.block_on(self.restore_consumer.watermarks(&tp))?;
+            let start = match (spec.kind, checkpoint.get(&tp)) {
+                (StoreKind::Persistent, Some(&offset)) if (low..=high).contains(&offset) => Some(offset),
+                (StoreKind::Persistent, Some(&offset)) => {
+                    tracing::warn!(task = %id, store = %name, offset, low, high, "the checkpoint is outside the changelog; rebuilding the store");
+                    None
+                }
+                _ => None,
+            };
+            starts.insert(name.clone(), (tp, start, high));
+        }
+        let cache_bytes = shared.config.cache_max_bytes;
+        let mut opened: Vec<(String, SharedStore)> = Vec::new();
+        let mut open = |spec: &StoreSpec, _changelog: &str| {
+            let store_dir = dir.join("rocksdb").join(&spec.name);
+            let fresh = starts.get(&spec.name).is_some_and(|(_, start, _)| start.is_none());
+            if spec.kind == StoreKind::Persistent && fresh && store_dir.exists() {
+                std::fs::remove_dir_all(&store_dir).map_err(|e| StreamsError::state_dir(&store_dir, e))?;
+            }
+            let bytes = StoreInner::open_bytes(spec.kind, &spec.name, Some(&dir))?;
+            let cache = if spec.caching { cache_bytes } else { 0 };
+            let store: SharedStore = Arc::new(Mutex::new(StoreInner::new(&spec.name, bytes, cache, spec.logging)));
+            opened.push((spec.name.clone(), store.clone()));
+            Ok(store)
+        };
+        let task = StreamTask::create(
+            topology.clone(),
+            sub,
+            shared.application_id.clone(),
+            id,
+            self.collector.boxed(),
+            shared.config.deserialization_handler.clone(),
+            &mut open,
+            SystemClock.now_ms(),
+        )?;
+        let restores = opened
+            .into_iter()
+            .filter_map(|(name, store)| starts.remove(&name).map(|(tp, start, end)| Restore { tp, store, start, end }))
+            .collect();
+        let running = RunningTask {
+            task,
+            input: PartitionGroup::default(),
+            dir,
+            checkpointed: BTreeMap::new(),
+            committed: BTreeMap::new(),
+        };
+        Ok((running, restores))
+    }
+
+    /// Reads each changelog partition from its start to the end it had when the task was
+    /// created, writing straight to the store underneath the cache, in batches.
+    fn restore(&mut self, restores: &mut [Restore]) -> Result<()> {
+        let todo: Vec<&Restore> = restores.iter().filter(|r| r.start.unwrap_or(0) < r.end).collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let began = Instant::now();
+        let partitions: Vec<TopicPartition> = todo.iter().map(|r| r.tp.clone()).collect();
+        self.shared.handle.block_on(self.restore_consumer.assign(&partitions))?;
+        for r in &todo {
+            match r.start {
+                Some(offset) => self.restore_consumer.seek(&r.tp, offset)?,
+                None => self.restore_consumer.seek_to_beginning(std::slice::from_ref(&r.tp))?,
+            }
+        }
+        let mut remaining: HashMap<TopicPartition, (&Restore, i64)> =
+            todo.iter().map(|r| (r.tp.clone(), (*r, r.start.unwrap_or(0)))).collect();
+        let mut restored = 0u64;
+        let mut last_progress = Instant::now();
+        while !remaining.is_empty() {
+            if self.shared.shutting_down() {
+                return Err(StreamsError::IllegalState("shut down during restoration".into()));
+            }
+            let records = self.shared.handle.block_on(self.restore_consumer.poll(Duration::from_millis(100)))?;
+            if records.is_empty() {
+                if last_progress.elapsed() > RESTORE_STALL {
+                    let left: Vec<String> = remaining.keys().map(|(t, p)| format!("{t}-{p}")).collect();
+                    return Err(StreamsError::IllegalState(format!(
+                        "restoring {} made no progress for {}s",
+                        left.join(", "),
+                        RESTORE_STALL.as_secs()
+                    )));
+                }
+                continue;
+            }
+            last_progress = Instant::now();
+            let all: Vec<&ConsumerRecord> = records.iter().collect();
+            for run in all.chunk_by(|a, b| a.topic == b.topic && a.partition == b.partition) {
+                let tp = (run[0].topic.to_string(), run[0].partition);
+                let Some((restore, position)) = remaining.get_mut(&tp) else { continue };
+                let end = restore.end;
+                let batch = run.iter().filter(|r| r.offset < end);
+                restore
+                    .store
+                    .lock()
+                    .restore(&mut batch.clone().filter_map(|r| r.key.as_deref().map(|k| (k, r.value.as_deref()))))?;
+                restored += batch.count() as u64;
+                *position = run[run.len() - 1].offset + 1;
+                if *position >= end {
+                    remaining.remove(&tp);
+                }
+            }
+            // Compacted changelogs have gaps: a partition is done when its position
+            // reaches the end, even if the last offsets were compacted away.
+            let positions: Vec<(TopicPartition, i64)> =
+                remaining.iter().map(|(tp, (r, _))| (tp.clone(), r.end)).collect();
+            for (tp, end) in positions {
+                if self.shared.handle.block_on(self.restore_consumer.position(&tp))? >= end {
+                    remaining.remove(&tp);
+                }
+            }
+        }
+        self.shared.handle.block_on(self.restore_consumer.assign(&[]))?;
+        let seconds = began.elapsed().as_secs_f64();
+        tracing::info!(
+            thread = self.index,
+            records = restored,
+            seconds,
+            per_second = (restored as f64 / seconds.max(1e-9)) as u64,
+            "restored state from changelogs"
+        );
+        self.shared.add_restored(restored);
+        Ok(())
+    }
+
+    /// Commits (checkpointing everything), closes the tasks and the clients.
+    fn shutdown(mut self, clean: bool) {
+        self.shared.set_thread_state(self.index, ThreadState::PendingShutdown);
+        if clean && !self.active.is_empty() {
+            match self.commit(true) {
+                Ok(_) => {}
+                Err(e) => tracing::warn!(thread = self.index, error = %e, "the final commit failed"),
+            }
+        }
+        let tasks: Vec<(TaskId, RunningTask)> = std::mem::take(&mut self.active).into_iter().collect();
+        for (id, mut running) in tasks.into_iter().chain(std::mem::take(&mut self.suspended)) {
+            self.shared.unregister_stores(id);
+            running.task.close();
+            if !clean {
+                let _ = std::fs::remove_file(running.dir.join(CHECKPOINT_FILE));
+            }
+        }
+        self.collector.close();
+        let handle = self.shared.handle.clone();
+        if let Err(e) = handle.block_on(self.consumer.close()) {
+            tracing::warn!(thread = self.index, error = %e, "leaving the group");
+        }
+    }
+}
+
+/// Writes a task's checkpoint when forced or when its changelogs moved enough: the stores
+/// are flushed to disk first, so the file never claims more than they hold.
+fn checkpoint_task(running: &mut RunningTask, collector: &ProducerCollector, force: bool) -> Result<()> {
+    let partition = running.task.id.partition;
+    let mut offsets = checkpoint::Offsets::new();
+    let mut moved = 0;
+    for store in running.task.stores() {
+        if !store.spec.logging || store.spec.kind != StoreKind::Persistent {
+            continue;
+        }
+        let tp = (store.changelog.to_string(), partition);
+        let base = running.checkpointed.get(&tp).copied();
+        let offset = match (collector.acked(&store.changelog, partition), base) {
+            (Some(a), Some(b)) => a.max(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => continue,
+        };
+        moved += offset - base.unwrap_or(0);
+        offsets.insert(tp, offset);
+    }
+    if offsets.is_empty() || (!force && moved < CHECKPOINT_DELTA) {
+        return Ok(());
+    }
+    running.task.flush_stores()?;
+    checkpoint::write(&running.dir.join(CHECKPOINT_FILE), &offsets)?;
+    running.checkpointed.extend(offsets);
+    Ok(())
+}

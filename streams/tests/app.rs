@@ -1,0 +1,361 @@
+//! Streams applications against a real (embedded) broker on a loopback port: word count
+//! over three partitions, restarts with and without local state, start-up checks, and
+//! records that do not deserialize.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use freshet_log::broker::{Broker, BrokerConfig, RunningBroker};
+use freshet_log::client::{
+    AdminClient, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetReset, OffsetSpec, Producer, ProducerConfig,
+    ProducerRecord,
+};
+use freshet_streams::serde::Serdes;
+use freshet_streams::{
+    Consumed, Grouped, KafkaStreams, Materialized, Produced, State, StreamsBuilder, StreamsConfig, StreamsError,
+    ThreadFailureResponse, Topology,
+};
+use parking_lot::Mutex;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+    _broker: RunningBroker,
+    addr: String,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::embedded(dir.path());
+        config.auto_create_topics = false;
+        let broker = rt.block_on(Broker::start(config)).unwrap();
+        let addr = broker.local_addr().to_string();
+        Cluster { rt, _dir: dir, _broker: broker, addr }
+    }
+
+    fn admin(&self) -> AdminClient {
+        self.rt.block_on(AdminClient::connect(ClientConfig::new(&self.addr))).unwrap()
+    }
+
+    fn create(&self, topic: &str, partitions: i32) {
+        let admin = self.admin();
+        self.rt.block_on(admin.create_topic(NewTopic::new(topic, partitions))).unwrap();
+    }
+
+    fn produce(&self, topic: &str, records: &[(Option<String>, Vec<u8>)]) {
+        self.rt.block_on(async {
+            let producer = Producer::connect(ProducerConfig::new(&self.addr)).await.unwrap();
+            let mut deliveries = Vec::new();
+            for (key, value) in records {
+                let mut record = ProducerRecord::new(topic).value(value);
+                if let Some(key) = key {
+                    record = record.key(key);
+                }
+                deliveries.push(producer.send(record).await.unwrap());
+            }
+            for d in deliveries {
+                d.await.unwrap();
+            }
+        });
+    }
+
+    fn produce_lines(&self, lines: &[String]) {
+        let records: Vec<_> =
+            lines.iter().enumerate().map(|(i, l)| (Some(format!("k{i}")), l.as_bytes().to_vec())).collect();
+        self.produce("lines", &records);
+    }
+
+    /// The last value of each key in `topic`, read from the beginning, once `done` holds
+    /// (or the wait runs out).
+    fn latest_counts(&self, topic: &str, done: impl Fn(&BTreeMap<String, i64>) -> bool) -> BTreeMap<String, i64> {
+        self.rt.block_on(async {
+            let admin = AdminClient::connect(ClientConfig::new(&self.addr)).await.unwrap();
+            let info = admin.describe_topics(&[topic]).await.unwrap();
+            let partitions: Vec<_> = (0..info[0].partitions.len() as i32).map(|p| (topic.to_string(), p)).collect();
+            let mut config = ConsumerConfig::new(&self.addr);
+            config.auto_offset_reset = OffsetReset::Earliest;
+            let mut consumer = Consumer::connect(config).await.unwrap();
+            consumer.assign(&partitions).await.unwrap();
+            let mut latest = BTreeMap::new();
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline && !done(&latest) {
+                for r in consumer.poll(Duration::from_millis(200)).await.unwrap().iter() {
+                    let key = String::from_utf8(r.key.clone().unwrap().to_vec()).unwrap();
+                    let value = r.value.as_ref().map(|v| i64::from_be_bytes(v[..8].try_into().unwrap()));
+                    match value {
+                        Some(v) => latest.insert(key, v),
+                        None => latest.remove(&key),
+                    };
+                }
+            }
+            latest
+        })
+    }
+
+    /// Waits until group `group` has committed the end offset of every partition of `topic`.
+    fn wait_committed(&self, group: &str, topic: &str) {
+        let admin = self.admin();
+        let deadline = Instant::now() + WAIT;
+        self.rt.block_on(async {
+            let info = admin.describe_topics(&[topic]).await.unwrap();
+            let partitions: Vec<_> = (0..info[0].partitions.len() as i32).map(|p| (topic.to_string(), p)).collect();
+            let specs: Vec<_> = partitions.iter().map(|tp| (tp.clone(), OffsetSpec::Latest)).collect();
+            let ends: BTreeMap<_, _> = admin
+                .list_offsets(&specs, false)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(tp, o)| (tp, o.unwrap().offset))
+                .collect();
+            loop {
+                let committed = admin.list_group_offsets(group, Some(&partitions)).await.unwrap();
+                let behind: Vec<_> = committed
+                    .iter()
+                    .filter(|(tp, c)| c.as_ref().map_or(0, |c| c.offset) < ends[tp])
+                    .map(|(tp, _)| tp.clone())
+                    .collect();
+                if behind.is_empty() {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "group {group} did not commit the end of {behind:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+}
+
+fn word_count() -> Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("lines", Consumed::with(Serdes::optional(Serdes::string()), Serdes::string()))
+        .flat_map_values(|line: String| line.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .group_by(|_, word| word.clone(), Grouped::with(Serdes::string(), Serdes::string()))
+        .count(Materialized::as_("counts"))
+        .to_stream()
+        .to("word-counts", Produced::with(Serdes::string(), Serdes::optional(Serdes::i64())));
+    builder.build().unwrap()
+}
+
+fn config(cluster: &Cluster, app: &str, state_dir: &std::path::Path) -> StreamsConfig {
+    let mut config = StreamsConfig::new(app, &cluster.addr);
+    config
+        .set_all([
+            ("commit.interval.ms", "100"),
+            ("state.dir", state_dir.to_str().unwrap()),
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+        ])
+        .unwrap();
+    config
+}
+
+/// `n` lines of 8 words over a 40-word vocabulary, deterministically, and the exact counts.
+fn lines(seed: u64, n: usize) -> (Vec<String>, BTreeMap<String, i64>) {
+    let mut x = seed;
+    let mut counts = BTreeMap::new();
+    let lines = (0..n)
+        .map(|_| {
+            (0..8)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let word = format!("w{}", (x >> 33) % 40);
+                    *counts.entry(word.clone()).or_insert(0) += 1;
+                    word
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    (lines, counts)
+}
+
+fn add(a: &mut BTreeMap<String, i64>, b: &BTreeMap<String, i64>) {
+    for (k, v) in b {
+        *a.entry(k.clone()).or_insert(0) += v;
+    }
+}
+
+#[test]
+fn word_count_over_three_partitions_is_exact_and_queryable() {
+    let cluster = Cluster::start();
+    cluster.create("lines", 3);
+    cluster.create("word-counts", 3);
+    let state = tempfile::tempdir().unwrap();
+    let (text, exact) = lines(1, 2000);
+    cluster.produce_lines(&text);
+
+    let mut config = config(&cluster, "wordcount", state.path());
+    config.set("num.stream.threads", "2").unwrap();
+    config.set("application.server", "localhost:7070").unwrap();
+    let streams = KafkaStreams::new(word_count(), config).unwrap();
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let seen = changes.clone();
+    streams.set_state_listener(move |new, old| seen.lock().push((old, new)));
+    streams.start().unwrap();
+    streams.wait_for(State::Running, WAIT).unwrap();
+
+    let counts = cluster.latest_counts("word-counts", |c| c == &exact);
+    assert_eq!(counts, exact);
+    // The internal topics exist with the source's partition count.
+    let admin = cluster.admin();
+    let topics = cluster.rt.block_on(admin.list_topics(false)).unwrap();
+    for name in streams.internal_topics() {
+        let topic = topics.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(topic.partitions.len(), 3, "{name}");
+    }
+    // Interactive queries: every key, over the local tasks of both threads.
+    cluster.wait_committed("wordcount", "lines");
+    let store = streams.store::<String, i64>("counts").unwrap();
+    let all: BTreeMap<String, i64> = store.all().map(Result::unwrap).collect();
+    assert_eq!(all, exact);
+    assert_eq!(store.get(&"w7".to_string()).unwrap(), exact.get("w7").copied());
+    let meta = streams.query_metadata_for_key("counts", &"w7".to_string(), &Serdes::string()).unwrap();
+    assert_eq!(meta.active_host.unwrap().to_string(), "localhost:7070");
+    assert!((0..3).contains(&meta.partition));
+    assert_eq!(streams.local_tasks().len(), 6, "two sub-topologies of three tasks: {:?}", streams.local_tasks());
+    let e = streams.store::<String, String>("counts").unwrap_err().to_string();
+    assert!(e.contains("counts"), "{e}");
+
+    streams.close();
+    assert_eq!(streams.state(), State::NotRunning);
+    let changes = changes.lock().clone();
+    assert_eq!(changes.first(), Some(&(State::Created, State::Rebalancing)));
+    assert!(changes.contains(&(State::Rebalancing, State::Running)), "{changes:?}");
+    assert_eq!(
+        &changes[changes.len() - 2..],
+        &[(State::Running, State::PendingShutdown), (State::PendingShutdown, State::NotRunning)]
+    );
+}
+
+#[test]
+fn state_is_rebuilt_from_the_changelog_after_the_state_dir_is_deleted() {
+    let cluster = Cluster::start();
+    cluster.create("lines", 2);
+    cluster.create("word-counts", 2);
+    let state = tempfile::tempdir().unwrap();
+    let (first, mut exact) = lines(2, 600);
+    cluster.produce_lines(&first);
+    let run = |text: &[String], wipe: bool| {
+        let streams = KafkaStreams::new(word_count(), config(&cluster, "rebuild", state.path())).unwrap();
+        if wipe {
+            streams.clean_up().unwrap();
+            assert!(!state.path().join("rebuild").exists());
+        }
+        streams.start().unwrap();
+        streams.wait_for(State::Running, WAIT).unwrap();
+        cluster.produce_lines(text);
+        cluster.wait_committed("rebuild", "lines");
+        let restored = streams.restored_records();
+        let all: BTreeMap<String, i64> =
+            streams.store::<String, i64>("counts").unwrap().all().map(Result::unwrap).collect();
+        streams.close();
+        (restored, all)
+    };
+    let (restored, all) = run(&[], false);
+    assert_eq!(restored, 0, "nothing to restore the first time");
+    assert_eq!(all, exact);
+
+    // A restart with its state on disk restores nothing (the checkpoint is current).
+    let (second, counts) = lines(3, 300);
+    add(&mut exact, &counts);
+    let (restored, all) = run(&second, false);
+    assert_eq!(restored, 0, "the checkpoint covered the whole changelog");
+    assert_eq!(all, exact);
+
+    // Without it, every store is rebuilt from its changelog before processing.
+    let (third, counts) = lines(4, 300);
+    add(&mut exact, &counts);
+    let (restored, all) = run(&third, true);
+    assert!(restored >= 40, "restored {restored} changelog records");
+    assert_eq!(all, exact);
+    assert_eq!(cluster.latest_counts("word-counts", |c| c == &exact), exact);
+}
+
+#[test]
+fn start_rejects_missing_source_topics_and_co_partitioning_mistakes() {
+    let cluster = Cluster::start();
+    let state = tempfile::tempdir().unwrap();
+    let streams = KafkaStreams::new(word_count(), config(&cluster, "missing", state.path())).unwrap();
+    let e = streams.start().unwrap_err().to_string();
+    assert!(e.contains("source topic 'lines'") && e.contains("KSTREAM-SOURCE-0000000000"), "{e}");
+    assert_eq!(streams.state(), State::Created);
+
+    // Two topics with different partition counts feeding one aggregation.
+    cluster.create("a", 2);
+    cluster.create("b", 3);
+    let builder = StreamsBuilder::new();
+    let strings = || Consumed::with(Serdes::string(), Serdes::string());
+    builder
+        .stream("a", strings())
+        .merge(&builder.stream("b", strings()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .count(Materialized::as_("merged"));
+    let streams = KafkaStreams::new(builder.build().unwrap(), config(&cluster, "copart", state.path())).unwrap();
+    let e = streams.start().unwrap_err().to_string();
+    assert!(e.contains("co-partitioned") && e.contains("a (2 partitions)") && e.contains("b (3 partitions)"), "{e}");
+    assert!(e.contains("KSTREAM-SOURCE"), "names the operators: {e}");
+
+    let mut bad = config(&cluster, "eos", state.path());
+    bad.set("processing.guarantee", "exactly_once_v2").unwrap();
+    assert!(matches!(KafkaStreams::new(word_count(), bad), Err(StreamsError::Config { .. })));
+}
+
+fn doubling() -> Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("numbers", Consumed::with(Serdes::string(), Serdes::i64()))
+        .map_values(|v| v * 2)
+        .to("doubled", Produced::with(Serdes::string(), Serdes::i64()));
+    builder.build().unwrap()
+}
+
+#[test]
+fn undeserializable_records_go_to_the_handler() {
+    let cluster = Cluster::start();
+    cluster.create("numbers", 1);
+    cluster.create("doubled", 1);
+    let good = |k: &str, v: i64| (Some(k.to_string()), v.to_be_bytes().to_vec());
+    cluster.produce("numbers", &[good("a", 1), (Some("bad".into()), b"xyz".to_vec()), good("b", 2)]);
+    let state = tempfile::tempdir().unwrap();
+
+    // Log and continue: the bad record is skipped, the rest is processed.
+    let mut config = config(&cluster, "lenient", state.path());
+    config.set("default.deserialization.exception.handler", "log-and-continue").unwrap();
+    let streams = KafkaStreams::new(doubling(), config).unwrap();
+    streams.start().unwrap();
+    let out = cluster.latest_counts("doubled", |c| c.len() == 2);
+    assert_eq!(out, BTreeMap::from([("a".to_string(), 2), ("b".to_string(), 4)]));
+    streams.close();
+
+    // Log and fail (the default): the thread stops with an error naming the record, and the
+    // handler shuts the instance down.
+    let streams = KafkaStreams::new(doubling(), config_for_fail(&cluster, state.path())).unwrap();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    streams.set_uncaught_exception_handler(move |e| {
+        seen.lock().push(e.to_string());
+        ThreadFailureResponse::ShutdownClient
+    });
+    streams.start().unwrap();
+    streams.wait_for(State::Error, WAIT).unwrap();
+    let errors = errors.lock().clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("numbers-0@1"), "{}", errors[0]);
+    streams.close();
+    assert_eq!(streams.state(), State::Error);
+}
+
+fn config_for_fail(cluster: &Cluster, state: &std::path::Path) -> StreamsConfig {
+    config(cluster, "strict", state)
+}
