@@ -631,8 +631,10 @@ fn connections_beyond_max_connections_are_closed() {
             RequestHeader::default().with_request_api_key(18).with_request_api_version(0).with_correlation_id(1);
         let mut body = BytesMut::new();
         header.encode(&mut body, 1).unwrap();
-        d.write_frame(&body);
-        if d.read_frame().is_some() {
+        // Until the broker has noticed the freed slot, it closes new connections at once,
+        // which can break the pipe before the request is written: try again.
+        let frame = [&(body.len() as i32).to_be_bytes()[..], &body].concat();
+        if d.stream.write_all(&frame).is_ok() && d.read_frame().is_some() {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the freed slot was never reused");

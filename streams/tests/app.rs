@@ -216,8 +216,19 @@ fn word_count_over_three_partitions_is_exact_and_queryable() {
     }
     // Interactive queries: every key, over the local tasks of both threads.
     cluster.wait_committed("wordcount", "lines");
-    let store = streams.store::<String, i64>("counts").unwrap();
-    let all: BTreeMap<String, i64> = store.all().map(Result::unwrap).collect();
+    // A store instance closed by a rebalance tells the reader to look again, as Kafka's
+    // InvalidStateStoreException does; the application retries.
+    let deadline = Instant::now() + WAIT;
+    let (store, all) = loop {
+        streams.wait_for(State::Running, WAIT).unwrap();
+        let store = streams.store::<String, i64>("counts").unwrap();
+        match store.all().collect::<Result<BTreeMap<String, i64>, _>>() {
+            Ok(all) => break (store, all),
+            Err(e) if Instant::now() < deadline => eprintln!("retrying the query: {e}"),
+            Err(e) => panic!("{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(all, exact);
     assert_eq!(store.get(&"w7".to_string()).unwrap(), exact.get("w7").copied());
     let meta = streams.query_metadata_for_key("counts", &"w7".to_string(), &Serdes::string()).unwrap();
@@ -256,6 +267,7 @@ fn state_is_rebuilt_from_the_changelog_after_the_state_dir_is_deleted() {
         streams.wait_for(State::Running, WAIT).unwrap();
         cluster.produce_lines(text);
         cluster.wait_committed("rebuild", "lines");
+        cluster.wait_committed("rebuild", "rebuild-counts-repartition");
         let restored = streams.restored_records();
         let all: BTreeMap<String, i64> =
             streams.store::<String, i64>("counts").unwrap().all().map(Result::unwrap).collect();

@@ -40,6 +40,9 @@ use crate::task::StreamTask;
 /// or closed: flushing RocksDB's memtables at every commit would cost more than it saves.
 const CHECKPOINT_DELTA: i64 = 10_000;
 
+/// How long opening a store waits for another thread of this instance to release it.
+const STORE_LOCK_WAIT: Duration = Duration::from_secs(30);
+
 /// How long restoration may go without progress before it is an error.
 const RESTORE_STALL: Duration = Duration::from_secs(60);
 
@@ -457,7 +460,18 @@ impl StreamThread {
             if spec.kind == StoreKind::Persistent && fresh && store_dir.exists() {
                 std::fs::remove_dir_all(&store_dir).map_err(|e| StreamsError::state_dir(&store_dir, e))?;
             }
-            let bytes = StoreInner::open_bytes(spec.kind, &spec.name, Some(&dir))?;
+            // A task that moved between two threads of this instance may still be open in
+            // the other one until it handles its own assignment: wait for its lock.
+            let waited = Instant::now();
+            let bytes = loop {
+                match StoreInner::open_bytes(spec.kind, &spec.name, Some(&dir)) {
+                    Ok(bytes) => break bytes,
+                    Err(e) if e.to_string().contains("lock") && waited.elapsed() < STORE_LOCK_WAIT => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             let cache = if spec.caching { cache_bytes } else { 0 };
             let store: SharedStore = Arc::new(Mutex::new(StoreInner::new(&spec.name, bytes, cache, spec.logging)));
             opened.push((spec.name.clone(), store.clone()));

@@ -121,9 +121,12 @@ impl StoreInner {
         })
     }
 
+    /// Closes the store: RocksDB is closed now (releasing its lock for the task's next
+    /// owner), even while interactive queries still hold this instance.
     pub fn close(&mut self) {
         self.open = false;
         self.cache.clear();
+        self.bytes = Box::new(memory::InMemoryStore::default());
     }
 
     fn check_open(&self) -> Result<()> {
