@@ -123,11 +123,9 @@ impl State {
     fn failure(&self) -> Result<()> {
         match &self.error {
             None => Ok(()),
-            Some((topic, e)) => Err(StreamsError::Processing {
-                task: "-".into(),
-                operator: "record collector".into(),
-                reason: format!("a write to {topic} failed, so the input it came from is not committed: {e}"),
-            }),
+            Some((topic, e)) => Err(collector_error(format!(
+                "a write to {topic} failed, so the input it came from is not committed: {e}"
+            ))),
         }
     }
 
@@ -150,15 +148,15 @@ impl State {
     }
 }
 
+fn collector_error(reason: String) -> StreamsError {
+    StreamsError::Processing { task: "-".into(), operator: "record collector".into(), reason }
+}
+
 impl RecordCollector for ProducerCollector {
     fn send(&mut self, record: OutRecord<'_>) -> Result<()> {
         let mut state = self.0.borrow_mut();
         if let Some((topic, e)) = &state.error {
-            return Err(StreamsError::Processing {
-                task: "-".into(),
-                operator: "record collector".into(),
-                reason: format!("an earlier write to {topic} failed: {e}"),
-            });
+            return Err(collector_error(format!("an earlier write to {topic} failed: {e}")));
         }
         let mut out = ProducerRecord::new(record.topic);
         out.partition = record.partition;
@@ -178,11 +176,7 @@ impl RecordCollector for ProducerCollector {
                 Poll::Pending => state.handle.block_on(future),
             }
         };
-        let delivery = delivery.map_err(|e| StreamsError::Processing {
-            task: "-".into(),
-            operator: "record collector".into(),
-            reason: format!("sending to {}: {e}", record.topic),
-        })?;
+        let delivery = delivery.map_err(|e| collector_error(format!("sending to {}: {e}", record.topic)))?;
         state.pending.push(Pending { changelog, delivery });
         state.sends += 1;
         if state.sends.is_multiple_of(SWEEP_EVERY) {

@@ -98,14 +98,6 @@ pub(crate) fn tasks_on_disk(app_dir: &std::path::Path) -> BTreeSet<TaskId> {
         .collect()
 }
 
-impl StreamsAssignor {
-    /// The topics sub-topology `index` reads, out of those the group knows.
-    fn topics_of(&self, index: usize, known: &BTreeMap<String, i32>) -> Vec<String> {
-        let sub = &self.topology.subtopologies[index];
-        known.keys().filter(|t| sub.reads(t, &self.application_id, &self.topology.nodes)).cloned().collect()
-    }
-}
-
 impl GroupAssignor for StreamsAssignor {
     fn name(&self) -> &str {
         PROTOCOL
@@ -147,8 +139,8 @@ impl GroupAssignor for StreamsAssignor {
         let mut tasks = BTreeSet::new();
         let mut counts = BTreeMap::new();
         let mut topics = Vec::new();
-        for (index, sub) in self.topology.subtopologies.iter().enumerate() {
-            let read = self.topics_of(index, partitions);
+        for sub in &self.topology.subtopologies {
+            let read = self.topology.topics_read(sub, &self.application_id, partitions.keys());
             match read.iter().filter_map(|t| partitions.get(t)).max() {
                 Some(&n) => {
                     counts.insert(sub.id, n);

@@ -22,12 +22,6 @@ use crate::topology::{NodeKind, Subtopology, TopicRef, Topology};
 /// Topic -> partition count, of what exists and what is about to.
 type Counts = BTreeMap<String, i32>;
 
-/// The resolved topics `sub` reads, out of `counts` (its named topics and the ones its
-/// patterns match).
-fn topics_of(topology: &Topology, sub: &Subtopology, app: &str, counts: &Counts) -> Vec<String> {
-    counts.keys().filter(|t| sub.reads(t, app, &topology.nodes)).cloned().collect()
-}
-
 /// The repartition topics the sinks of `sub` write.
 fn repartition_sinks(topology: &Topology, sub: &Subtopology) -> Vec<String> {
     sub.nodes
@@ -41,7 +35,11 @@ fn repartition_sinks(topology: &Topology, sub: &Subtopology) -> Vec<String> {
 
 /// Checks the topology against the cluster and creates its internal topics. Returns the
 /// partition count of each sub-topology (its number of tasks).
-pub(crate) async fn prepare(topology: &Topology, config: &StreamsConfig, admin: &AdminClient) -> Result<Counts> {
+pub(crate) async fn prepare(
+    topology: &Topology,
+    config: &StreamsConfig,
+    admin: &AdminClient,
+) -> Result<BTreeMap<u32, i32>> {
     let app = config.application_id.as_str();
     let mut counts: Counts =
         admin.list_topics(false).await?.into_iter().map(|t| (t.name, t.partitions.len() as i32)).collect();
@@ -74,7 +72,8 @@ pub(crate) async fn prepare(topology: &Topology, config: &StreamsConfig, admin: 
     loop {
         let mut changed = false;
         for sub in &topology.subtopologies {
-            let upstream = topics_of(topology, sub, app, &counts).iter().filter_map(|t| counts.get(t)).max().copied();
+            let upstream =
+                topology.topics_read(sub, app, counts.keys()).iter().filter_map(|t| counts.get(t)).max().copied();
             for name in repartition_sinks(topology, sub) {
                 let topic = TopicRef::Internal(name.clone()).resolve(app);
                 if wanted.contains_key(&topic) {
@@ -97,9 +96,9 @@ pub(crate) async fn prepare(topology: &Topology, config: &StreamsConfig, admin: 
     }
 
     // Co-partitioning, and the number of tasks of each sub-topology.
-    let mut tasks = Counts::new();
+    let mut tasks = BTreeMap::new();
     for sub in &topology.subtopologies {
-        let read = topics_of(topology, sub, app, &counts);
+        let read = topology.topics_read(sub, app, counts.keys());
         let per_topic: Vec<(String, i32)> = read.iter().map(|t| (t.clone(), counts[t])).collect();
         if !sub.stores.is_empty() && per_topic.windows(2).any(|w| w[0].1 != w[1].1) {
             let operators: Vec<&str> = sub.sources.iter().map(|&s| topology.nodes[s].name.as_str()).collect();
@@ -112,14 +111,14 @@ pub(crate) async fn prepare(topology: &Topology, config: &StreamsConfig, admin: 
             )));
         }
         if let Some(n) = per_topic.iter().map(|(_, n)| *n).max() {
-            tasks.insert(sub.id.to_string(), n);
+            tasks.insert(sub.id, n);
         }
     }
 
     // Changelogs: one partition per task of the store's sub-topology.
     for (store, topic) in topology.changelogs(app) {
         let Some(sub) = topology.subtopologies.iter().find(|s| s.stores.contains(&store)) else { continue };
-        let Some(&n) = tasks.get(&sub.id.to_string()) else { continue };
+        let Some(&n) = tasks.get(&sub.id) else { continue };
         let extra = &topology.stores[&store].changelog_config;
         ensure_topic(admin, config, &topic, n, extra, &existing, true).await?;
     }

@@ -121,6 +121,7 @@ struct RunningTask {
 
 /// Where a store's restoration starts and ends.
 struct Restore {
+    task: TaskId,
     tp: TopicPartition,
     store: SharedStore,
     start: Option<i64>,
@@ -217,8 +218,8 @@ impl StreamThread {
                 }
                 Err(e) => return Err(e.into()),
             };
-            for record in records.iter() {
-                self.route(record.clone());
+            for record in records {
+                self.route(record);
             }
             self.process()?;
             self.punctuate_wall_clock()?;
@@ -404,16 +405,9 @@ impl StreamThread {
             self.active.insert(id, running);
         }
         self.restore(&mut restores)?;
-        for r in &restores {
-            for running in self.active.values_mut() {
-                if running.task.id.partition == r.tp.1
-                    && running
-                        .task
-                        .stores()
-                        .any(|s| &*s.changelog == r.tp.0.as_str() && Arc::ptr_eq(&s.store, &r.store))
-                {
-                    running.checkpointed.insert(r.tp.clone(), r.end);
-                }
+        for r in restores {
+            if let Some(running) = self.active.get_mut(&r.task) {
+                running.checkpointed.insert(r.tp, r.end);
             }
         }
         Ok(())
@@ -489,7 +483,9 @@ impl StreamThread {
         )?;
         let restores = opened
             .into_iter()
-            .filter_map(|(name, store)| starts.remove(&name).map(|(tp, start, end)| Restore { tp, store, start, end }))
+            .filter_map(|(name, store)| {
+                starts.remove(&name).map(|(tp, start, end)| Restore { task: id, tp, store, start, end })
+            })
             .collect();
         let running = RunningTask {
             task,

@@ -190,6 +190,16 @@ impl Topology {
         self.subtopologies.iter().find(|s| s.reads(topic, application_id, &self.nodes))
     }
 
+    /// The topics, out of `known`, that `sub` reads (named ones and pattern matches).
+    pub(crate) fn topics_read<'k>(
+        &self,
+        sub: &Subtopology,
+        application_id: &str,
+        known: impl IntoIterator<Item = &'k String>,
+    ) -> Vec<String> {
+        known.into_iter().filter(|t| sub.reads(t, application_id, &self.nodes)).cloned().collect()
+    }
+
     /// Store names with a changelog, and their changelog topic names.
     pub(crate) fn changelogs(&self, application_id: &str) -> Vec<(String, String)> {
         self.stores
