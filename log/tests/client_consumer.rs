@@ -173,3 +173,70 @@ async fn bad_assignments_and_settings_are_typed_errors() {
     assert!(e.to_string().contains("group.id"), "{e}");
     broker.shutdown().await.unwrap();
 }
+
+/// The fetcher refills a partition while it still has records buffered (from where the
+/// buffer ends), so many small fetches must still hand out every offset once, in order;
+/// a seek drops what was fetched ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetching_ahead_keeps_every_offset_once_and_a_seek_drops_it() {
+    let (_dir, broker, addr) = support::start().await;
+    let admin = AdminClient::connect(ClientConfig::new(&addr)).await.unwrap();
+    admin.create_topic(NewTopic::new("ahead", 1)).await.unwrap();
+    let mut config = ProducerConfig::new(&addr);
+    config.set("batch.size", "2048").unwrap();
+    let producer = Producer::connect(config).await.unwrap();
+    let n = 20_000;
+    for i in 0..n {
+        drop(producer.send(ProducerRecord::new("ahead").value(&format!("v{i}"))).await.unwrap());
+    }
+    producer.close().await.unwrap();
+
+    // 4 KiB fetches: a couple of batches each, so the buffer is refilled hundreds of times.
+    let props = [("max.partition.fetch.bytes", "4096"), ("max.poll.records", "97")];
+    let mut consumer = consumer(&addr, &props).await;
+    let tp = ("ahead".to_string(), 0);
+    consumer.assign(std::slice::from_ref(&tp)).await.unwrap();
+    let records = poll_n(&mut consumer, n).await;
+    let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (0..n as i64).collect::<Vec<_>>());
+    assert!(records.iter().enumerate().all(|(i, r)| text(&r.value) == format!("v{i}")));
+
+    // Take one poll's worth, so more is buffered and fetched ahead, then seek back.
+    consumer.seek(&tp, 0).unwrap();
+    let first = poll_n(&mut consumer, 1).await;
+    assert_eq!(first[0].offset, 0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    consumer.seek(&tp, 15_000).unwrap();
+    let rest = poll_n(&mut consumer, 5_000).await;
+    let offsets: Vec<i64> = rest.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (15_000..n as i64).collect::<Vec<_>>(), "nothing fetched before the seek");
+    broker.shutdown().await.unwrap();
+}
+
+/// A partition with nothing new must not hold back one that has data on the same broker:
+/// the broker takes one fetch of this consumer at a time, so a fetch that waits
+/// `fetch.max.wait.ms` for the idle partition would delay every refill of the busy one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_does_not_hold_back_a_busy_one() {
+    let (_dir, broker, addr) = support::start().await;
+    let admin = AdminClient::connect(ClientConfig::new(&addr)).await.unwrap();
+    admin.create_topic(NewTopic::new("busy", 1)).await.unwrap();
+    admin.create_topic(NewTopic::new("idle", 1)).await.unwrap();
+    let producer = Producer::connect(ProducerConfig::new(&addr)).await.unwrap();
+    let n = 20_000;
+    for i in 0..n {
+        drop(producer.send(ProducerRecord::new("busy").value(&format!("{i:090}"))).await.unwrap());
+    }
+    producer.close().await.unwrap();
+
+    // About 64 fetches of 32 KiB. Were each refill to wait behind a 3 s long poll of the
+    // idle partition, reading them would take minutes; the bound below is far from both.
+    let props = [("max.partition.fetch.bytes", "32768"), ("fetch.max.wait.ms", "3000"), ("max.poll.records", "50")];
+    let mut consumer = consumer(&addr, &props).await;
+    consumer.assign(&[("busy".to_string(), 0), ("idle".to_string(), 0)]).await.unwrap();
+    let began = Instant::now();
+    let records = poll_n(&mut consumer, n).await;
+    assert_eq!(records.len(), n);
+    assert!(began.elapsed() < Duration::from_secs(15), "took {:?}", began.elapsed());
+    broker.shutdown().await.unwrap();
+}

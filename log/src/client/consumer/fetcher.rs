@@ -1,5 +1,9 @@
 //! The fetcher task: looks up missing positions, keeps one Fetch in flight per broker
-//! for the partitions with nothing buffered, and decodes answers into records.
+//! for the partitions with nothing buffered or running low, and decodes answers into
+//! records. A partition is fetched again from where its buffered records end as soon as
+//! it has fewer records left than the last fetch brought, so the application is not kept
+//! waiting for a round trip each time it drains a buffer. Decoding runs outside the consumer's
+//! lock, so `poll` does not wait for it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,12 +24,20 @@ use crate::record::{RecordBatch, RecordIter};
 /// The longest the fetcher sleeps without looking at its partitions.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
 
+/// The longest a fetch may wait at the broker for new data while another partition on
+/// that broker has records buffered (and so will want the next fetch). Buffers are
+/// refilled while a fetch's worth is left, which hides a wait this short.
+const WAIT_WHILE_BUSY: Duration = Duration::from_millis(5);
+
 /// One partition of a fetch: where it fetched from, and which seek it belongs to.
 struct Part {
     tp: TopicPartition,
     offset: i64,
     epoch: u64,
 }
+
+/// Records decoded from a fetched partition, and the offset after its last complete batch.
+type Decoded = (Vec<ConsumerRecord>, i64);
 
 struct FetchDone {
     node: i32,
@@ -74,26 +86,41 @@ fn plan(
     let mut wake_at: Option<Instant> = None;
     let mut unknown_leader = false;
     let mut by_node: HashMap<i32, Vec<Part>> = HashMap::new();
+    // Brokers leading a partition that will want a fetch soon (its buffer is not low yet,
+    // or its position is being looked up): it will need the broker's fetch slot.
+    let mut refill_soon: HashSet<i32> = HashSet::new();
+    let leader_of = |tp: &TopicPartition| {
+        core.cluster
+            .cached_topic(&tp.0)
+            .and_then(|t| t.partitions.get(tp.1 as usize).map(|p| p.leader))
+            .filter(|&l| l >= 0)
+    };
     let mut state = core.state.lock();
     for (tp, p) in state.partitions.iter_mut() {
-        if p.paused || p.buffered.is_some() || p.in_flight || p.error.is_some() {
+        if p.paused || p.error.is_some() {
+            continue;
+        }
+        if p.in_flight {
+            // Looking up its position: it wants its first fetch soon.
+            if p.position.is_none() && p.buffered.is_none() {
+                refill_soon.extend(leader_of(tp));
+            }
+            continue;
+        }
+        if !p.wants_fetch() {
+            refill_soon.extend(leader_of(tp));
             continue;
         }
         if let Some(at) = p.retry_at.filter(|at| *at > now) {
             wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
             continue;
         }
-        let Some(offset) = p.position else {
+        let Some(offset) = p.fetch_offset() else {
             p.in_flight = true;
             tokio::spawn(look_up_position(core.clone(), tp.clone(), p.reset, p.epoch));
             continue;
         };
-        let leader = core
-            .cluster
-            .cached_topic(&tp.0)
-            .and_then(|t| t.partitions.get(tp.1 as usize).map(|p| p.leader))
-            .filter(|&l| l >= 0);
-        let Some(node) = leader else {
+        let Some(node) = leader_of(tp) else {
             unknown_leader = true;
             continue;
         };
@@ -109,7 +136,14 @@ fn plan(
             }
         }
         busy_nodes.insert(node);
-        tokio::spawn(fetch(core.clone(), node, parts, done.clone()));
+        // The broker holds a fetch until data comes or `fetch.max.wait.ms` passes, and a
+        // broker takes one fetch at a time. Waiting long for these partitions would keep
+        // the refill of a busy one waiting too, so then the wait is short.
+        let mut max_wait = core.config.fetch_max_wait;
+        if refill_soon.contains(&node) {
+            max_wait = max_wait.min(WAIT_WHILE_BUSY);
+        }
+        tokio::spawn(fetch(core.clone(), node, parts, max_wait, done.clone()));
     }
     (wake_at, unknown_leader)
 }
@@ -133,7 +167,13 @@ async fn look_up_position(core: Arc<ConsumerCore>, tp: TopicPartition, reset: Of
     core.data.notify_waiters();
 }
 
-async fn fetch(core: Arc<ConsumerCore>, node: i32, parts: Vec<Part>, done: mpsc::UnboundedSender<FetchDone>) {
+async fn fetch(
+    core: Arc<ConsumerCore>,
+    node: i32,
+    parts: Vec<Part>,
+    max_wait: Duration,
+    done: mpsc::UnboundedSender<FetchDone>,
+) {
     let config = &core.config;
     let mut topics: Vec<FetchTopic> = Vec::new();
     for part in &parts {
@@ -152,7 +192,7 @@ async fn fetch(core: Arc<ConsumerCore>, node: i32, parts: Vec<Part>, done: mpsc:
     }
     let request = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(config.fetch_max_wait.as_millis() as i32)
+        .with_max_wait_ms(max_wait.as_millis() as i32)
         .with_min_bytes(config.fetch_min_bytes)
         .with_max_bytes(config.fetch_max_bytes)
         .with_isolation_level(i8::from(config.isolation_level == IsolationLevel::ReadCommitted))
@@ -192,45 +232,75 @@ fn settle(core: &ConsumerCore, busy_nodes: &mut HashSet<i32>, answer: FetchDone)
             answers.insert((topic.topic.0.as_str(), data.partition_index), data);
         }
     }
+    // Which answers are still wanted (no seek since the fetch went out), with their topic
+    // names; then decode them without the lock.
+    let wanted: Vec<Option<Arc<str>>> = answer
+        .parts
+        .iter()
+        .map(|part| {
+            let p = state.partitions.get(&part.tp)?;
+            (p.epoch == part.epoch && p.fetch_offset() == Some(part.offset)).then(|| p.topic.clone())
+        })
+        .collect();
+    drop(state);
+    let decoded: Vec<Option<Result<Decoded>>> = answer
+        .parts
+        .iter()
+        .zip(&wanted)
+        .map(|(part, topic)| {
+            let topic = topic.as_ref()?;
+            let data = answers.get(&(part.tp.0.as_str(), part.tp.1))?;
+            if data.error_code != codes::NONE {
+                return None;
+            }
+            let aborted: Vec<(i64, i64)> =
+                data.aborted_transactions.iter().flatten().map(|a| (a.producer_id.0, a.first_offset)).collect();
+            let bytes = data.records.clone().unwrap_or_default();
+            Some(decode(topic, part.tp.1, part.offset, &bytes, &aborted, read_committed, core.config.check_crcs))
+        })
+        .collect();
+    let mut state = core.state.lock();
     let mut refresh = false;
     let mut arrived = false;
-    for part in &answer.parts {
+    for (part, decoded) in answer.parts.iter().zip(decoded) {
         let Some(p) = state.partitions.get_mut(&part.tp) else { continue };
         p.in_flight = false;
-        if p.epoch != part.epoch || p.position != Some(part.offset) {
+        if p.epoch != part.epoch || p.fetch_offset() != Some(part.offset) {
             continue; // Seeked while the fetch was out: its data is for an old position.
         }
         let Some(data) = answers.get(&(part.tp.0.as_str(), part.tp.1)) else { continue };
         match data.error_code {
             codes::NONE => {
                 p.high_watermark = data.high_watermark;
-                let aborted: Vec<(i64, i64)> =
-                    data.aborted_transactions.iter().flatten().map(|a| (a.producer_id.0, a.first_offset)).collect();
-                let empty = Bytes::new();
-                let bytes = data.records.as_ref().unwrap_or(&empty);
-                let decoded =
-                    decode(&p.topic, part.tp.1, part.offset, bytes, &aborted, read_committed, core.config.check_crcs);
+                let size = data.records.as_ref().map_or(0, Bytes::len);
                 match decoded {
-                    Ok((records, next_offset)) => {
+                    None => {}
+                    Some(Ok((records, next_offset))) => {
                         if records.is_empty() {
                             // Only control batches or records before the position: move past them.
                             if next_offset > part.offset {
-                                p.position = Some(next_offset);
-                            } else if !bytes.is_empty() {
+                                match &mut p.buffered {
+                                    Some(fetched) => fetched.next_offset = next_offset,
+                                    None => p.position = Some(next_offset),
+                                }
+                            } else if size > 0 {
                                 p.error = Some(ClientError::RecordTooLarge {
                                     topic: part.tp.0.clone(),
-                                    size: bytes.len(),
+                                    size,
                                     limit: core.config.max_partition_fetch_bytes as usize,
                                     setting: "max.partition.fetch.bytes (the batch at the position is larger)",
                                 });
                                 arrived = true;
                             }
                         } else {
-                            p.buffered = Some(Fetched { records: records.into() });
+                            match &mut p.buffered {
+                                Some(fetched) => fetched.extend(records, next_offset),
+                                None => p.buffered = Some(Fetched::new(records, next_offset)),
+                            }
                             arrived = true;
                         }
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         p.error = Some(e);
                         arrived = true;
                     }
@@ -282,7 +352,7 @@ pub(crate) fn decode(
     aborted: &[(i64, i64)],
     read_committed: bool,
     check_crcs: bool,
-) -> Result<(Vec<ConsumerRecord>, i64)> {
+) -> Result<Decoded> {
     let mut records = Vec::new();
     let mut next_offset = fetch_offset;
     let mut rest: &[u8] = bytes;

@@ -1,6 +1,7 @@
 //! The consumer: a background fetcher keeps one Fetch in flight per broker for the
-//! assigned partitions that have nothing buffered, so records are fetched while the
-//! application processes the previous ones; `poll` hands out what was fetched.
+//! assigned partitions that have nothing buffered or are running low, so records are
+//! fetched while the application processes the previous ones; `poll` hands out what was
+//! fetched.
 //!
 //! ```no_run
 //! # async fn example() -> freshet_log::client::Result<()> {
@@ -117,11 +118,30 @@ pub struct OffsetAndTimestamp {
     pub timestamp: i64,
 }
 
-/// A fetched chunk of one partition, decoded lazily.
+/// Fetched records of one partition that `poll` has not handed out yet.
 #[derive(Debug)]
 struct Fetched {
-    /// Records decoded from the chunk and not yet handed out.
     records: std::collections::VecDeque<ConsumerRecord>,
+    /// Where the next fetch starts: after the last complete batch fetched.
+    next_offset: i64,
+    /// The next fetch is sent once fewer records than this are left: as many as the last
+    /// fetch brought. So a partition that is read fast holds up to two fetches' worth, and
+    /// the next one is on its way while the application works through the last.
+    refill_below: usize,
+}
+
+impl Fetched {
+    fn new(records: Vec<ConsumerRecord>, next_offset: i64) -> Self {
+        let refill_below = records.len();
+        Fetched { records: records.into(), next_offset, refill_below }
+    }
+
+    /// Appends the records of the fetch that followed.
+    fn extend(&mut self, records: Vec<ConsumerRecord>, next_offset: i64) {
+        self.refill_below = records.len();
+        self.records.extend(records);
+        self.next_offset = next_offset;
+    }
 }
 
 #[derive(Debug)]
@@ -159,6 +179,20 @@ impl PartitionState {
             error: None,
             retry_at: None,
         }
+    }
+
+    /// Where the next fetch of this partition starts: after what is buffered, else at the
+    /// position (`None`: the position must be looked up first).
+    fn fetch_offset(&self) -> Option<i64> {
+        match &self.buffered {
+            Some(fetched) => Some(fetched.next_offset),
+            None => self.position,
+        }
+    }
+
+    /// Whether the partition wants its next fetch: it has nothing buffered, or is running low.
+    fn wants_fetch(&self) -> bool {
+        self.buffered.as_ref().is_none_or(|f| f.records.len() < f.refill_below)
     }
 
     fn seek(&mut self, position: Option<i64>, reset: OffsetReset) {
@@ -651,14 +685,29 @@ impl Consumer {
         let mut state = self.core.state.lock();
         let count = state.partitions.len();
         let start = state.next;
-        let mut drained_any = false;
+        let mut wake_fetcher = false;
         for i in 0..count {
             let index = (start + i) % count;
             let (_, partition) = state.partitions.get_index_mut(index).expect("in range");
             if partition.paused {
                 continue;
             }
-            if let Some(error) = partition.error.take() {
+            if let Some(fetched) = partition.buffered.as_mut() {
+                while records.len() < max {
+                    let Some(record) = fetched.records.pop_front() else { break };
+                    partition.position = Some(record.offset + 1);
+                    records.push(record);
+                }
+                if fetched.records.is_empty() {
+                    partition.buffered = None;
+                }
+                // The buffer ran low: time for the fetch that refills it.
+                wake_fetcher |= partition.wants_fetch() && !partition.in_flight;
+            }
+            // An error comes after the records fetched before it.
+            if partition.buffered.is_none()
+                && let Some(error) = partition.error.take()
+            {
                 if records.is_empty() {
                     return Err(error);
                 }
@@ -666,23 +715,13 @@ impl Consumer {
                 partition.error = Some(error);
                 break;
             }
-            let Some(fetched) = partition.buffered.as_mut() else { continue };
-            while records.len() < max {
-                let Some(record) = fetched.records.pop_front() else { break };
-                partition.position = Some(record.offset + 1);
-                records.push(record);
-            }
-            if fetched.records.is_empty() {
-                partition.buffered = None;
-                drained_any = true;
-            }
             if records.len() >= max {
                 state.next = (index + 1) % count.max(1);
                 break;
             }
         }
         drop(state);
-        if drained_any {
+        if wake_fetcher {
             self.core.wake_fetcher.notify_one();
         }
         Ok(ConsumerRecords { records })

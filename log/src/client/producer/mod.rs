@@ -28,7 +28,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore};
@@ -141,6 +141,12 @@ impl DeliveryFuture {
         }
     }
 
+    /// Whether `other` is a record of the same batch: the two share their outcome, and the
+    /// later one has the larger offset.
+    pub fn same_batch(&self, other: &DeliveryFuture) -> bool {
+        Arc::ptr_eq(&self.completion, &other.completion)
+    }
+
     /// The outcome if it is already known, without waiting.
     pub fn try_result(&self) -> Option<Result<RecordMetadata>> {
         self.completion.outcome().map(|outcome| self.metadata(outcome))
@@ -155,6 +161,19 @@ impl Future for DeliveryFuture {
             Some(outcome) => Poll::Ready(self.metadata(outcome)),
             None => Poll::Pending,
         }
+    }
+}
+
+/// When a `send` that has to wait gives up: `max.block.ms` after it began waiting. The clock
+/// is read only then, which keeps it off the path of a send that does not wait.
+struct BlockDeadline {
+    max_block: Duration,
+    at: Option<Instant>,
+}
+
+impl BlockDeadline {
+    fn get(&mut self) -> Instant {
+        *self.at.get_or_insert_with(|| Instant::now() + self.max_block)
     }
 }
 
@@ -238,8 +257,8 @@ impl Producer {
             return Err(ClientError::Closed("producer"));
         }
         let config = &core.config;
-        let deadline = Instant::now() + config.max_block;
-        let topic = self.topic(record.topic, deadline).await?;
+        let mut deadline = BlockDeadline { max_block: config.max_block, at: None };
+        let topic = self.topic(record.topic, &mut deadline).await?;
         let partitions = topic.partitions.len() as i32;
         let partition = match record.partition {
             Some(p) if (0..partitions).contains(&p) => p,
@@ -259,7 +278,7 @@ impl Producer {
                 return Err(ClientError::RecordTooLarge { topic, size: size + RECORD_BATCH_OVERHEAD, limit, setting });
             }
         }
-        self.reserve_memory(size, deadline).await?;
+        self.reserve_memory(size, &mut deadline).await?;
         let timestamp = record.timestamp.unwrap_or_else(|| SystemClock.now_ms());
         let appended = core.accumulator.lock().append(
             record.topic,
@@ -282,11 +301,12 @@ impl Producer {
 
     /// The topic's metadata, waiting for a leaderless or just-created topic until
     /// `deadline`. A topic the cluster does not have fails at once.
-    async fn topic(&self, topic: &str, deadline: Instant) -> Result<Arc<TopicInfo>> {
+    async fn topic(&self, topic: &str, deadline: &mut BlockDeadline) -> Result<Arc<TopicInfo>> {
         let cluster = &self.handle.core.cluster;
         if let Some(info) = cluster.cached_topic(topic).filter(|t| !t.partitions.is_empty()) {
             return Ok(info);
         }
+        let deadline = deadline.get();
         let what = || format!("waiting for metadata of topic '{topic}'");
         let max_block = self.handle.core.config.max_block.as_millis() as u64;
         loop {
@@ -316,13 +336,14 @@ impl Producer {
         }
     }
 
-    async fn reserve_memory(&self, size: usize, deadline: Instant) -> Result<()> {
+    async fn reserve_memory(&self, size: usize, deadline: &mut BlockDeadline) -> Result<()> {
         let memory = &self.handle.core.memory;
         let permits = size as u32;
         if let Ok(permit) = memory.try_acquire_many(permits) {
             permit.forget();
             return Ok(());
         }
+        let deadline = deadline.get();
         match tokio::time::timeout_at(deadline.into(), memory.acquire_many(permits)).await {
             Ok(Ok(permit)) => {
                 permit.forget();
