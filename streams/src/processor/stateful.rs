@@ -119,8 +119,7 @@ where
         }
         // One lock for the read and the write of this key.
         let mut guard = self.store.store.lock();
-        let current_bytes = guard.get(&self.key_buf, |v| v.map(<[u8]>::to_vec))?;
-        let current = self.decode_value(current_bytes.as_deref())?;
+        let current = guard.get(&self.key_buf, |v| self.decode_value(v))??;
         let old = if self.cached { None } else { current.clone() };
         let new = (self.update)(&record.key, record.value, current);
         self.value_buf.clear();

@@ -22,6 +22,9 @@ use crate::task::context::{OutRecord, RecordCollector};
 /// Pending deliveries are checked for their outcome every this many sends.
 const SWEEP_EVERY: usize = 4096;
 
+/// How many of the newest pending deliveries a send looks through for its own batch.
+const RECENT_BATCHES: usize = 4;
+
 struct Pending {
     /// Index into `topics` for changelog records (whose offsets checkpoints need).
     changelog: Option<usize>,
@@ -177,7 +180,14 @@ impl RecordCollector for ProducerCollector {
             }
         };
         let delivery = delivery.map_err(|e| collector_error(format!("sending to {}: {e}", record.topic)))?;
-        state.pending.push(Pending { changelog, delivery });
+        // A batch's records share one outcome, and its last record has the largest
+        // offset: one pending delivery per batch is enough. Sends alternate between few
+        // batches (a topic's, its changelog's), so the newest few are searched.
+        let recent = state.pending.len().saturating_sub(RECENT_BATCHES);
+        match state.pending[recent..].iter_mut().rev().find(|p| p.delivery.same_batch(&delivery)) {
+            Some(same) => same.delivery = delivery,
+            None => state.pending.push(Pending { changelog, delivery }),
+        }
         state.sends += 1;
         if state.sends.is_multiple_of(SWEEP_EVERY) {
             state.sweep();

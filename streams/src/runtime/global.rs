@@ -151,7 +151,10 @@ fn run(
             last_progress = Instant::now();
         }
         for record in records.iter() {
-            let Some(task) = tasks.iter_mut().find_map(|t| t.accepts(&record.topic).then_some(t)) else { continue };
+            let Some(task) = tasks.iter_mut().find_map(|t| t.accepts(&record.topic, record.partition).then_some(t))
+            else {
+                continue;
+            };
             task.process(record.clone())?;
             task.punctuate(PunctuationType::StreamTime)?;
         }

@@ -215,10 +215,6 @@ impl Shared {
         let mut consumer = ConsumerConfig::new(&self.config.bootstrap_servers);
         consumer.client.client_id = format!("{client_id}-consumer");
         consumer.max_poll_records = 1000;
-        // A thread often reads topics it writes itself (repartition topics). The client
-        // has one fetch in flight per broker, so a long poll on a partition with nothing
-        // new would hold back the next fetch of a busy one; wait briefly instead.
-        consumer.fetch_max_wait = Duration::from_millis(50);
         let mut producer = ProducerConfig::new(&self.config.bootstrap_servers);
         producer.client.client_id = format!("{client_id}-producer");
         // Kafka Streams' producer default: batches fill for up to 100 ms; commits flush.

@@ -83,7 +83,12 @@ struct PartitionGroup {
 
 impl PartitionGroup {
     fn push(&mut self, timestamp: i64, record: ConsumerRecord) {
-        let queue = match self.queues.iter().position(|(tp, _)| tp.0 == record.topic && tp.1 == record.partition) {
+        // Records of one partition share their topic's allocation: compare pointers first.
+        let same = |tp: &(Arc<str>, i32)| Arc::ptr_eq(&tp.0, &record.topic) && tp.1 == record.partition;
+        let found = self.queues.iter().position(|(tp, _)| same(tp));
+        let found =
+            found.or_else(|| self.queues.iter().position(|(tp, _)| tp.0 == record.topic && tp.1 == record.partition));
+        let queue = match found {
             Some(i) => &mut self.queues[i].1,
             None => {
                 self.queues.push(((record.topic.clone(), record.partition), VecDeque::new()));
@@ -105,6 +110,38 @@ impl PartitionGroup {
         };
         self.len -= 1;
         queue.pop_front().map(|(_, r)| r)
+    }
+}
+
+/// Input partition -> the task that reads it. Polls return records partition by partition,
+/// so the last answer is remembered and checked by pointer before the map is asked.
+#[derive(Default)]
+struct Routes {
+    map: HashMap<(Arc<str>, i32), TaskId>,
+    last: Option<(Arc<str>, i32, TaskId)>,
+}
+
+impl Routes {
+    fn get(&mut self, topic: &Arc<str>, partition: i32) -> Option<TaskId> {
+        if let Some((t, p, id)) = &self.last
+            && Arc::ptr_eq(t, topic)
+            && *p == partition
+        {
+            return Some(*id);
+        }
+        let id = *self.map.get(&(topic.clone(), partition))?;
+        self.last = Some((topic.clone(), partition, id));
+        Some(id)
+    }
+
+    fn insert(&mut self, topic: Arc<str>, partition: i32, id: TaskId) {
+        self.last = None;
+        self.map.insert((topic, partition), id);
+    }
+
+    fn clear(&mut self) {
+        self.last = None;
+        self.map.clear();
     }
 }
 
@@ -138,7 +175,7 @@ pub(crate) struct StreamThread {
     events: Arc<Mutex<Vec<Event>>>,
     active: BTreeMap<TaskId, RunningTask>,
     suspended: BTreeMap<TaskId, RunningTask>,
-    routes: HashMap<(Arc<str>, i32), TaskId>,
+    routes: Routes,
     /// Records were processed since the last commit.
     dirty: bool,
     last_commit: Instant,
@@ -188,7 +225,7 @@ impl StreamThread {
             events,
             active: BTreeMap::new(),
             suspended: BTreeMap::new(),
-            routes: HashMap::new(),
+            routes: Routes::default(),
             dirty: false,
             last_commit: Instant::now(),
         })
@@ -232,7 +269,7 @@ impl StreamThread {
     }
 
     fn route(&mut self, record: ConsumerRecord) {
-        let Some(id) = self.routes.get(&(record.topic.clone(), record.partition)).copied() else {
+        let Some(id) = self.routes.get(&record.topic, record.partition) else {
             tracing::debug!(topic = %record.topic, partition = record.partition, "a record of no task of this thread");
             return;
         };
@@ -278,9 +315,9 @@ impl StreamThread {
         }
         let mut offsets = Vec::new();
         for running in self.active.values() {
-            for (tp, &offset) in &running.task.consumed {
-                if running.committed.get(tp) != Some(&offset) {
-                    offsets.push(((tp.0.to_string(), tp.1), offset, None));
+            for (topic, partition, offset) in running.task.consumed() {
+                if running.committed.get(&(topic.clone(), partition)) != Some(&offset) {
+                    offsets.push(((topic.to_string(), partition), offset, None));
                 }
             }
         }
@@ -295,7 +332,8 @@ impl StreamThread {
                 Err(e) => return Err(e.into()),
             }
             for running in self.active.values_mut() {
-                running.committed.extend(running.task.consumed.iter().map(|(tp, o)| (tp.clone(), *o)));
+                let consumed = running.task.consumed().map(|(topic, partition, o)| ((topic.clone(), partition), o));
+                running.committed.extend(consumed.collect::<Vec<_>>());
             }
         }
         self.dirty = false;
@@ -368,7 +406,7 @@ impl StreamThread {
             };
             let id = TaskId::new(sub.id, partition);
             if self.active.contains_key(&id) {
-                self.routes.insert((topic.as_str().into(), partition), id);
+                self.routes.insert(topic.as_str().into(), partition, id);
             }
         }
         self.size_caches();

@@ -3,22 +3,92 @@
 //! operators downstream when the cache is flushed: at each commit, or when it outgrows its
 //! share of `cache.max.bytes`. Reads see the cache first.
 //!
-//! Entries are kept in key order, so range reads can merge the cache with the store.
+//! The cache sits on the path of every record an aggregation takes, so a lookup is one
+//! hash probe. Entries live in a slab that only grows until the cache is emptied; a
+//! hash table maps keys to slots. Two orders are kept on the side, each paid for only
+//! when it is needed:
+//!
+//! - flushes hand out dirty entries in the order of their last update, as Kafka's
+//!   `NamedCache` does, by sorting the dirty slots by an update counter;
+//! - range reads, which merge the cache with the store, need key order: the slots are
+//!   sorted when a range is asked for, and new slots are merged into that order the next
+//!   time. An aggregation over a settled set of keys adds no slots, so its range reads
+//!   cost no sorting at all.
+//!
+//! A lookup is bound by memory latency, not by work: the keys of a busy aggregation are
+//! spread over more than a core's L2. Short keys and values (most are: words, ids,
+//! counts) are stored inside their slot, so a hit reads the table and one slot, and
+//! rewriting a count allocates nothing.
 
-use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::ops::Bound;
 
-/// Bytes an entry costs beyond its key and value: the tree node and bookkeeping.
+use hashbrown::HashTable;
+
+/// Bytes an entry costs beyond its key and value: its slot, index entry and bookkeeping.
 const ENTRY_OVERHEAD_BYTES: usize = 64;
+
+/// Bytes stored inline up to this length.
+const INLINE_BYTES: usize = 30;
+
+/// A byte string kept inline when it is short.
+#[derive(Clone)]
+pub(crate) enum SmallBytes {
+    Inline(u8, [u8; INLINE_BYTES]),
+    Heap(Box<[u8]>),
+}
+
+impl SmallBytes {
+    fn new(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE_BYTES {
+            let mut buf = [0; INLINE_BYTES];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            SmallBytes::Inline(bytes.len() as u8, buf)
+        } else {
+            SmallBytes::Heap(bytes.into())
+        }
+    }
+
+    /// Replaces the contents, in place when the new bytes fit inline.
+    fn set(&mut self, bytes: &[u8]) {
+        match self {
+            SmallBytes::Inline(len, buf) if bytes.len() <= INLINE_BYTES => {
+                buf[..bytes.len()].copy_from_slice(bytes);
+                *len = bytes.len() as u8;
+            }
+            SmallBytes::Heap(heap) if heap.len() == bytes.len() => heap.copy_from_slice(bytes),
+            other => *other = SmallBytes::new(bytes),
+        }
+    }
+}
+
+impl std::ops::Deref for SmallBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            SmallBytes::Inline(len, buf) => &buf[..usize::from(*len)],
+            SmallBytes::Heap(heap) => heap,
+        }
+    }
+}
+
+impl std::fmt::Debug for SmallBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct CacheEntry {
     /// The value; `None` is a delete.
-    pub value: Option<Vec<u8>>,
+    pub value: Option<SmallBytes>,
     /// Not yet written to the store.
     pub dirty: bool,
     /// The timestamp of the record that wrote it, for the changelog and for forwarding.
     pub timestamp: i64,
+    /// When it was last written, on the cache's update counter.
+    updated: u64,
 }
 
 /// A dirty entry taken out for flushing.
@@ -29,21 +99,53 @@ pub(crate) struct Dirty {
     pub timestamp: i64,
 }
 
+/// Key first: a lookup compares it and then reads the value next to it.
+#[derive(Debug)]
+#[repr(C)]
+struct Slot {
+    key: SmallBytes,
+    entry: CacheEntry,
+}
+
 #[derive(Debug)]
 pub(crate) struct RecordCache {
     max_bytes: usize,
     bytes: usize,
-    entries: BTreeMap<Vec<u8>, CacheEntry>,
-    dirty: usize,
+    hasher: foldhash::fast::RandomState,
+    /// Key -> index into `slots`.
+    index: HashTable<u32>,
+    slots: Vec<Slot>,
+    /// Slots that became dirty since the last flush, each once.
+    dirty: Vec<usize>,
+    /// Slots `0..sorted.len()`, in key order.
+    sorted: Vec<usize>,
+    updates: u64,
 }
 
-fn cost(key: &[u8], value: &Option<Vec<u8>>) -> usize {
-    key.len() + value.as_ref().map_or(0, |v| v.len()) + ENTRY_OVERHEAD_BYTES
+fn cost(key: &[u8], value: Option<&[u8]>) -> usize {
+    key.len() + value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD_BYTES
+}
+
+fn write_value(slot: &mut Option<SmallBytes>, value: Option<&[u8]>) {
+    match (slot, value) {
+        // In place: an aggregation rewrites the same keys over and over.
+        (Some(old), Some(new)) => old.set(new),
+        (slot, new) => *slot = new.map(SmallBytes::new),
+    }
 }
 
 impl RecordCache {
     pub fn new(max_bytes: usize) -> Self {
-        RecordCache { max_bytes, bytes: 0, entries: BTreeMap::new(), dirty: 0 }
+        RecordCache {
+            max_bytes,
+            bytes: 0,
+            hasher: foldhash::fast::RandomState::default(),
+            index: HashTable::new(),
+            slots: Vec::new(),
+            dirty: Vec::new(),
+            sorted: Vec::new(),
+            updates: 0,
+        }
     }
 
     /// Whether the cache holds anything at all (a zero budget turns it off).
@@ -55,37 +157,47 @@ impl RecordCache {
         self.max_bytes = max_bytes;
     }
 
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        let slots = &self.slots;
+        self.index.find(self.hasher.hash_one(key), |&i| *slots[i as usize].key == *key).map(|&i| i as usize)
+    }
+
+    /// Adds a slot for a key the cache does not hold.
+    fn insert(&mut self, key: &[u8], entry: CacheEntry) -> usize {
+        let slot = self.slots.len();
+        self.bytes += cost(key, entry.value.as_deref());
+        let RecordCache { hasher, index, slots, .. } = self;
+        index.insert_unique(hasher.hash_one(key), slot as u32, |&i| hasher.hash_one(&*slots[i as usize].key));
+        slots.push(Slot { key: SmallBytes::new(key), entry });
+        slot
+    }
+
     pub fn get(&self, key: &[u8]) -> Option<&CacheEntry> {
-        self.entries.get(key)
+        self.find(key).map(|i| &self.slots[i].entry)
     }
 
     /// Writes `value` for `key`, dirty. Returns whether the cache is now over its budget
     /// (the owner should flush it).
     pub fn put(&mut self, key: &[u8], value: Option<&[u8]>, timestamp: i64) -> bool {
-        match self.entries.get_mut(key) {
-            Some(entry) => {
-                self.bytes -= cost(key, &entry.value);
-                // Reuse the value's allocation: the hot path of an aggregation rewrites the
-                // same keys over and over.
-                match (&mut entry.value, value) {
-                    (Some(old), Some(new)) => {
-                        old.clear();
-                        old.extend_from_slice(new);
-                    }
-                    (slot, new) => *slot = new.map(<[u8]>::to_vec),
-                }
+        self.updates += 1;
+        let updated = self.updates;
+        match self.find(key) {
+            Some(i) => {
+                let entry = &mut self.slots[i].entry;
+                self.bytes -= cost(key, entry.value.as_deref());
+                write_value(&mut entry.value, value);
+                self.bytes += cost(key, entry.value.as_deref());
+                entry.timestamp = timestamp;
+                entry.updated = updated;
                 if !entry.dirty {
                     entry.dirty = true;
-                    self.dirty += 1;
+                    self.dirty.push(i);
                 }
-                entry.timestamp = timestamp;
-                self.bytes += cost(key, &entry.value);
             }
             None => {
-                let entry = CacheEntry { value: value.map(<[u8]>::to_vec), dirty: true, timestamp };
-                self.bytes += cost(key, &entry.value);
-                self.dirty += 1;
-                self.entries.insert(key.to_vec(), entry);
+                let entry = CacheEntry { value: value.map(SmallBytes::new), dirty: true, timestamp, updated };
+                let slot = self.insert(key, entry);
+                self.dirty.push(slot);
             }
         }
         self.bytes > self.max_bytes
@@ -93,56 +205,114 @@ impl RecordCache {
 
     /// Remembers a value read from the store, clean, if there is room.
     pub fn put_clean(&mut self, key: &[u8], value: Option<&[u8]>) {
-        let value = value.map(<[u8]>::to_vec);
-        let size = cost(key, &value);
-        if self.bytes + size > self.max_bytes || self.entries.contains_key(key) {
+        if self.bytes + cost(key, value) > self.max_bytes || self.find(key).is_some() {
             return;
         }
-        self.bytes += size;
-        self.entries.insert(key.to_vec(), CacheEntry { value, dirty: false, timestamp: -1 });
+        self.insert(key, CacheEntry { value: value.map(SmallBytes::new), dirty: false, timestamp: -1, updated: 0 });
     }
 
     #[cfg(test)]
     pub fn dirty_count(&self) -> usize {
-        self.dirty
+        self.dirty.len()
     }
 
-    /// The dirty entries in key order, marked clean. When the cache is over budget it is
-    /// emptied instead, so the next writes start from nothing.
+    /// The dirty entries in the order of their last update, marked clean. When the cache
+    /// is over budget it is emptied instead, so the next writes start from nothing.
     pub fn take_dirty(&mut self) -> Vec<Dirty> {
-        let mut out = Vec::with_capacity(self.dirty);
-        if self.bytes > self.max_bytes {
-            for (key, entry) in std::mem::take(&mut self.entries) {
-                if entry.dirty {
-                    out.push(Dirty { key, value: entry.value, timestamp: entry.timestamp });
-                }
-            }
-            self.bytes = 0;
-        } else if self.dirty > 0 {
-            for (key, entry) in self.entries.iter_mut() {
-                if entry.dirty {
-                    entry.dirty = false;
-                    out.push(Dirty { key: key.clone(), value: entry.value.clone(), timestamp: entry.timestamp });
-                }
-            }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        let slots = &mut self.slots;
+        dirty.sort_unstable_by_key(|&i| slots[i].entry.updated);
+        let out = if self.bytes > self.max_bytes {
+            let mut taken: Vec<Option<Slot>> = std::mem::take(slots).into_iter().map(Some).collect();
+            let out = dirty
+                .iter()
+                .filter_map(|&i| taken[i].take())
+                .map(|Slot { key, entry }| Dirty {
+                    key: key.to_vec(),
+                    value: entry.value.as_deref().map(<[u8]>::to_vec),
+                    timestamp: entry.timestamp,
+                })
+                .collect();
+            self.clear();
+            out
+        } else {
+            dirty
+                .iter()
+                .map(|&i| {
+                    let slot = &mut slots[i];
+                    slot.entry.dirty = false;
+                    let value = slot.entry.value.as_deref().map(<[u8]>::to_vec);
+                    Dirty { key: slot.key.to_vec(), value, timestamp: slot.entry.timestamp }
+                })
+                .collect()
+        };
+        // Keep the allocation for the next round of writes.
+        dirty.clear();
+        if self.dirty.capacity() == 0 {
+            self.dirty = dirty;
         }
-        self.dirty = 0;
         out
     }
 
-    /// Entries in `[from, to]` order, for merging with the store.
+    /// Brings `sorted` up to date: the slots added since the last range read are sorted
+    /// and merged in.
+    fn sort(&mut self) {
+        let done = self.sorted.len();
+        if done == self.slots.len() {
+            return;
+        }
+        let slots = &self.slots;
+        let by_key = |&a: &usize, &b: &usize| slots[a].key.cmp(&slots[b].key);
+        let mut fresh: Vec<usize> = (done..slots.len()).collect();
+        fresh.sort_unstable_by(by_key);
+        if done == 0 {
+            self.sorted = fresh;
+            return;
+        }
+        let mut merged = Vec::with_capacity(slots.len());
+        let (mut old, mut new) = (self.sorted.iter().peekable(), fresh.iter().peekable());
+        while let (Some(&&a), Some(&&b)) = (old.peek(), new.peek()) {
+            if by_key(&a, &b).is_le() {
+                merged.push(a);
+                old.next();
+            } else {
+                merged.push(b);
+                new.next();
+            }
+        }
+        merged.extend(old);
+        merged.extend(new);
+        self.sorted = merged;
+    }
+
+    /// Entries within the bounds, in key order, for merging with the store.
     pub fn range<'a>(
-        &'a self,
+        &'a mut self,
         from: Bound<&'a [u8]>,
         to: Bound<&'a [u8]>,
-    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a CacheEntry)> + 'a {
-        self.entries.range::<[u8], _>((from, to))
+    ) -> impl Iterator<Item = (&'a [u8], &'a CacheEntry)> + 'a {
+        self.sort();
+        let slots = &self.slots;
+        let start = self.sorted.partition_point(|&i| match from {
+            Bound::Included(from) => *slots[i].key < *from,
+            Bound::Excluded(from) => *slots[i].key <= *from,
+            Bound::Unbounded => false,
+        });
+        self.sorted[start..].iter().map(move |&i| (&*slots[i].key, &slots[i].entry)).take_while(
+            move |(key, _)| match to {
+                Bound::Included(to) => *key <= to,
+                Bound::Excluded(to) => *key < to,
+                Bound::Unbounded => true,
+            },
+        )
     }
 
     pub fn clear(&mut self) {
-        self.entries.clear();
+        self.index.clear();
+        self.slots.clear();
+        self.dirty.clear();
+        self.sorted.clear();
         self.bytes = 0;
-        self.dirty = 0;
     }
 }
 
@@ -151,23 +321,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repeated_writes_of_a_key_leave_one_dirty_entry() {
+    fn repeated_writes_of_a_key_leave_one_dirty_entry_in_last_update_order() {
         let mut cache = RecordCache::new(10_000);
         for i in 0..100u8 {
             assert!(!cache.put(b"word", Some(&[i]), i64::from(i)));
         }
         cache.put(b"gone", None, 7);
-        assert_eq!(cache.dirty_count(), 2);
+        cache.put(b"again", Some(b"1"), 8);
+        cache.put(b"word", Some(&[200]), 9);
+        assert_eq!(cache.dirty_count(), 3);
         let dirty = cache.take_dirty();
         assert_eq!(
             dirty,
             vec![
                 Dirty { key: b"gone".to_vec(), value: None, timestamp: 7 },
-                Dirty { key: b"word".to_vec(), value: Some(vec![99]), timestamp: 99 }
+                Dirty { key: b"again".to_vec(), value: Some(b"1".to_vec()), timestamp: 8 },
+                Dirty { key: b"word".to_vec(), value: Some(vec![200]), timestamp: 9 },
             ]
         );
         assert!(cache.take_dirty().is_empty(), "flushed entries are clean");
-        assert_eq!(cache.get(b"word").unwrap().value.as_deref(), Some(&[99][..]), "and still readable");
+        assert_eq!(cache.get(b"word").unwrap().value.as_deref(), Some(&[200][..]), "and still readable");
+        cache.put(b"again", Some(b"2"), 10);
+        assert_eq!(cache.take_dirty().len(), 1, "a clean entry written again is dirty again");
     }
 
     #[test]
@@ -177,10 +352,55 @@ mod tests {
         assert!(!cache.put(b"b", Some(b"1"), 0));
         assert!(!cache.put(b"c", Some(b"1"), 0));
         assert!(cache.put(b"d", Some(b"1"), 0));
-        assert_eq!(cache.take_dirty().len(), 4);
+        let keys: Vec<_> = cache.take_dirty().into_iter().map(|d| d.key).collect();
+        assert_eq!(keys, [b"a", b"b", b"c", b"d"]);
         assert!(cache.get(b"a").is_none());
         cache.put_clean(b"x", Some(b"1"));
         assert!(cache.take_dirty().is_empty());
         assert!(cache.get(b"x").is_some());
+        cache.put_clean(b"x", Some(b"2"));
+        assert_eq!(cache.get(b"x").unwrap().value.as_deref(), Some(&b"1"[..]), "a cached key is not replaced");
+    }
+
+    #[test]
+    fn long_and_short_keys_and_values_live_together() {
+        let mut cache = RecordCache::new(1 << 20);
+        let long = vec![7u8; 100];
+        cache.put(&long, Some(b"short"), 1);
+        cache.put(b"short", Some(&long), 2);
+        assert_eq!(cache.get(&long).unwrap().value.as_deref(), Some(&b"short"[..]));
+        // A value grows past the inline size, shrinks back, and changes length.
+        for value in [&long[..], b"x", &long[..40], &long[..41]] {
+            cache.put(b"short", Some(value), 3);
+            assert_eq!(cache.get(b"short").unwrap().value.as_deref(), Some(value));
+        }
+        let dirty = cache.take_dirty();
+        assert_eq!(dirty[0].key, long);
+        assert_eq!(dirty[1].value.as_deref(), Some(&long[..41]));
+    }
+
+    #[test]
+    fn ranges_stay_in_key_order_as_keys_arrive_between_reads() {
+        let mut cache = RecordCache::new(1 << 20);
+        let range = |cache: &mut RecordCache, from: Bound<&[u8]>, to: Bound<&[u8]>| -> Vec<String> {
+            cache.range(from, to).map(|(k, _)| String::from_utf8(k.to_vec()).unwrap()).collect()
+        };
+        for k in ["m", "c", "x"] {
+            cache.put(k.as_bytes(), Some(b"v"), 0);
+        }
+        assert_eq!(range(&mut cache, Bound::Unbounded, Bound::Unbounded), ["c", "m", "x"]);
+        for k in ["a", "n", "z", "d"] {
+            cache.put(k.as_bytes(), Some(b"v"), 0);
+        }
+        cache.put_clean(b"b", Some(b"v"));
+        cache.put(b"m", None, 0);
+        assert_eq!(range(&mut cache, Bound::Unbounded, Bound::Unbounded), ["a", "b", "c", "d", "m", "n", "x", "z"]);
+        assert_eq!(range(&mut cache, Bound::Included(b"c"), Bound::Included(b"n")), ["c", "d", "m", "n"]);
+        assert_eq!(range(&mut cache, Bound::Excluded(b"c"), Bound::Excluded(b"n")), ["d", "m"]);
+        assert_eq!(range(&mut cache, Bound::Excluded(b"zz"), Bound::Unbounded), Vec::<String>::new());
+        cache.clear();
+        assert!(range(&mut cache, Bound::Unbounded, Bound::Unbounded).is_empty());
+        cache.put(b"q", Some(b"v"), 0);
+        assert_eq!(range(&mut cache, Bound::Unbounded, Bound::Unbounded), ["q"]);
     }
 }

@@ -28,6 +28,7 @@ use std::ops::Bound;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
@@ -88,6 +89,8 @@ pub(crate) struct StoreInner {
     cache: RecordCache,
     /// Logging on: writes waiting to be sent to the changelog.
     log: Option<Vec<LogEntry>>,
+    /// Set while `log` has entries, so that the task can skip the lock when it has none.
+    log_queued: Arc<AtomicBool>,
     /// Closed when its task moved away: interactive queries must look elsewhere.
     open: bool,
 }
@@ -107,6 +110,7 @@ impl StoreInner {
             bytes,
             cache: RecordCache::new(cache_bytes),
             log: logging.then(Vec::new),
+            log_queued: Arc::default(),
             open: true,
         }
     }
@@ -179,6 +183,7 @@ impl StoreInner {
         self.bytes.write(&mut std::iter::once((key, value)))?;
         if let Some(log) = &mut self.log {
             log.push(LogEntry { key: key.to_vec(), value: value.map(<[u8]>::to_vec), timestamp });
+            self.log_queued.store(true, Ordering::Relaxed);
         }
         Ok(false)
     }
@@ -205,17 +210,20 @@ impl StoreInner {
                 value: f.new.clone(),
                 timestamp: f.timestamp,
             }));
+            self.log_queued.store(true, Ordering::Relaxed);
         }
         Ok(flushed)
     }
 
-    /// Whether writes are waiting for the changelog.
-    pub fn has_log(&self) -> bool {
-        self.log.as_ref().is_some_and(|l| !l.is_empty())
+    /// A flag that is set while writes wait for the changelog; it can be read without the
+    /// store's lock.
+    pub fn log_queued(&self) -> Arc<AtomicBool> {
+        self.log_queued.clone()
     }
 
     /// Hands the queued changelog writes to `send`, in the order they were made.
     pub fn drain_log(&mut self, mut send: impl FnMut(&LogEntry) -> Result<()>) -> Result<()> {
+        self.log_queued.store(false, Ordering::Relaxed);
         if let Some(log) = &mut self.log {
             for entry in log.drain(..) {
                 send(&entry)?;
@@ -241,7 +249,7 @@ impl StoreInner {
     /// Entries within the bounds, in key order, the cache's over the store's, deletes left
     /// out. Returns at least `RANGE_CHUNK_ENTRIES` entries unless the range has fewer; the
     /// caller continues after the last key.
-    pub fn range_chunk(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<Vec<KeyValueBytes>> {
+    pub fn range_chunk(&mut self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Result<Vec<KeyValueBytes>> {
         self.check_open()?;
         let stored = self.bytes.range(from, to, RANGE_CHUNK_ENTRIES)?;
         // A full chunk from the store ends at its last key; cache entries past it belong to
@@ -259,15 +267,15 @@ impl StoreInner {
                 (None, None) => break,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
-                (Some((ck, _)), Some((sk, _))) => ck.as_slice() <= sk.as_slice(),
+                (Some((ck, _)), Some((sk, _))) => *ck <= sk.as_slice(),
             };
             if take_cache {
                 let Some((key, entry)) = cached.next() else { break };
-                if stored.peek().is_some_and(|(sk, _)| sk == key) {
+                if stored.peek().is_some_and(|(sk, _)| sk.as_slice() == key) {
                     stored.next();
                 }
                 if let Some(value) = &entry.value {
-                    out.push((key.clone(), value.clone()));
+                    out.push((key.to_vec(), value.to_vec()));
                 }
             } else if let Some(kv) = stored.next() {
                 out.push(kv);

@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use crate::config::DeserializationHandler;
 use crate::error::Result;
@@ -37,6 +38,8 @@ pub(crate) struct TaskStore {
     pub store: SharedStore,
     /// `<application.id>-<store>-changelog`, also the topic name its serdes are told.
     pub changelog: Arc<str>,
+    /// The store's flag for writes waiting to be sent to the changelog.
+    pub log_queued: Arc<AtomicBool>,
 }
 
 /// A scheduled punctuation.

@@ -9,9 +9,9 @@
 pub(crate) mod context;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use freshet_log::client::ConsumerRecord;
 
@@ -31,17 +31,26 @@ pub(crate) struct StreamTask {
     pub id: TaskId,
     pub ctx: TaskContext,
     sources: Vec<Box<dyn RawSource>>,
-    /// Resolved topic -> index into `sources`.
-    source_by_topic: HashMap<Arc<str>, usize>,
+    /// The input partitions records came from, found per record by a short scan.
+    inputs: Vec<Input>,
     subtopology: Subtopology,
     topology: Arc<Topology>,
     lifecycles: Vec<Rc<RefCell<dyn Lifecycle>>>,
     /// Operators with caches, parents before children.
     flushers: Vec<Rc<RefCell<dyn Flush>>>,
-    /// Input partition -> the next offset to consume (what a commit stores).
-    pub consumed: BTreeMap<(Arc<str>, i32), i64>,
-    /// Largest timestamp seen per input partition, for timestamp extractors.
-    partition_time: HashMap<(Arc<str>, i32), i64>,
+}
+
+/// An input partition of a task.
+#[derive(Debug)]
+struct Input {
+    topic: Arc<str>,
+    partition: i32,
+    /// Index into the task's sources.
+    source: usize,
+    /// The next offset to consume (what a commit stores); `None` before the first record.
+    next_offset: Option<i64>,
+    /// The largest timestamp seen, for timestamp extractors; -1 before the first.
+    partition_time: i64,
 }
 
 impl std::fmt::Debug for StreamTask {
@@ -86,13 +95,11 @@ impl StreamTask {
             id,
             ctx,
             sources,
-            source_by_topic: HashMap::new(),
+            inputs: Vec::new(),
             subtopology: subtopology.clone(),
             topology,
             lifecycles,
             flushers,
-            consumed: BTreeMap::new(),
-            partition_time: HashMap::new(),
         };
         // Parents first, as Kafka initializes processors in topological order.
         for i in (0..task.lifecycles.len()).rev() {
@@ -110,40 +117,55 @@ impl StreamTask {
         self.ctx.metrics
     }
 
-    fn source_for(&mut self, topic: &Arc<str>) -> Option<usize> {
-        if let Some(&i) = self.source_by_topic.get(topic) {
+    /// The index of `topic` (resolved) in the task's sources.
+    fn source_for(&self, topic: &str) -> Option<usize> {
+        let node = self.subtopology.source_for(topic, &self.ctx.application_id, &self.topology.nodes)?;
+        self.subtopology.sources.iter().position(|&s| s == node)
+    }
+
+    /// The input partition a record came from. Records of one partition share their topic
+    /// name's allocation, so the scan is a pointer comparison per input.
+    fn input(&mut self, topic: &Arc<str>, partition: i32) -> Option<usize> {
+        if let Some(i) = self.inputs.iter().position(|p| Arc::ptr_eq(&p.topic, topic) && p.partition == partition) {
             return Some(i);
         }
-        let node = self.subtopology.source_for(topic, &self.ctx.application_id, &self.topology.nodes)?;
-        let index = self.subtopology.sources.iter().position(|&s| s == node)?;
-        self.source_by_topic.insert(topic.clone(), index);
-        Some(index)
+        if let Some(i) = self.inputs.iter().position(|p| p.topic == *topic && p.partition == partition) {
+            return Some(i);
+        }
+        let source = self.source_for(topic)?;
+        let input = Input { topic: topic.clone(), partition, source, next_offset: None, partition_time: -1 };
+        self.inputs.push(input);
+        Some(self.inputs.len() - 1)
     }
 
     /// Whether one of the task's sources reads `topic` (resolved).
-    pub fn accepts(&mut self, topic: &Arc<str>) -> bool {
-        self.source_for(topic).is_some()
+    pub fn accepts(&mut self, topic: &Arc<str>, partition: i32) -> bool {
+        self.input(topic, partition).is_some()
+    }
+
+    /// Input partition -> the next offset to consume: what a commit stores.
+    pub fn consumed(&self) -> impl Iterator<Item = (&Arc<str>, i32, i64)> {
+        self.inputs.iter().filter_map(|p| Some((&p.topic, p.partition, p.next_offset?)))
     }
 
     /// The event time of `record`, or `None` if its topic is not an input of this task.
     pub fn timestamp_of(&mut self, record: &ConsumerRecord) -> Option<i64> {
-        let index = self.source_for(&record.topic)?;
-        let partition_time = self.partition_time.get(&(record.topic.clone(), record.partition)).copied().unwrap_or(-1);
-        Some(self.sources[index].extract_timestamp(record, partition_time))
+        let index = self.input(&record.topic, record.partition)?;
+        let input = &self.inputs[index];
+        Some(self.sources[input.source].extract_timestamp(record, input.partition_time))
     }
 
     /// Processes one input record through the topology.
     pub fn process(&mut self, record: ConsumerRecord) -> Result<()> {
-        let Some(index) = self.source_for(&record.topic) else {
+        let Some(index) = self.input(&record.topic, record.partition) else {
             return Err(StreamsError::IllegalState(format!(
                 "task {} got a record of topic {}, which none of its sources reads",
                 self.id, record.topic
             )));
         };
-        let tp = (record.topic.clone(), record.partition);
-        let partition_time = self.partition_time.get(&tp).copied().unwrap_or(-1);
-        let timestamp = self.sources[index].extract_timestamp(&record, partition_time);
-        self.consumed.insert(tp.clone(), record.offset + 1);
+        let input = &mut self.inputs[index];
+        let timestamp = self.sources[input.source].extract_timestamp(&record, input.partition_time);
+        input.next_offset = Some(record.offset + 1);
         if timestamp < 0 {
             self.ctx.metrics.skipped += 1;
             tracing::warn!(
@@ -152,12 +174,13 @@ impl StreamTask {
             );
             return Ok(());
         }
-        self.partition_time.insert(tp, partition_time.max(timestamp));
+        input.partition_time = input.partition_time.max(timestamp);
+        let source = input.source;
         self.ctx.record =
             RecordContext { topic: Some(record.topic.clone()), partition: record.partition, offset: record.offset };
         self.ctx.clock.set(timestamp);
         self.ctx.stream_time = self.ctx.stream_time.max(timestamp);
-        self.sources[index].process_raw(&mut self.ctx, record, timestamp)?;
+        self.sources[source].process_raw(&mut self.ctx, record, timestamp)?;
         self.drain_changelogs()
     }
 
@@ -169,6 +192,10 @@ impl StreamTask {
             PunctuationType::WallClockTime => self.ctx.wall_clock_ms,
         };
         if now < 0 {
+            return Ok(false);
+        }
+        let due = |s: &context::Schedule| !s.cancelled && s.kind == kind && s.next_ms <= now;
+        if !self.ctx.schedules.iter().any(due) {
             return Ok(false);
         }
         let mut fired = false;
@@ -202,11 +229,10 @@ impl StreamTask {
         let partition = self.id.partition;
         let collector = &mut self.ctx.collector;
         for store in self.ctx.stores.values() {
-            let mut inner = store.store.lock();
-            if !inner.has_log() {
+            if !store.log_queued.load(Ordering::Relaxed) {
                 continue;
             }
-            inner.drain_log(|entry| {
+            store.store.lock().drain_log(|entry| {
                 collector.send(OutRecord {
                     topic: &store.changelog,
                     partition: Some(partition),

@@ -90,7 +90,8 @@ impl<'t> Instantiator<'t> {
             .ok_or_else(|| StreamsError::Topology(format!("store '{name}' was never added to the topology")))?;
         let changelog = changelog_topic(&self.application_id, name);
         let store = (self.open_store)(spec, &changelog)?;
-        let entry = TaskStore { spec: spec.clone(), store, changelog: changelog.into() };
+        let log_queued = store.lock().log_queued();
+        let entry = TaskStore { spec: spec.clone(), store, changelog: changelog.into(), log_queued };
         self.stores.insert(name.to_string(), entry.clone());
         Ok(entry)
     }
