@@ -59,7 +59,8 @@ pub struct BrokerInfo {
 #[derive(Default)]
 struct State {
     brokers: HashMap<i32, BrokerInfo>,
-    topics: HashMap<String, Arc<TopicInfo>>,
+    /// Looked up by every `send`, so hashed with foldhash rather than SipHash.
+    topics: HashMap<String, Arc<TopicInfo>, foldhash::fast::RandomState>,
     controller: Option<i32>,
     cluster_id: Option<String>,
     refreshed: Option<Instant>,

@@ -149,6 +149,8 @@ impl Routes {
 struct RunningTask {
     task: StreamTask,
     input: PartitionGroup,
+    /// The task reads one input partition of this thread's assignment.
+    single_input: bool,
     dir: PathBuf,
     /// Changelog partition -> the offset the last checkpoint (or restoration) reached.
     checkpointed: BTreeMap<(String, i32), i64>,
@@ -256,7 +258,7 @@ impl StreamThread {
                 Err(e) => return Err(e.into()),
             };
             for record in records {
-                self.route(record);
+                self.route(record)?;
             }
             self.process()?;
             self.punctuate_wall_clock()?;
@@ -268,16 +270,26 @@ impl StreamThread {
         Ok(())
     }
 
-    fn route(&mut self, record: ConsumerRecord) {
+    /// Hands a polled record to its task: at once if the task reads one partition (its
+    /// records come in order, there is nothing to choose between), else to the queue that
+    /// picks between the task's partitions by timestamp.
+    fn route(&mut self, record: ConsumerRecord) -> Result<()> {
         let Some(id) = self.routes.get(&record.topic, record.partition) else {
             tracing::debug!(topic = %record.topic, partition = record.partition, "a record of no task of this thread");
-            return;
+            return Ok(());
         };
-        let Some(task) = self.active.get_mut(&id) else { return };
+        let Some(task) = self.active.get_mut(&id) else { return Ok(()) };
+        if task.single_input && task.input.len == 0 {
+            task.task.process(record)?;
+            task.task.punctuate(PunctuationType::StreamTime)?;
+            self.dirty = true;
+            return Ok(());
+        }
         match task.task.timestamp_of(&record) {
             Some(ts) => task.input.push(ts, record),
             None => tracing::warn!(task = %id, topic = %record.topic, "a record of a topic the task does not read"),
         }
+        Ok(())
     }
 
     fn process(&mut self) -> Result<()> {
@@ -409,6 +421,9 @@ impl StreamThread {
                 self.routes.insert(topic.as_str().into(), partition, id);
             }
         }
+        for (id, running) in &mut self.active {
+            running.single_input = self.routes.map.values().filter(|t| *t == id).count() == 1;
+        }
         self.size_caches();
         for (id, running) in &self.active {
             self.shared.register_stores(*id, running.task.stores().cloned().collect());
@@ -528,6 +543,7 @@ impl StreamThread {
         let running = RunningTask {
             task,
             input: PartitionGroup::default(),
+            single_input: false,
             dir,
             checkpointed: BTreeMap::new(),
             committed: BTreeMap::new(),

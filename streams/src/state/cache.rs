@@ -17,8 +17,9 @@
 //!
 //! A lookup is bound by memory latency, not by work: the keys of a busy aggregation are
 //! spread over more than a core's L2. Short keys and values (most are: words, ids,
-//! counts) are stored inside their slot, so a hit reads the table and one slot, and
-//! rewriting a count allocates nothing.
+//! counts) are stored inside their slot, so a hit reads the table and one slot of 48
+//! bytes, and rewriting a count allocates nothing. What a lookup does not need (dirty
+//! flags, timestamps) is kept apart.
 
 use std::hash::BuildHasher;
 use std::ops::Bound;
@@ -28,8 +29,8 @@ use hashbrown::HashTable;
 /// Bytes an entry costs beyond its key and value: its slot, index entry and bookkeeping.
 const ENTRY_OVERHEAD_BYTES: usize = 64;
 
-/// Bytes stored inline up to this length.
-const INLINE_BYTES: usize = 30;
+/// Bytes stored inline up to this length (a `SmallBytes` is then 24 bytes, as a `Vec`).
+const INLINE_BYTES: usize = 22;
 
 /// A byte string kept inline when it is short.
 #[derive(Clone)]
@@ -79,14 +80,20 @@ impl std::fmt::Debug for SmallBytes {
     }
 }
 
+/// What a lookup needs: the key, and the value (`None`: a delete).
 #[derive(Debug)]
-pub(crate) struct CacheEntry {
-    /// The value; `None` is a delete.
-    pub value: Option<SmallBytes>,
+struct Slot {
+    key: SmallBytes,
+    value: Option<SmallBytes>,
+}
+
+/// What a flush needs, kept apart from the slots so that they stay small.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
     /// Not yet written to the store.
-    pub dirty: bool,
+    dirty: bool,
     /// The timestamp of the record that wrote it, for the changelog and for forwarding.
-    pub timestamp: i64,
+    timestamp: i64,
     /// When it was last written, on the cache's update counter.
     updated: u64,
 }
@@ -99,14 +106,6 @@ pub(crate) struct Dirty {
     pub timestamp: i64,
 }
 
-/// Key first: a lookup compares it and then reads the value next to it.
-#[derive(Debug)]
-#[repr(C)]
-struct Slot {
-    key: SmallBytes,
-    entry: CacheEntry,
-}
-
 #[derive(Debug)]
 pub(crate) struct RecordCache {
     max_bytes: usize,
@@ -115,6 +114,8 @@ pub(crate) struct RecordCache {
     /// Key -> index into `slots`.
     index: HashTable<u32>,
     slots: Vec<Slot>,
+    /// Per slot.
+    meta: Vec<Meta>,
     /// Slots that became dirty since the last flush, each once.
     dirty: Vec<usize>,
     /// Slots `0..sorted.len()`, in key order.
@@ -142,6 +143,7 @@ impl RecordCache {
             hasher: foldhash::fast::RandomState::default(),
             index: HashTable::new(),
             slots: Vec::new(),
+            meta: Vec::new(),
             dirty: Vec::new(),
             sorted: Vec::new(),
             updates: 0,
@@ -163,17 +165,19 @@ impl RecordCache {
     }
 
     /// Adds a slot for a key the cache does not hold.
-    fn insert(&mut self, key: &[u8], entry: CacheEntry) -> usize {
+    fn insert(&mut self, key: &[u8], value: Option<&[u8]>, meta: Meta) -> usize {
         let slot = self.slots.len();
-        self.bytes += cost(key, entry.value.as_deref());
+        self.bytes += cost(key, value);
         let RecordCache { hasher, index, slots, .. } = self;
         index.insert_unique(hasher.hash_one(key), slot as u32, |&i| hasher.hash_one(&*slots[i as usize].key));
-        slots.push(Slot { key: SmallBytes::new(key), entry });
+        slots.push(Slot { key: SmallBytes::new(key), value: value.map(SmallBytes::new) });
+        self.meta.push(meta);
         slot
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&CacheEntry> {
-        self.find(key).map(|i| &self.slots[i].entry)
+    /// `None` if the cache does not hold `key`; else its value, `None` for a delete.
+    pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.find(key).map(|i| self.slots[i].value.as_deref())
     }
 
     /// Writes `value` for `key`, dirty. Returns whether the cache is now over its budget
@@ -183,20 +187,20 @@ impl RecordCache {
         let updated = self.updates;
         match self.find(key) {
             Some(i) => {
-                let entry = &mut self.slots[i].entry;
-                self.bytes -= cost(key, entry.value.as_deref());
-                write_value(&mut entry.value, value);
-                self.bytes += cost(key, entry.value.as_deref());
-                entry.timestamp = timestamp;
-                entry.updated = updated;
-                if !entry.dirty {
-                    entry.dirty = true;
+                let slot = &mut self.slots[i];
+                self.bytes -= cost(key, slot.value.as_deref());
+                write_value(&mut slot.value, value);
+                self.bytes += cost(key, slot.value.as_deref());
+                let meta = &mut self.meta[i];
+                meta.timestamp = timestamp;
+                meta.updated = updated;
+                if !meta.dirty {
+                    meta.dirty = true;
                     self.dirty.push(i);
                 }
             }
             None => {
-                let entry = CacheEntry { value: value.map(SmallBytes::new), dirty: true, timestamp, updated };
-                let slot = self.insert(key, entry);
+                let slot = self.insert(key, value, Meta { dirty: true, timestamp, updated });
                 self.dirty.push(slot);
             }
         }
@@ -208,7 +212,7 @@ impl RecordCache {
         if self.bytes + cost(key, value) > self.max_bytes || self.find(key).is_some() {
             return;
         }
-        self.insert(key, CacheEntry { value: value.map(SmallBytes::new), dirty: false, timestamp: -1, updated: 0 });
+        self.insert(key, value, Meta { dirty: false, timestamp: -1, updated: 0 });
     }
 
     #[cfg(test)]
@@ -220,32 +224,19 @@ impl RecordCache {
     /// is over budget it is emptied instead, so the next writes start from nothing.
     pub fn take_dirty(&mut self) -> Vec<Dirty> {
         let mut dirty = std::mem::take(&mut self.dirty);
-        let slots = &mut self.slots;
-        dirty.sort_unstable_by_key(|&i| slots[i].entry.updated);
-        let out = if self.bytes > self.max_bytes {
-            let mut taken: Vec<Option<Slot>> = std::mem::take(slots).into_iter().map(Some).collect();
-            let out = dirty
-                .iter()
-                .filter_map(|&i| taken[i].take())
-                .map(|Slot { key, entry }| Dirty {
-                    key: key.to_vec(),
-                    value: entry.value.as_deref().map(<[u8]>::to_vec),
-                    timestamp: entry.timestamp,
-                })
-                .collect();
+        let meta = &mut self.meta;
+        dirty.sort_unstable_by_key(|&i| meta[i].updated);
+        let out = dirty
+            .iter()
+            .map(|&i| {
+                meta[i].dirty = false;
+                let Slot { key, value } = &self.slots[i];
+                Dirty { key: key.to_vec(), value: value.as_deref().map(<[u8]>::to_vec), timestamp: meta[i].timestamp }
+            })
+            .collect();
+        if self.bytes > self.max_bytes {
             self.clear();
-            out
-        } else {
-            dirty
-                .iter()
-                .map(|&i| {
-                    let slot = &mut slots[i];
-                    slot.entry.dirty = false;
-                    let value = slot.entry.value.as_deref().map(<[u8]>::to_vec);
-                    Dirty { key: slot.key.to_vec(), value, timestamp: slot.entry.timestamp }
-                })
-                .collect()
-        };
+        }
         // Keep the allocation for the next round of writes.
         dirty.clear();
         if self.dirty.capacity() == 0 {
@@ -290,7 +281,7 @@ impl RecordCache {
         &'a mut self,
         from: Bound<&'a [u8]>,
         to: Bound<&'a [u8]>,
-    ) -> impl Iterator<Item = (&'a [u8], &'a CacheEntry)> + 'a {
+    ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
         self.sort();
         let slots = &self.slots;
         let start = self.sorted.partition_point(|&i| match from {
@@ -298,7 +289,7 @@ impl RecordCache {
             Bound::Excluded(from) => *slots[i].key <= *from,
             Bound::Unbounded => false,
         });
-        self.sorted[start..].iter().map(move |&i| (&*slots[i].key, &slots[i].entry)).take_while(
+        self.sorted[start..].iter().map(move |&i| (&*slots[i].key, slots[i].value.as_deref())).take_while(
             move |(key, _)| match to {
                 Bound::Included(to) => *key <= to,
                 Bound::Excluded(to) => *key < to,
@@ -310,6 +301,7 @@ impl RecordCache {
     pub fn clear(&mut self) {
         self.index.clear();
         self.slots.clear();
+        self.meta.clear();
         self.dirty.clear();
         self.sorted.clear();
         self.bytes = 0;
@@ -340,7 +332,7 @@ mod tests {
             ]
         );
         assert!(cache.take_dirty().is_empty(), "flushed entries are clean");
-        assert_eq!(cache.get(b"word").unwrap().value.as_deref(), Some(&[200][..]), "and still readable");
+        assert_eq!(cache.get(b"word").unwrap(), Some(&[200][..]), "and still readable");
         cache.put(b"again", Some(b"2"), 10);
         assert_eq!(cache.take_dirty().len(), 1, "a clean entry written again is dirty again");
     }
@@ -359,7 +351,7 @@ mod tests {
         assert!(cache.take_dirty().is_empty());
         assert!(cache.get(b"x").is_some());
         cache.put_clean(b"x", Some(b"2"));
-        assert_eq!(cache.get(b"x").unwrap().value.as_deref(), Some(&b"1"[..]), "a cached key is not replaced");
+        assert_eq!(cache.get(b"x").unwrap(), Some(&b"1"[..]), "a cached key is not replaced");
     }
 
     #[test]
@@ -368,11 +360,11 @@ mod tests {
         let long = vec![7u8; 100];
         cache.put(&long, Some(b"short"), 1);
         cache.put(b"short", Some(&long), 2);
-        assert_eq!(cache.get(&long).unwrap().value.as_deref(), Some(&b"short"[..]));
+        assert_eq!(cache.get(&long).unwrap(), Some(&b"short"[..]));
         // A value grows past the inline size, shrinks back, and changes length.
         for value in [&long[..], b"x", &long[..40], &long[..41]] {
             cache.put(b"short", Some(value), 3);
-            assert_eq!(cache.get(b"short").unwrap().value.as_deref(), Some(value));
+            assert_eq!(cache.get(b"short").unwrap(), Some(value));
         }
         let dirty = cache.take_dirty();
         assert_eq!(dirty[0].key, long);

@@ -155,8 +155,8 @@ impl StoreInner {
     /// Calls `f` with the current value of `key`: the cache's if it has one, else the store's.
     pub fn get<T>(&mut self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> T) -> Result<T> {
         self.check_open()?;
-        if let Some(entry) = self.cache.get(key) {
-            return Ok(f(entry.value.as_deref()));
+        if let Some(value) = self.cache.get(key) {
+            return Ok(f(value));
         }
         let mut f = Some(f);
         let mut out = None;
@@ -270,11 +270,11 @@ impl StoreInner {
                 (Some((ck, _)), Some((sk, _))) => *ck <= sk.as_slice(),
             };
             if take_cache {
-                let Some((key, entry)) = cached.next() else { break };
+                let Some((key, value)) = cached.next() else { break };
                 if stored.peek().is_some_and(|(sk, _)| sk.as_slice() == key) {
                     stored.next();
                 }
-                if let Some(value) = &entry.value {
+                if let Some(value) = value {
                     out.push((key.to_vec(), value.to_vec()));
                 }
             } else if let Some(kv) = stored.next() {

@@ -176,8 +176,13 @@ impl StreamTask {
         }
         input.partition_time = input.partition_time.max(timestamp);
         let source = input.source;
-        self.ctx.record =
-            RecordContext { topic: Some(record.topic.clone()), partition: record.partition, offset: record.offset };
+        // The topic is set only when it changes: cloning the name's Arc per record would
+        // be two atomic operations on a count the fetcher thread is updating too.
+        if !self.ctx.record.topic.as_ref().is_some_and(|t| Arc::ptr_eq(t, &record.topic)) {
+            self.ctx.record.topic = Some(record.topic.clone());
+        }
+        self.ctx.record.partition = record.partition;
+        self.ctx.record.offset = record.offset;
         self.ctx.clock.set(timestamp);
         self.ctx.stream_time = self.ctx.stream_time.max(timestamp);
         self.sources[source].process_raw(&mut self.ctx, record, timestamp)?;

@@ -211,7 +211,8 @@ pub(crate) struct Accumulator {
     linger: Duration,
     compression: Compression,
     idempotent: bool,
-    topics: HashMap<Arc<str>, TopicQueues>,
+    /// Looked up by every `send`, so hashed with foldhash rather than SipHash.
+    topics: HashMap<Arc<str>, TopicQueues, foldhash::fast::RandomState>,
     next_batch_id: u64,
     /// Batches not yet completed (queued or in flight).
     incomplete: BTreeSet<u64>,
@@ -226,7 +227,7 @@ impl Accumulator {
             linger,
             compression,
             idempotent,
-            topics: HashMap::new(),
+            topics: HashMap::default(),
             next_batch_id: 0,
             incomplete: BTreeSet::new(),
             flush_before: 0,

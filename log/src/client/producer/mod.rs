@@ -268,7 +268,11 @@ impl Producer {
                     reason: format!("partition {p} does not exist: the topic has {partitions} partitions"),
                 });
             }
-            None => core.partitioner.lock().partition(record.topic, record.key, partitions),
+            None => match record.key {
+                // Keyed records need no partitioner state, so no lock.
+                Some(key) => crate::client::partitioner::partition_for_key(key, partitions),
+                None => core.partitioner.lock().partition(record.topic, None, partitions),
+            },
         };
         let size = record.size_bytes();
         for (limit, setting) in [(config.max_request_size, "max.request.size"), (config.buffer_memory, "buffer.memory")]
