@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use freshet_log::broker::{Broker, BrokerConfig, RunningBroker};
@@ -13,6 +14,7 @@ use freshet_log::client::{
     AdminClient, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetReset, OffsetSpec, Producer, ProducerConfig,
     ProducerRecord,
 };
+use freshet_streams::processor::{FixedKeyContext, FixedKeyProcessor, FixedKeyRecord};
 use freshet_streams::serde::Serdes;
 use freshet_streams::{
     Consumed, Grouped, KafkaStreams, Materialized, Produced, State, StreamsBuilder, StreamsConfig, StreamsError,
@@ -373,4 +375,68 @@ fn undeserializable_records_go_to_the_handler() {
 
 fn config_for_fail(cluster: &Cluster, state: &std::path::Path) -> StreamsConfig {
     config(cluster, "strict", state)
+}
+
+/// Fails the first time it sees the key "boom"; otherwise doubles the value.
+struct FailOnce(Arc<AtomicBool>);
+
+impl FixedKeyProcessor<String, i64, i64> for FailOnce {
+    fn process(
+        &mut self,
+        ctx: &mut FixedKeyContext<'_, String, i64>,
+        record: FixedKeyRecord<String, i64>,
+    ) -> freshet_streams::Result<()> {
+        if record.key() == "boom" && !self.0.swap(true, Ordering::SeqCst) {
+            return Err(StreamsError::Processing {
+                task: "0_0".into(),
+                operator: "fail-once".into(),
+                reason: "boom the first time".into(),
+            });
+        }
+        let doubled = record.value * 2;
+        ctx.forward(record.with_value(doubled))
+    }
+}
+
+#[test]
+fn a_failed_thread_is_replaced_and_processing_goes_on() {
+    let cluster = Cluster::start();
+    cluster.create("numbers", 1);
+    cluster.create("doubled", 1);
+    let good = |k: &str, v: i64| (Some(k.to_string()), v.to_be_bytes().to_vec());
+    cluster.produce("numbers", &[good("a", 1), good("boom", 2), good("b", 3)]);
+    let state = tempfile::tempdir().unwrap();
+    let failed = Arc::new(AtomicBool::new(false));
+    let flag = failed.clone();
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("numbers", Consumed::with(Serdes::string(), Serdes::i64()))
+        .process_values(move || FailOnce(flag.clone()), &[])
+        .to("doubled", Produced::with(Serdes::string(), Serdes::i64()));
+    let streams = KafkaStreams::new(builder.build().unwrap(), config(&cluster, "replaced", state.path())).unwrap();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    streams.set_uncaught_exception_handler(move |e| {
+        seen.lock().push(e.to_string());
+        ThreadFailureResponse::ReplaceThread
+    });
+    streams.start().unwrap();
+
+    // The first thread fails on "boom" before committing it; its replacement starts from
+    // the last commit and processes every record.
+    let out = cluster.latest_counts("doubled", |c| c.len() == 3);
+    assert_eq!(out, BTreeMap::from([("a".to_string(), 2), ("boom".to_string(), 4), ("b".to_string(), 6)]));
+    assert!(failed.load(Ordering::SeqCst));
+    let errors = errors.lock().clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("fail-once") && errors[0].contains("boom the first time"), "{}", errors[0]);
+
+    // The instance stays up, and the new thread goes on with new input.
+    streams.wait_for(State::Running, WAIT).unwrap();
+    cluster.produce("numbers", &[good("c", 4)]);
+    let out = cluster.latest_counts("doubled", |c| c.len() == 4);
+    assert_eq!(out.get("c"), Some(&8));
+    assert_ne!(streams.state(), State::Error);
+    streams.close();
+    assert_eq!(streams.state(), State::NotRunning);
 }
