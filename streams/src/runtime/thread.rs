@@ -143,6 +143,11 @@ impl Routes {
         self.last = None;
         self.map.clear();
     }
+
+    /// How many input partitions route to task `id`.
+    fn partitions_of(&self, id: TaskId) -> usize {
+        self.map.values().filter(|t| **t == id).count()
+    }
 }
 
 /// A task this thread runs, with what it needs beyond the task itself.
@@ -422,7 +427,7 @@ impl StreamThread {
             }
         }
         for (id, running) in &mut self.active {
-            running.single_input = self.routes.map.values().filter(|t| *t == id).count() == 1;
+            running.single_input = self.routes.partitions_of(*id) == 1;
         }
         self.size_caches();
         for (id, running) in &self.active {

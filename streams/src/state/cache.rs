@@ -239,9 +239,7 @@ impl RecordCache {
         }
         // Keep the allocation for the next round of writes.
         dirty.clear();
-        if self.dirty.capacity() == 0 {
-            self.dirty = dirty;
-        }
+        self.dirty = dirty;
         out
     }
 
