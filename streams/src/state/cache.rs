@@ -17,9 +17,9 @@
 //!
 //! A lookup is bound by memory latency, not by work: the keys of a busy aggregation are
 //! spread over more than a core's L2. Short keys and values (most are: words, ids,
-//! counts) are stored inside their slot, so a hit reads the table and one slot of 48
-//! bytes, and rewriting a count allocates nothing. What a lookup does not need (dirty
-//! flags, timestamps) is kept apart.
+//! counts) are stored inside their slot, and a slot, with its flush bookkeeping, is one
+//! 64-byte cache line: a hit reads the table and one line, the write that follows touches
+//! no other, and rewriting a count allocates nothing.
 
 use std::hash::BuildHasher;
 use std::ops::Bound;
@@ -80,23 +80,24 @@ impl std::fmt::Debug for SmallBytes {
     }
 }
 
-/// What a lookup needs: the key, and the value (`None`: a delete).
+/// One entry, in one cache line.
 #[derive(Debug)]
+#[repr(align(64))]
 struct Slot {
     key: SmallBytes,
+    /// `None`: a delete.
     value: Option<SmallBytes>,
-}
-
-/// What a flush needs, kept apart from the slots so that they stay small.
-#[derive(Debug, Clone, Copy)]
-struct Meta {
-    /// Not yet written to the store.
-    dirty: bool,
     /// The timestamp of the record that wrote it, for the changelog and for forwarding.
     timestamp: i64,
-    /// When it was last written, on the cache's update counter.
+    /// When it was last written, on the cache's update counter; [`CLEAN`] once it is in
+    /// the store.
     updated: u64,
 }
+
+/// `Slot::updated` of an entry the store already has (the update counter starts above it).
+const CLEAN: u64 = 0;
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
 
 /// A dirty entry taken out for flushing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +115,6 @@ pub(crate) struct RecordCache {
     /// Key -> index into `slots`.
     index: HashTable<u32>,
     slots: Vec<Slot>,
-    /// Per slot.
-    meta: Vec<Meta>,
     /// Slots that became dirty since the last flush, each once.
     dirty: Vec<usize>,
     /// Slots `0..sorted.len()`, in key order.
@@ -143,7 +142,6 @@ impl RecordCache {
             hasher: foldhash::fast::RandomState::default(),
             index: HashTable::new(),
             slots: Vec::new(),
-            meta: Vec::new(),
             dirty: Vec::new(),
             sorted: Vec::new(),
             updates: 0,
@@ -165,13 +163,12 @@ impl RecordCache {
     }
 
     /// Adds a slot for a key the cache does not hold.
-    fn insert(&mut self, key: &[u8], value: Option<&[u8]>, meta: Meta) -> usize {
+    fn insert(&mut self, key: &[u8], value: Option<&[u8]>, timestamp: i64, updated: u64) -> usize {
         let slot = self.slots.len();
         self.bytes += cost(key, value);
         let RecordCache { hasher, index, slots, .. } = self;
         index.insert_unique(hasher.hash_one(key), slot as u32, |&i| hasher.hash_one(&*slots[i as usize].key));
-        slots.push(Slot { key: SmallBytes::new(key), value: value.map(SmallBytes::new) });
-        self.meta.push(meta);
+        slots.push(Slot { key: SmallBytes::new(key), value: value.map(SmallBytes::new), timestamp, updated });
         slot
     }
 
@@ -191,16 +188,14 @@ impl RecordCache {
                 self.bytes -= cost(key, slot.value.as_deref());
                 write_value(&mut slot.value, value);
                 self.bytes += cost(key, slot.value.as_deref());
-                let meta = &mut self.meta[i];
-                meta.timestamp = timestamp;
-                meta.updated = updated;
-                if !meta.dirty {
-                    meta.dirty = true;
+                slot.timestamp = timestamp;
+                if slot.updated == CLEAN {
                     self.dirty.push(i);
                 }
+                slot.updated = updated;
             }
             None => {
-                let slot = self.insert(key, value, Meta { dirty: true, timestamp, updated });
+                let slot = self.insert(key, value, timestamp, updated);
                 self.dirty.push(slot);
             }
         }
@@ -212,7 +207,7 @@ impl RecordCache {
         if self.bytes + cost(key, value) > self.max_bytes || self.find(key).is_some() {
             return;
         }
-        self.insert(key, value, Meta { dirty: false, timestamp: -1, updated: 0 });
+        self.insert(key, value, -1, CLEAN);
     }
 
     #[cfg(test)]
@@ -224,14 +219,18 @@ impl RecordCache {
     /// is over budget it is emptied instead, so the next writes start from nothing.
     pub fn take_dirty(&mut self) -> Vec<Dirty> {
         let mut dirty = std::mem::take(&mut self.dirty);
-        let meta = &mut self.meta;
-        dirty.sort_unstable_by_key(|&i| meta[i].updated);
+        let slots = &mut self.slots;
+        dirty.sort_unstable_by_key(|&i| slots[i].updated);
         let out = dirty
             .iter()
             .map(|&i| {
-                meta[i].dirty = false;
-                let Slot { key, value } = &self.slots[i];
-                Dirty { key: key.to_vec(), value: value.as_deref().map(<[u8]>::to_vec), timestamp: meta[i].timestamp }
+                let slot = &mut slots[i];
+                slot.updated = CLEAN;
+                Dirty {
+                    key: slot.key.to_vec(),
+                    value: slot.value.as_deref().map(<[u8]>::to_vec),
+                    timestamp: slot.timestamp,
+                }
             })
             .collect();
         if self.bytes > self.max_bytes {
@@ -299,7 +298,6 @@ impl RecordCache {
     pub fn clear(&mut self) {
         self.index.clear();
         self.slots.clear();
-        self.meta.clear();
         self.dirty.clear();
         self.sorted.clear();
         self.bytes = 0;
