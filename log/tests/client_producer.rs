@@ -81,6 +81,91 @@ async fn bad_sends_fail_alone_with_typed_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_all_places_and_orders_like_send_and_fails_bad_records_alone() {
+    let (_dir, broker, addr) = support::start().await;
+    let admin = AdminClient::connect(ClientConfig::new(&addr)).await.unwrap();
+    admin.create_topic(NewTopic::new("many", 3)).await.unwrap();
+    admin.create_topic(NewTopic::new("other", 1)).await.unwrap();
+    let mut config = ProducerConfig::new(&addr);
+    // Small enough that the 3,000 records below do not fit at once: the run falls back to
+    // reserving record by record, waiting for batches to complete.
+    config.set_all([("max.request.size", "10000"), ("buffer.memory", "60000"), ("batch.size", "4096")]).unwrap();
+    let producer = Producer::connect(config).await.unwrap();
+
+    let keys: Vec<String> = (0..3000).map(|i| format!("key-{i}")).collect();
+    let big = vec![0u8; 20_000];
+    let mut records: Vec<ProducerRecord> = keys.iter().map(|k| ProducerRecord::new("many").key(k).value(k)).collect();
+    records.insert(10, ProducerRecord::new("many").key("big").value(&big));
+    records.insert(20, ProducerRecord::new("many").partition(7).value("x"));
+    records.insert(30, ProducerRecord::new("nowhere").key("k").value("x"));
+    records.insert(40, ProducerRecord::new("other").value("unkeyed"));
+    records.insert(50, ProducerRecord::new("other").partition(0).value("to partition 0"));
+    let outcome = producer.send_all(&records).await;
+
+    let failed: HashMap<usize, ClientError> = outcome.failed.into_iter().collect();
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    let e = &failed[&10];
+    assert!(matches!(e, ClientError::RecordTooLarge { setting: "max.request.size", .. }), "{e}");
+    assert!(failed[&20].to_string().contains("partition 7 does not exist"), "{}", failed[&20]);
+    assert_eq!(failed[&30].code(), Some(3), "unknown topic: {}", failed[&30]);
+    // One delivery per batch, for its last record: per partition, the largest offset is
+    // the number of records sent there, less one.
+    let mut sent: HashMap<(&str, i32), i64> = HashMap::new();
+    for (_, record) in records.iter().enumerate().filter(|(i, _)| !failed.contains_key(i)) {
+        let partition = match (record.topic, record.key) {
+            ("many", Some(key)) => partition_for_key(key, 3),
+            _ => 0,
+        };
+        *sent.entry((record.topic, partition)).or_default() += 1;
+    }
+    let mut last: HashMap<(&str, i32), i64> = HashMap::new();
+    for (i, delivery) in outcome.deliveries {
+        assert!(!failed.contains_key(&i), "no delivery for a failed record");
+        let metadata = delivery.await.unwrap();
+        let record = &records[i];
+        if let Some(key) = record.key.filter(|_| record.topic == "many") {
+            assert_eq!(metadata.partition, partition_for_key(key, 3), "record {i}");
+        }
+        let max = last.entry((record.topic, metadata.partition)).or_insert(-1);
+        assert!(metadata.offset > *max, "a later batch of a partition has later offsets");
+        *max = metadata.offset;
+    }
+    let expected: HashMap<(&str, i32), i64> = sent.iter().map(|(tp, n)| (*tp, n - 1)).collect();
+    assert_eq!(last, expected, "the last delivery of each partition is its last record");
+    assert_eq!(expected[&("other", 0)], 1, "the unkeyed record and the one sent to partition 0");
+    assert_eq!(latest_offsets(&admin, "many", 3).await.iter().sum::<i64>(), 3000, "every good record, once");
+
+    // Runs that fit in buffer.memory at once, each filling several 4 KiB batches per
+    // partition: the deliveries still name the last record of every batch.
+    let before = latest_offsets(&admin, "many", 3).await;
+    let mut last = before.iter().map(|o| o - 1).collect::<Vec<_>>();
+    let keyed: Vec<ProducerRecord> = keys.iter().map(|k| ProducerRecord::new("many").key(k).value(k)).collect();
+    for chunk in keyed.chunks(1000) {
+        let outcome = producer.send_all(chunk).await;
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert!(outcome.deliveries.len() > 3, "several batches per partition");
+        let mut expected = last.clone();
+        for record in chunk {
+            expected[partition_for_key(record.key.unwrap(), 3) as usize] += 1;
+        }
+        for (i, delivery) in outcome.deliveries {
+            let metadata = delivery.await.unwrap();
+            assert_eq!(metadata.partition, partition_for_key(chunk[i].key.unwrap(), 3));
+            let p = metadata.partition as usize;
+            assert!(metadata.offset > last[p], "batches of a partition in order");
+            last[p] = metadata.offset;
+        }
+        assert_eq!(last, expected, "each partition's last delivery is its last record");
+    }
+    assert_eq!(latest_offsets(&admin, "many", 3).await.iter().sum::<i64>(), 6000);
+    producer.close().await.unwrap();
+    let late = producer.send_all(&[ProducerRecord::new("many").key("k").value("late")]).await;
+    assert!(matches!(late.failed[..], [(0, ClientError::Closed(_))]), "{late:?}");
+    assert!(late.deliveries.is_empty());
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_bootstrap_fails_within_the_connect_timeout() {
     // A port nobody listens on, and an address that drops packets (TEST-NET-1).
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -41,4 +41,4 @@ pub use consumer::{
 pub use error::{ClientError, Result};
 pub use group::CommittedOffset;
 pub use group::assignor::{Assignor, GroupAssignment, GroupAssignor, MemberSubscription};
-pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata, SendAllOutcome};

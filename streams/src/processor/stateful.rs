@@ -106,8 +106,8 @@ where
 {
     fn process(&mut self, ctx: &mut TaskContext, record: Record<KS::Target, VIn>) -> Result<()> {
         self.key_buf.clear();
-        let topic = self.store.changelog.clone();
-        match self.keys.serialize_nullable(&topic, &record.key, &mut self.key_buf) {
+        let topic = &*self.store.changelog;
+        match self.keys.serialize_nullable(topic, &record.key, &mut self.key_buf) {
             Ok(true) => {}
             Ok(false) => {
                 // Kafka drops records with a null key from aggregations: they belong to no group.
@@ -125,7 +125,7 @@ where
         self.value_buf.clear();
         let present = match &new {
             Some(v) => {
-                self.values.serialize_nullable(&topic, v, &mut self.value_buf).map_err(|e| self.serde_error(e))?
+                self.values.serialize_nullable(topic, v, &mut self.value_buf).map_err(|e| self.serde_error(e))?
             }
             None => false,
         };

@@ -1,19 +1,26 @@
 //! The record collector of a stream thread: hands output and changelog records to the
 //! thread's producer, remembers the changelog offsets the broker acknowledged (what
-//! checkpoints record) and the first send that failed (which fails the next commit, so
-//! input offsets are never committed past output that was lost).
+//! checkpoints record) and the first send that failed (which fails the next send or
+//! commit, so input offsets are never committed past output that was lost).
 //!
-//! `Producer::send` is async only when it must wait (for a topic's metadata, or for room
-//! in `buffer.memory`). The collector polls it once, which appends the record to its
-//! batch, and blocks on it only if it is not done: the common path costs no wake-up.
+//! Records are staged, copied into one buffer, and handed to the producer together with
+//! `Producer::send_all`: at the end of each pass of the thread's loop, when the stage
+//! fills, and before every flush. One hand-off takes the producer's locks and
+//! `buffer.memory` once for hundreds of records; sending each on its own cost more than
+//! producing it. Staging keeps the order of sends, so each partition's records keep
+//! theirs. `send_all` is async only when it must wait (for a topic's metadata, or for
+//! room in `buffer.memory`); the collector polls it once, and blocks on it only if it is
+//! not done.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Range;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use freshet_log::client::{ClientError, DeliveryFuture, Producer, ProducerRecord};
+use freshet_log::record::Header;
 use tokio::runtime::Handle;
 
 use crate::error::{Result, StreamsError};
@@ -25,25 +32,72 @@ const SWEEP_EVERY: usize = 4096;
 /// How many of the newest pending deliveries a send looks through for its own batch.
 const RECENT_BATCHES: usize = 4;
 
+/// The stage is handed to the producer once it holds this many records...
+const STAGE_RECORDS: usize = 1024;
+
+/// ... or this many bytes of keys, values and headers.
+const STAGE_BYTES: usize = 256 * 1024;
+
 struct Pending {
-    /// Index into `topics` for changelog records (whose offsets checkpoints need).
-    changelog: Option<usize>,
+    /// Index into `topics`.
+    topic: usize,
+    /// Whether the topic is a changelog (whose acknowledged offsets checkpoints need).
+    changelog: bool,
     delivery: DeliveryFuture,
+}
+
+/// A record waiting to be handed to the producer; its bytes are in `Stage::data`.
+struct Staged {
+    /// Index into `State::topics`.
+    topic: usize,
+    partition: Option<i32>,
+    key: Option<Range<usize>>,
+    value: Option<Range<usize>>,
+    /// Into `Stage::headers`.
+    headers: Range<usize>,
+    timestamp: i64,
+}
+
+#[derive(Default)]
+struct Stage {
+    records: Vec<Staged>,
+    data: Vec<u8>,
+    /// Header keys and values, as ranges of `data`.
+    headers: Vec<(Range<usize>, Option<Range<usize>>)>,
+}
+
+impl Stage {
+    fn copy(&mut self, bytes: &[u8]) -> Range<usize> {
+        let start = self.data.len();
+        self.data.extend_from_slice(bytes);
+        start..self.data.len()
+    }
+
+    fn is_full(&self) -> bool {
+        self.records.len() >= STAGE_RECORDS || self.data.len() >= STAGE_BYTES
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.data.clear();
+        self.headers.clear();
+    }
 }
 
 struct State {
     producer: Producer,
     handle: Handle,
+    stage: Stage,
     pending: Vec<Pending>,
-    /// Changelog topics seen, for `Pending::changelog`.
+    /// Topics sent to, for `Staged::topic` and `Pending::topic`.
     topics: Vec<String>,
+    /// The last topic sent to, checked before searching `topics`.
+    last_topic: usize,
     /// (changelog, partition) -> the offset after the last acknowledged record.
     acked: HashMap<(String, i32), i64>,
     /// The first failed send, with the topic it was for.
     error: Option<(String, ClientError)>,
     sends: usize,
-    /// The last changelog topic sent to, by address, to find its index without hashing.
-    last_changelog: Option<(*const u8, usize, usize)>,
 }
 
 /// A stream thread's collector; its tasks hold clones.
@@ -55,12 +109,13 @@ impl ProducerCollector {
         ProducerCollector(Rc::new(RefCell::new(State {
             producer,
             handle,
+            stage: Stage::default(),
             pending: Vec::new(),
             topics: Vec::new(),
+            last_topic: 0,
             acked: HashMap::new(),
             error: None,
             sends: 0,
-            last_changelog: None,
         })))
     }
 
@@ -68,11 +123,17 @@ impl ProducerCollector {
         Box::new(self.clone())
     }
 
+    /// Hands the staged records to the producer.
+    pub fn dispatch(&self) {
+        self.0.borrow_mut().dispatch();
+    }
+
     /// Waits until everything sent so far is acknowledged or failed; the first failure is
     /// the error.
     pub fn flush(&self) -> Result<()> {
         let (producer, handle) = {
-            let state = self.0.borrow();
+            let mut state = self.0.borrow_mut();
+            state.dispatch();
             (state.producer.clone(), state.handle.clone())
         };
         handle.block_on(producer.flush());
@@ -89,7 +150,8 @@ impl ProducerCollector {
     /// Closes the producer after sending what is buffered.
     pub fn close(&self) {
         let (producer, handle) = {
-            let state = self.0.borrow();
+            let mut state = self.0.borrow_mut();
+            state.dispatch();
             (state.producer.clone(), state.handle.clone())
         };
         if let Err(e) = handle.block_on(producer.close()) {
@@ -105,18 +167,15 @@ impl State {
         pending.retain(|p| match p.delivery.try_result() {
             None => true,
             Some(Ok(meta)) => {
-                if let Some(index) = p.changelog
-                    && meta.offset >= 0
-                {
-                    let next = acked.entry((topics[index].clone(), meta.partition)).or_insert(0);
+                if p.changelog && meta.offset >= 0 {
+                    let next = acked.entry((topics[p.topic].clone(), meta.partition)).or_insert(0);
                     *next = (*next).max(meta.offset + 1);
                 }
                 false
             }
             Some(Err(e)) => {
                 if error.is_none() {
-                    let topic = p.changelog.map_or_else(|| "an output topic".to_string(), |i| topics[i].clone());
-                    *error = Some((topic, e));
+                    *error = Some((topics[p.topic].clone(), e));
                 }
                 false
             }
@@ -132,12 +191,9 @@ impl State {
         }
     }
 
-    fn changelog_index(&mut self, topic: &str) -> usize {
-        let key = (topic.as_ptr(), topic.len());
-        if let Some((ptr, len, index)) = self.last_changelog
-            && (ptr, len) == key
-        {
-            return index;
+    fn topic_index(&mut self, topic: &str) -> usize {
+        if self.topics.get(self.last_topic).is_some_and(|t| t == topic) {
+            return self.last_topic;
         }
         let index = match self.topics.iter().position(|t| t == topic) {
             Some(i) => i,
@@ -146,8 +202,64 @@ impl State {
                 self.topics.len() - 1
             }
         };
-        self.last_changelog = Some((key.0, key.1, index));
+        self.last_topic = index;
         index
+    }
+
+    /// Hands the staged records to the producer in one `send_all`, and keeps one pending
+    /// delivery per batch they went to.
+    fn dispatch(&mut self) {
+        if self.stage.records.is_empty() {
+            return;
+        }
+        let State { producer, handle, stage, pending, topics, error, .. } = self;
+        let data = &stage.data;
+        let records: Vec<ProducerRecord<'_>> = stage
+            .records
+            .iter()
+            .map(|staged| ProducerRecord {
+                topic: &topics[staged.topic],
+                partition: staged.partition,
+                key: staged.key.clone().map(|r| &data[r]),
+                value: staged.value.clone().map(|r| &data[r]),
+                headers: stage.headers[staged.headers.clone()]
+                    .iter()
+                    .map(|(k, v)| Header { key: &data[k.clone()], value: v.clone().map(|r| &data[r]) })
+                    .collect(),
+                timestamp: Some(staged.timestamp),
+            })
+            .collect();
+        let outcome = {
+            let future = producer.send_all(&records);
+            let mut future = std::pin::pin!(future);
+            match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(outcome) => outcome,
+                Poll::Pending => handle.block_on(future),
+            }
+        };
+        if let Some((i, e)) = outcome.failed.into_iter().next()
+            && error.is_none()
+        {
+            *error = Some((topics[stage.records[i].topic].clone(), e));
+        }
+        // One delivery per batch: a batch's records share one outcome, and the one kept
+        // is for its last record, whose offset is the largest. Records of a thread go to
+        // few batches at a time (a topic's, its changelog's), so a batch that already has
+        // a pending delivery is among the newest few.
+        for (i, delivery) in outcome.deliveries {
+            let staged = &stage.records[i];
+            let recent = pending.len().saturating_sub(RECENT_BATCHES);
+            match pending[recent..].iter_mut().rev().find(|p| p.delivery.same_batch(&delivery)) {
+                Some(same) => same.delivery = delivery,
+                None => pending.push(Pending {
+                    topic: staged.topic,
+                    // Changelog records are the ones sent to a fixed partition (the task's).
+                    changelog: staged.partition.is_some(),
+                    delivery,
+                }),
+            }
+        }
+        stage.clear();
     }
 }
 
@@ -161,32 +273,20 @@ impl RecordCollector for ProducerCollector {
         if let Some((topic, e)) = &state.error {
             return Err(collector_error(format!("an earlier write to {topic} failed: {e}")));
         }
-        let mut out = ProducerRecord::new(record.topic);
-        out.partition = record.partition;
-        out.key = record.key;
-        out.value = record.value;
-        out.timestamp = Some(record.timestamp.max(0));
+        let topic = state.topic_index(record.topic);
+        let stage = &mut state.stage;
+        let key = record.key.map(|k| stage.copy(k));
+        let value = record.value.map(|v| stage.copy(v));
+        let first_header = stage.headers.len();
         for (k, v) in record.headers {
-            out = out.header(k.as_str(), v.as_deref().unwrap_or_default());
+            let header = (stage.copy(k.as_bytes()), v.as_deref().map(|v| stage.copy(v)));
+            stage.headers.push(header);
         }
-        // Changelog records are the ones sent to a fixed partition (the task's).
-        let changelog = record.partition.map(|_| state.changelog_index(record.topic));
-        let delivery = {
-            let future = state.producer.send(out);
-            let mut future = std::pin::pin!(future);
-            match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-                Poll::Ready(result) => result,
-                Poll::Pending => state.handle.block_on(future),
-            }
-        };
-        let delivery = delivery.map_err(|e| collector_error(format!("sending to {}: {e}", record.topic)))?;
-        // A batch's records share one outcome, and its last record has the largest
-        // offset: one pending delivery per batch is enough. Sends alternate between few
-        // batches (a topic's, its changelog's), so the newest few are searched.
-        let recent = state.pending.len().saturating_sub(RECENT_BATCHES);
-        match state.pending[recent..].iter_mut().rev().find(|p| p.delivery.same_batch(&delivery)) {
-            Some(same) => same.delivery = delivery,
-            None => state.pending.push(Pending { changelog, delivery }),
+        let headers = first_header..stage.headers.len();
+        let timestamp = record.timestamp.max(0);
+        stage.records.push(Staged { topic, partition: record.partition, key, value, headers, timestamp });
+        if stage.is_full() {
+            state.dispatch();
         }
         state.sends += 1;
         if state.sends.is_multiple_of(SWEEP_EVERY) {

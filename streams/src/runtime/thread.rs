@@ -83,11 +83,14 @@ struct PartitionGroup {
 
 impl PartitionGroup {
     fn push(&mut self, timestamp: i64, record: ConsumerRecord) {
-        // Records of one partition share their topic's allocation: compare pointers first.
+        // The records of one fetch share their topic's allocation: compare pointers first,
+        // and remember a new fetch's allocation once its name matched.
         let same = |tp: &(Arc<str>, i32)| Arc::ptr_eq(&tp.0, &record.topic) && tp.1 == record.partition;
-        let found = self.queues.iter().position(|(tp, _)| same(tp));
-        let found =
-            found.or_else(|| self.queues.iter().position(|(tp, _)| tp.0 == record.topic && tp.1 == record.partition));
+        let found = self.queues.iter().position(|(tp, _)| same(tp)).or_else(|| {
+            let i = self.queues.iter().position(|(tp, _)| tp.0 == record.topic && tp.1 == record.partition)?;
+            self.queues[i].0.0 = record.topic.clone();
+            Some(i)
+        });
         let queue = match found {
             Some(i) => &mut self.queues[i].1,
             None => {
@@ -114,7 +117,8 @@ impl PartitionGroup {
 }
 
 /// Input partition -> the task that reads it. Polls return records partition by partition,
-/// so the last answer is remembered and checked by pointer before the map is asked.
+/// and the records of one fetch share their topic's allocation, so the last answer is
+/// remembered and checked by pointer before the map is asked.
 #[derive(Default)]
 struct Routes {
     map: HashMap<(Arc<str>, i32), TaskId>,
@@ -267,6 +271,7 @@ impl StreamThread {
             }
             self.process()?;
             self.punctuate_wall_clock()?;
+            self.collector.dispatch();
             let requested = self.active.values().any(|t| t.task.ctx.commit_requested);
             if self.last_commit.elapsed() >= self.shared.config.commit_interval || requested {
                 self.commit(false)?;

@@ -123,13 +123,15 @@ impl StreamTask {
         self.subtopology.sources.iter().position(|&s| s == node)
     }
 
-    /// The input partition a record came from. Records of one partition share their topic
-    /// name's allocation, so the scan is a pointer comparison per input.
+    /// The input partition a record came from. The records of one fetch share their topic
+    /// name's allocation, so the scan is a pointer comparison per input; a new fetch's
+    /// allocation is compared by name once and then remembered.
     fn input(&mut self, topic: &Arc<str>, partition: i32) -> Option<usize> {
         if let Some(i) = self.inputs.iter().position(|p| Arc::ptr_eq(&p.topic, topic) && p.partition == partition) {
             return Some(i);
         }
         if let Some(i) = self.inputs.iter().position(|p| p.topic == *topic && p.partition == partition) {
+            self.inputs[i].topic = topic.clone();
             return Some(i);
         }
         let source = self.source_for(topic)?;

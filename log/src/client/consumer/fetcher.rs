@@ -353,6 +353,10 @@ pub(crate) fn decode(
     read_committed: bool,
     check_crcs: bool,
 ) -> Result<Decoded> {
+    // Each decode gets its own copy of the name: every record holds a count on it, and
+    // the poller drops records of an earlier fetch while the fetcher decodes the next.
+    // Sharing one count between the two threads cost a contended atomic per record.
+    let topic: &Arc<str> = &Arc::from(&**topic);
     let mut records = Vec::new();
     let mut next_offset = fetch_offset;
     let mut rest: &[u8] = bytes;

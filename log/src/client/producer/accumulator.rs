@@ -176,10 +176,29 @@ struct TopicQueues {
     partitions: Vec<PartitionQueue>,
 }
 
+/// A record to append: where it goes, what it is, and the `buffer.memory` it holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Append<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [Header<'a>],
+    pub memory: usize,
+    /// Whether to take a count on the batch's completion, for a delivery future of this
+    /// record. A caller appending many records asks [`Accumulator::completion`] once per
+    /// batch instead.
+    pub completion: bool,
+}
+
 /// Where an appended record went.
 #[derive(Debug)]
 pub(crate) struct Appended {
-    pub completion: Arc<BatchCompletion>,
+    /// The batch's completion, when asked for.
+    pub completion: Option<Arc<BatchCompletion>>,
+    /// The batch's id.
+    pub batch: u64,
     /// The record's index in its batch.
     pub index: i32,
     /// A batch became ready (full) or the partition's first batch was opened: the
@@ -238,18 +257,8 @@ impl Accumulator {
     /// does not fit. `memory` is the `buffer.memory` the record holds. `now` is asked
     /// only when a batch is opened: reading the clock per record was a quarter of the
     /// producer's CPU.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn append(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        timestamp: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[Header<'_>],
-        memory: usize,
-        now: impl FnOnce() -> Instant,
-    ) -> Appended {
+    pub(crate) fn append(&mut self, record: Append<'_>, now: impl FnOnce() -> Instant) -> Appended {
+        let Append { topic, partition, timestamp, key, value, headers, memory, completion } = record;
         let queues = match self.topics.get_mut(topic) {
             Some(queues) => queues,
             None => {
@@ -305,7 +314,19 @@ impl Accumulator {
             batch.full = true;
             wake_sender = true;
         }
-        Appended { completion: batch.completion.clone(), index: batch.records - 1, wake_sender, new_batch }
+        Appended {
+            completion: completion.then(|| batch.completion.clone()),
+            batch: batch.id,
+            index: batch.records - 1,
+            wake_sender,
+            new_batch,
+        }
+    }
+
+    /// The completion of a batch still queued (not yet drained for sending).
+    pub(crate) fn completion(&self, topic: &str, partition: i32, batch: u64) -> Option<Arc<BatchCompletion>> {
+        let queue = self.topics.get(topic)?.partitions.get(partition as usize)?;
+        queue.batches.iter().rev().find(|b| b.id == batch).map(|b| b.completion.clone())
     }
 
     /// Sends everything queued now without waiting for `linger.ms`; returns the id that
@@ -509,8 +530,13 @@ mod tests {
         Accumulator::new(200, Duration::from_millis(5), Compression::None, idempotent)
     }
 
+    fn record(topic: &'static str, partition: i32, value: Option<&'static [u8]>, memory: usize) -> Append<'static> {
+        let (timestamp, key, headers) = (1_700_000_000_000, None, &[][..]);
+        Append { topic, partition, timestamp, key, value, headers, memory, completion: true }
+    }
+
     fn append(acc: &mut Accumulator, partition: i32, now: Instant) -> Appended {
-        acc.append("t", partition, 1_700_000_000_000, None, Some(&[7; 50]), &[], 60, || now)
+        acc.append(record("t", partition, Some(&[7; 50]), 60), || now)
     }
 
     fn ack(offset: i64) -> BatchAck {
@@ -569,7 +595,7 @@ mod tests {
     fn unknown_leaders_are_reported_and_their_batches_stay() {
         let t0 = Instant::now();
         let mut acc = accumulator(false);
-        acc.append("leaderless", 0, 0, None, None, &[], 30, || t0);
+        acc.append(record("leaderless", 0, None, 30), || t0);
         let (drained, _, unknown) = acc.drain(t0 + Duration::from_secs(1), &BROKER, 1 << 20);
         assert!(drained.is_empty() && unknown);
         assert!(!acc.is_idle());

@@ -35,7 +35,7 @@ use tokio::sync::{Notify, Semaphore};
 
 pub use config::{Acks, ProducerConfig};
 
-use self::accumulator::{Accumulator, BatchCompletion};
+use self::accumulator::{Accumulator, Append, Appended, BatchCompletion};
 use super::cluster::{Cluster, TopicInfo};
 use super::error::{ClientError, Result};
 use super::partitioner::DefaultPartitioner;
@@ -177,6 +177,27 @@ impl BlockDeadline {
     }
 }
 
+/// What [`Producer::send_all`] did.
+#[derive(Debug, Default)]
+pub struct SendAllOutcome {
+    /// The records that could not be sent, by index, with why.
+    pub failed: Vec<(usize, ClientError)>,
+    /// One delivery per batch the records went to, with the index of the record it is
+    /// for: the last one appended to that batch. It resolves with that record's offset,
+    /// the batch's largest; the batch's other records share its outcome.
+    pub deliveries: Vec<(usize, DeliveryFuture)>,
+}
+
+impl SendAllOutcome {
+    /// Keeps `delivery`, replacing the one of an earlier record of the same batch.
+    fn delivered(&mut self, index: usize, delivery: DeliveryFuture) {
+        match self.deliveries.iter_mut().rev().take(8).find(|(_, d)| d.same_batch(&delivery)) {
+            Some(same) => *same = (index, delivery),
+            None => self.deliveries.push((index, delivery)),
+        }
+    }
+}
+
 /// State shared by `send` callers and the sender task.
 pub(crate) struct Core {
     config: ProducerConfig,
@@ -256,10 +277,134 @@ impl Producer {
         if core.closing.load(Ordering::Acquire) {
             return Err(ClientError::Closed("producer"));
         }
-        let config = &core.config;
-        let mut deadline = BlockDeadline { max_block: config.max_block, at: None };
+        let mut deadline = BlockDeadline { max_block: core.config.max_block, at: None };
         let topic = self.topic(record.topic, &mut deadline).await?;
         let partitions = topic.partitions.len() as i32;
+        let (partition, size) = self.place(&record, partitions)?;
+        self.reserve_memory(size, &mut deadline).await?;
+        let (appended, timestamp) = Self::append(&mut core.accumulator.lock(), &record, partition, size, true);
+        if appended.new_batch && record.key.is_none() && record.partition.is_none() {
+            core.partitioner.lock().on_new_batch(record.topic, partitions, partition);
+        }
+        if appended.wake_sender {
+            core.wake.notify_one();
+        }
+        Ok(Self::delivery(appended, partition, timestamp))
+    }
+
+    /// Sends several records, in order, as [`send`](Producer::send) would one by one.
+    /// Consecutive records of one topic share one metadata lookup, one reservation of
+    /// `buffer.memory` and one turn at the batches, so this costs less per record than
+    /// `send` when a caller has many records at hand.
+    ///
+    /// The records of a batch succeed or fail together, so rather than a future per
+    /// record the outcome holds one per batch the records went to: the future of the last
+    /// record appended to it, whose offset is the batch's largest. Records that could not
+    /// be sent at all are listed with their errors. Records without key and partition are
+    /// placed by the sticky partitioner one at a time, exactly as `send` places them.
+    pub async fn send_all(&self, records: &[ProducerRecord<'_>]) -> SendAllOutcome {
+        let core = &self.handle.core;
+        let mut outcome = SendAllOutcome::default();
+        let mut deadline = BlockDeadline { max_block: core.config.max_block, at: None };
+        let mut start = 0;
+        while let Some(first) = records.get(start) {
+            if core.closing.load(Ordering::Acquire) {
+                outcome.failed.extend((start..records.len()).map(|i| (i, ClientError::Closed("producer"))));
+                break;
+            }
+            if first.key.is_none() && first.partition.is_none() {
+                match self.send(first.clone()).await {
+                    Ok(delivery) => outcome.delivered(start, delivery),
+                    Err(e) => outcome.failed.push((start, e)),
+                }
+                start += 1;
+                continue;
+            }
+            let same_run = |r: &ProducerRecord<'_>| {
+                (std::ptr::eq(r.topic, first.topic) || r.topic == first.topic)
+                    && (r.key.is_some() || r.partition.is_some())
+            };
+            let len = records[start..].iter().position(|r| !same_run(r)).unwrap_or(records.len() - start);
+            self.send_run(records, start..start + len, &mut deadline, &mut outcome).await;
+            start += len;
+        }
+        outcome
+    }
+
+    /// Sends `records[run]`: records of one topic that each have a key or a partition.
+    async fn send_run(
+        &self,
+        records: &[ProducerRecord<'_>],
+        run: std::ops::Range<usize>,
+        deadline: &mut BlockDeadline,
+        outcome: &mut SendAllOutcome,
+    ) {
+        let core = &self.handle.core;
+        let topic_name = records[run.start].topic;
+        let topic = match self.topic(topic_name, deadline).await {
+            Ok(topic) => topic,
+            Err(e) => {
+                outcome.failed.extend(run.map(|i| (i, e.clone())));
+                return;
+            }
+        };
+        let partitions = topic.partitions.len() as i32;
+        let mut placed = Vec::with_capacity(run.len());
+        let mut total = 0;
+        for i in run {
+            match self.place(&records[i], partitions) {
+                Ok((partition, size)) => {
+                    total += size;
+                    placed.push((i, partition, size));
+                }
+                Err(e) => outcome.failed.push((i, e)),
+            }
+        }
+        if let Ok(permit) = core.memory.try_acquire_many(total.min(u32::MAX as usize) as u32) {
+            permit.forget();
+        } else {
+            // Not enough room for all: each record waits for its own, as with `send`.
+            for (i, partition, size) in placed {
+                if let Err(e) = self.reserve_memory(size, deadline).await {
+                    outcome.failed.push((i, e));
+                    continue;
+                }
+                let (appended, timestamp) =
+                    Self::append(&mut core.accumulator.lock(), &records[i], partition, size, true);
+                if appended.wake_sender {
+                    core.wake.notify_one();
+                }
+                outcome.delivered(i, Self::delivery(appended, partition, timestamp));
+            }
+            return;
+        }
+        // The last record of each batch: (batch id, record, partition, index in batch,
+        // timestamp). Records go to few batches, so a short list serves as the map.
+        let mut last: Vec<(u64, usize, i32, i32, i64)> = Vec::new();
+        let mut wake = false;
+        let mut accumulator = core.accumulator.lock();
+        for (i, partition, size) in placed {
+            let (to, timestamp) = Self::append(&mut accumulator, &records[i], partition, size, false);
+            wake |= to.wake_sender;
+            let entry = (to.batch, i, partition, to.index, timestamp);
+            match last.iter_mut().rev().find(|l| l.0 == to.batch) {
+                Some(l) => *l = entry,
+                None => last.push(entry),
+            }
+        }
+        for (batch, i, partition, index, timestamp) in last {
+            let completion = accumulator.completion(topic_name, partition, batch).expect("a batch just appended to");
+            outcome.deliveries.push((i, DeliveryFuture { completion, partition, index, timestamp }));
+        }
+        drop(accumulator);
+        if wake {
+            core.wake.notify_one();
+        }
+    }
+
+    /// The partition a record goes to, and the bytes it holds; or why it cannot be sent.
+    fn place(&self, record: &ProducerRecord<'_>, partitions: i32) -> Result<(i32, usize)> {
+        let core = &self.handle.core;
         let partition = match record.partition {
             Some(p) if (0..partitions).contains(&p) => p,
             Some(p) => {
@@ -275,6 +420,7 @@ impl Producer {
             },
         };
         let size = record.size_bytes();
+        let config = &core.config;
         for (limit, setting) in [(config.max_request_size, "max.request.size"), (config.buffer_memory, "buffer.memory")]
         {
             if size + RECORD_BATCH_OVERHEAD > limit {
@@ -282,25 +428,29 @@ impl Producer {
                 return Err(ClientError::RecordTooLarge { topic, size: size + RECORD_BATCH_OVERHEAD, limit, setting });
             }
         }
-        self.reserve_memory(size, &mut deadline).await?;
+        Ok((partition, size))
+    }
+
+    /// Appends a placed record whose memory is reserved; with `completion`, with a count
+    /// on its batch's completion for a delivery future.
+    fn append(
+        accumulator: &mut Accumulator,
+        record: &ProducerRecord<'_>,
+        partition: i32,
+        size: usize,
+        completion: bool,
+    ) -> (Appended, i64) {
         let timestamp = record.timestamp.unwrap_or_else(|| SystemClock.now_ms());
-        let appended = core.accumulator.lock().append(
-            record.topic,
-            partition,
-            timestamp,
-            record.key,
-            record.value,
-            &record.headers,
-            size,
-            Instant::now,
-        );
-        if appended.new_batch && record.key.is_none() && record.partition.is_none() {
-            core.partitioner.lock().on_new_batch(record.topic, partitions, partition);
-        }
-        if appended.wake_sender {
-            core.wake.notify_one();
-        }
-        Ok(DeliveryFuture { completion: appended.completion, partition, index: appended.index, timestamp })
+        let ProducerRecord { topic, key, value, .. } = *record;
+        let headers = &record.headers;
+        let append = Append { topic, partition, timestamp, key, value, headers, memory: size, completion };
+        (accumulator.append(append, Instant::now), timestamp)
+    }
+
+    /// A delivery future for a record appended with its batch's completion.
+    fn delivery(appended: Appended, partition: i32, timestamp: i64) -> DeliveryFuture {
+        let completion = appended.completion.expect("appended with its completion");
+        DeliveryFuture { completion, partition, index: appended.index, timestamp }
     }
 
     /// The topic's metadata, waiting for a leaderless or just-created topic until
