@@ -75,6 +75,18 @@ pub enum StreamsError {
         /// What went wrong.
         reason: String,
     },
+    /// User code (a DSL function, a processor, a punctuator, a timestamp extractor)
+    /// panicked. The thread that ran it cleans up as after any other error; the panic
+    /// goes no further.
+    #[error("task {task} panicked {during}: {message}")]
+    Panicked {
+        /// The task id (`<sub-topology>_<partition>`), or `-` outside any task.
+        task: String,
+        /// What the task was doing: which record it processed, which punctuation it ran.
+        during: String,
+        /// The panic's message.
+        message: String,
+    },
     /// The application is not in a state that allows the call.
     #[error("{0}")]
     IllegalState(String),
@@ -94,5 +106,18 @@ impl StreamsError {
 
     pub(crate) fn state_dir(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
         StreamsError::StateDir { path: path.into(), reason: reason.to_string() }
+    }
+
+    /// A panic caught while `task` was doing `during`. User code runs with the thread's
+    /// state borrowed; after a panic the thread treats it as after any other error
+    /// (closes its tasks without committing, wipes their checkpoints), which is why the
+    /// call sites may assert unwind safety.
+    pub(crate) fn panicked(task: impl std::fmt::Display, during: String, payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+            (Some(s), _) => (*s).to_string(),
+            (None, Some(s)) => s.clone(),
+            (None, None) => "a panic without a message".to_string(),
+        };
+        StreamsError::Panicked { task: task.to_string(), during, message }
     }
 }

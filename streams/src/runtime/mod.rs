@@ -665,7 +665,11 @@ fn run_thread(shared: Arc<Shared>, index: usize) {
     if let Err(e) = outcome {
         tracing::error!(thread = index + 1, error = %e, "stream thread failed");
         let handler = shared.failure_handler.lock().clone();
-        let response = handler.map_or(ThreadFailureResponse::ShutdownClient, |h| h(&e));
+        // A handler that panics answers SHUTDOWN_CLIENT.
+        let response = handler.map_or(ThreadFailureResponse::ShutdownClient, |h| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(&e)))
+                .unwrap_or(ThreadFailureResponse::ShutdownClient)
+        });
         match response {
             ThreadFailureResponse::ReplaceThread if !shared.shutting_down() => {
                 spawn_thread(&shared);

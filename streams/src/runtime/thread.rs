@@ -16,6 +16,7 @@
 //! network work runs on the application's tokio runtime, which the thread blocks on.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -243,8 +244,13 @@ impl StreamThread {
     }
 
     /// Runs until the application shuts down or an error stops the thread.
+    /// A panic outside the tasks' guards (in a timestamp extractor while routing, or a
+    /// bug of the runtime) fails the thread like an error, so that it still closes its
+    /// stores and leaves the group.
     pub fn run(mut self) -> Result<()> {
-        let outcome = self.run_loop();
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.run_loop())).unwrap_or_else(|payload| {
+            Err(StreamsError::panicked("-", format!("in stream thread {}", self.index + 1), &*payload))
+        });
         self.shutdown(outcome.is_ok());
         outcome
     }

@@ -9,6 +9,7 @@
 pub(crate) mod context;
 
 use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -187,7 +188,16 @@ impl StreamTask {
         self.ctx.record.offset = record.offset;
         self.ctx.clock.set(timestamp);
         self.ctx.stream_time = self.ctx.stream_time.max(timestamp);
-        self.sources[source].process_raw(&mut self.ctx, record, timestamp)?;
+        let (partition, offset) = (record.partition, record.offset);
+        let sources = &mut self.sources;
+        let ctx = &mut self.ctx;
+        catch_unwind(AssertUnwindSafe(|| sources[source].process_raw(ctx, record, timestamp))).unwrap_or_else(
+            |payload| {
+                let topic = self.ctx.record.topic.as_deref().unwrap_or("?");
+                let during = format!("processing the record at {topic}-{partition}@{offset}");
+                Err(StreamsError::panicked(self.id, during, &*payload))
+            },
+        )?;
         self.drain_changelogs()
     }
 
@@ -218,7 +228,12 @@ impl StreamTask {
             self.ctx.record = RecordContext { topic: None, partition: -1, offset: -1 };
             self.ctx.clock.set(now);
             let processor = self.lifecycles[node].clone();
-            processor.borrow_mut().punctuate(&mut self.ctx, node, Punctuator(id), now)?;
+            let ctx = &mut self.ctx;
+            catch_unwind(AssertUnwindSafe(|| processor.borrow_mut().punctuate(ctx, node, Punctuator(id), now)))
+                .unwrap_or_else(|payload| {
+                    let during = format!("in a {kind:?} punctuation at {now}");
+                    Err(StreamsError::panicked(self.id, during, &*payload))
+                })?;
             self.ctx.metrics.punctuations += 1;
             fired = true;
         }
@@ -257,7 +272,11 @@ impl StreamTask {
     /// changelogs, and hands those to the collector. The first half of a commit.
     pub fn flush(&mut self) -> Result<()> {
         for flusher in self.flushers.clone() {
-            flusher.borrow_mut().flush(&mut self.ctx)?;
+            // Flushing forwards what the caches held back, through user functions.
+            let ctx = &mut self.ctx;
+            catch_unwind(AssertUnwindSafe(|| flusher.borrow_mut().flush(ctx))).unwrap_or_else(|payload| {
+                Err(StreamsError::panicked(self.id, "flushing its caches".to_string(), &*payload))
+            })?;
         }
         self.ctx.commit_requested = false;
         self.drain_changelogs()
@@ -274,7 +293,12 @@ impl StreamTask {
     /// Closes operators and stores. Queries of this task's stores fail from now on.
     pub fn close(&mut self) {
         for processor in &self.lifecycles {
-            processor.borrow_mut().close();
+            // The stores below are closed (and their locks let go) whatever a processor's
+            // `close` does.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| processor.borrow_mut().close())) {
+                let e = StreamsError::panicked(self.id, "closing a processor".to_string(), &*payload);
+                tracing::warn!(task = %self.id, error = %e, "closing the task");
+            }
         }
         for store in self.ctx.stores.values() {
             store.store.lock().close();
