@@ -440,3 +440,121 @@ fn a_failed_thread_is_replaced_and_processing_goes_on() {
     streams.close();
     assert_eq!(streams.state(), State::NotRunning);
 }
+
+#[test]
+fn a_panic_in_a_dsl_function_reaches_the_handler_and_the_replacement_reopens_the_store() {
+    let cluster = Cluster::start();
+    cluster.create("words", 1);
+    cluster.create("word-counts", 1);
+    let word = |w: &str| (Some(w.to_string()), w.as_bytes().to_vec());
+    cluster.produce("words", &[word("a"), word("boom"), word("b")]);
+    let state = tempfile::tempdir().unwrap();
+    let panicked = Arc::new(AtomicBool::new(false));
+    let flag = panicked.clone();
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("words", Consumed::with(Serdes::string(), Serdes::string()))
+        .map_values(move |w: String| {
+            if w == "boom" && !flag.swap(true, Ordering::SeqCst) {
+                panic!("boom the first time");
+            }
+            w
+        })
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .count(Materialized::as_("word-store"))
+        .to_stream()
+        .to("word-counts", Produced::with(Serdes::string(), Serdes::optional(Serdes::i64())));
+    let mut config = config(&cluster, "panicky", state.path());
+    // Were the dead thread's consumer left in the group, its replacement would wait for
+    // this session to expire; were its RocksDB store left open, it could not open it.
+    config.set("session.timeout.ms", "30000").unwrap();
+    let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    streams.set_uncaught_exception_handler(move |e| {
+        seen.lock().push(e.to_string());
+        ThreadFailureResponse::ReplaceThread
+    });
+    let started = Instant::now();
+    streams.start().unwrap();
+
+    let out = cluster.latest_counts("word-counts", |c| c.len() == 3);
+    assert_eq!(out, BTreeMap::from([("a".to_string(), 1), ("b".to_string(), 1), ("boom".to_string(), 1)]));
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(panicked.load(Ordering::SeqCst));
+    let errors = errors.lock().clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("task 0_0 panicked processing the record at words-0@1")
+            && errors[0].contains("boom the first time"),
+        "{}",
+        errors[0]
+    );
+
+    // The store the replacement reopened goes on counting.
+    streams.wait_for(State::Running, WAIT).unwrap();
+    cluster.produce("words", &[word("a")]);
+    let out = cluster.latest_counts("word-counts", |c| c.get("a") == Some(&2));
+    assert_eq!(out.get("a"), Some(&2));
+    assert_ne!(streams.state(), State::Error);
+    streams.close();
+    assert_eq!(streams.state(), State::NotRunning);
+}
+
+#[test]
+fn a_persistent_global_store_resumes_from_its_checkpoint_and_rebuilds_when_it_cannot() {
+    let cluster = Cluster::start();
+    cluster.create("countries", 1);
+    cluster.create("orders", 1);
+    cluster.create("orders-out", 1);
+    let countries = |range: std::ops::Range<usize>| -> Vec<(Option<String>, Vec<u8>)> {
+        range.map(|i| (Some(format!("c{i:02}")), format!("country {i}").into_bytes())).collect()
+    };
+    let names = |range: std::ops::Range<usize>| -> Vec<String> { range.map(|i| format!("c{i:02}")).collect() };
+    cluster.produce("countries", &countries(0..10));
+    let state = tempfile::tempdir().unwrap();
+    let checkpoint = state.path().join("globals").join("global").join("0").join(".checkpoint");
+    // Starts the app, returns the keys of its global store once it runs, and closes it.
+    let run = || -> Vec<String> {
+        let builder = StreamsBuilder::new();
+        builder.global_table(
+            "countries",
+            Consumed::with(Serdes::string(), Serdes::string()),
+            Materialized::as_("countries-store"),
+        );
+        builder
+            .stream("orders", Consumed::with(Serdes::string(), Serdes::string()))
+            .to("orders-out", Produced::with(Serdes::string(), Serdes::string()));
+        let streams = KafkaStreams::new(builder.build().unwrap(), config(&cluster, "globals", state.path())).unwrap();
+        streams.start().unwrap();
+        streams.wait_for(State::Running, WAIT).unwrap();
+        let store = streams.store::<String, String>("countries-store").unwrap();
+        let keys = store.all().map(|kv| kv.unwrap().0).collect();
+        streams.close();
+        keys
+    };
+
+    assert_eq!(run(), names(0..10));
+    assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\ncountries 0 10\n");
+
+    // The topic loses its first ten records and gains five. Resuming from the checkpoint
+    // keeps the ten in the local store; reading the topic again could not have them.
+    let admin = cluster.admin();
+    let deleted = cluster.rt.block_on(admin.delete_records(&[(("countries".to_string(), 0), 10)])).unwrap();
+    assert_eq!(deleted[0].1.as_ref().unwrap(), &10);
+    cluster.produce("countries", &countries(10..15));
+    assert_eq!(run(), names(0..15));
+    assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\ncountries 0 15\n");
+
+    // A checkpoint before the topic's log start cannot be resumed from: the store is
+    // emptied and rebuilt from what the topic has.
+    std::fs::write(&checkpoint, "0\n1\ncountries 0 3\n").unwrap();
+    assert_eq!(run(), names(10..15));
+
+    // Neither does a corrupt one stop the start.
+    cluster.produce("countries", &countries(0..2));
+    std::fs::write(&checkpoint, "not a checkpoint").unwrap();
+    let mut expected = names(0..2);
+    expected.extend(names(10..15));
+    assert_eq!(run(), expected);
+}

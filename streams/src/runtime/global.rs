@@ -2,9 +2,18 @@
 //! from all partitions of its topic (the topic is its changelog).
 //!
 //! At start the thread reads each topic to the end it has then, before the stream threads
-//! start (as Kafka bootstraps global stores), and keeps following it afterwards. Global
-//! stores are rebuilt from their topics at each start; they keep no checkpoint yet.
+//! start (as Kafka bootstraps global stores), and keeps following it afterwards.
+//!
+//! Persistent global stores keep a checkpoint, `state.dir/<application.id>/global/<n>/
+//! .checkpoint`: the offset of each topic partition their RocksDB holds everything
+//! before, written after the stores are flushed, at each commit interval and at close. A
+//! start resumes from it when it covers every partition and each offset is still within
+//! the topic (between its log start and its end). Otherwise, and for in-memory stores,
+//! the store is emptied and read from the beginning. Replaying records past the
+//! checkpoint after a crash is harmless: a global store only takes each key's latest
+//! value.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +26,7 @@ use super::Shared;
 use crate::error::{Result, StreamsError};
 use crate::processor::PunctuationType;
 use crate::record::TaskId;
+use crate::state::checkpoint::{self, CHECKPOINT_FILE, Offsets};
 use crate::state::{SharedStore, StoreInner, StoreKind, StoreSpec};
 use crate::task::StreamTask;
 use crate::task::context::{OutRecord, RecordCollector, TaskStore};
@@ -108,12 +118,19 @@ fn run(
         let consumer = Consumer::connect(consumer_config).await?;
         Ok::<_, freshet_log::client::ClientError>((consumer, topics))
     })?;
-    let mut tasks = Vec::new();
+    let mut parts = Vec::new();
+    let mut partitions: Vec<TopicPartition> = Vec::new();
     for (i, part) in topology.global_parts.iter().enumerate() {
         let dir = shared.app_dir.join("global").join(i.to_string());
+        let topic = topology.globals.iter().find(|g| part.stores.contains(&g.store)).map(|g| g.topic.clone());
+        let count = topics.iter().find(|t| Some(&t.name) == topic.as_ref()).map_or(0, |t| t.partitions.len() as i32);
+        let own: Vec<TopicPartition> = topic.iter().flat_map(|t| (0..count).map(|p| (t.clone(), p))).collect();
+        let persistent =
+            part.stores.iter().all(|s| topology.stores.get(s).is_some_and(|spec| spec.kind == StoreKind::Persistent));
+        let resume = if persistent { usable_checkpoint(&mut consumer, &dir, &own, &handle)? } else { None };
         let mut open = |spec: &StoreSpec, _changelog: &str| {
             let store_dir = dir.join("rocksdb").join(&spec.name);
-            if spec.kind == StoreKind::Persistent && store_dir.exists() {
+            if spec.kind == StoreKind::Persistent && resume.is_none() && store_dir.exists() {
                 std::fs::remove_dir_all(&store_dir).map_err(|e| StreamsError::state_dir(&store_dir, e))?;
             }
             let bytes = StoreInner::open_bytes(spec.kind, &spec.name, Some(&dir))?;
@@ -131,13 +148,21 @@ fn run(
             SystemClock.now_ms(),
         )?;
         registry.lock().extend(task.stores().cloned());
-        tasks.push(task);
-    }
-    let mut partitions: Vec<TopicPartition> = Vec::new();
-    for topic in &topics {
-        partitions.extend((0..topic.partitions.len() as i32).map(|p| (topic.name.clone(), p)));
+        partitions.extend(own.iter().cloned());
+        parts.push(GlobalPart { task, dir, partitions: own, persistent, resume });
     }
     handle.block_on(consumer.assign(&partitions))?;
+    for part in &parts {
+        match &part.resume {
+            Some(offsets) => {
+                for (tp, offset) in offsets {
+                    consumer.seek(tp, *offset)?;
+                }
+                tracing::info!(dir = %part.dir.display(), "resuming a global store from its checkpoint");
+            }
+            None => consumer.seek_to_beginning(&part.partitions)?,
+        }
+    }
     let mut ends = Vec::new();
     for tp in &partitions {
         ends.push((tp.clone(), handle.block_on(consumer.watermarks(tp))?.1));
@@ -151,7 +176,8 @@ fn run(
             last_progress = Instant::now();
         }
         for record in records.iter() {
-            let Some(task) = tasks.iter_mut().find_map(|t| t.accepts(&record.topic, record.partition).then_some(t))
+            let Some(task) =
+                parts.iter_mut().find_map(|p| p.task.accepts(&record.topic, record.partition).then_some(&mut p.task))
             else {
                 continue;
             };
@@ -164,8 +190,8 @@ fn run(
                 caught_up &= handle.block_on(consumer.position(tp))? >= *end;
             }
             if caught_up {
-                for task in &mut tasks {
-                    task.flush()?;
+                for part in &mut parts {
+                    part.checkpoint(&mut consumer, &handle)?;
                 }
                 bootstrapped = true;
                 tracing::info!(partitions = partitions.len(), "global stores loaded");
@@ -175,15 +201,86 @@ fn run(
             }
         }
         if last_flush.elapsed() >= shared.config.commit_interval {
-            for task in &mut tasks {
-                task.flush()?;
+            for part in &mut parts {
+                part.checkpoint(&mut consumer, &handle)?;
             }
             last_flush = Instant::now();
         }
     }
-    for task in &mut tasks {
-        task.close();
+    for part in &mut parts {
+        if let Err(e) = part.checkpoint(&mut consumer, &handle) {
+            tracing::warn!(dir = %part.dir.display(), error = %e, "writing a global store's last checkpoint");
+        }
+        part.task.close();
     }
     registry.lock().clear();
     Ok(())
+}
+
+/// The task that keeps one global store (or the stores of one global processor) up to date.
+struct GlobalPart {
+    task: StreamTask,
+    dir: PathBuf,
+    /// The partitions of its topic.
+    partitions: Vec<TopicPartition>,
+    /// Whether its stores are on disk, so that a checkpoint means something.
+    persistent: bool,
+    /// The checkpoint it resumed from, if any.
+    resume: Option<Offsets>,
+}
+
+impl GlobalPart {
+    /// Flushes the caches and, for persistent stores, makes them durable and writes the
+    /// consumer's positions (every polled record is processed by now) as the checkpoint.
+    fn checkpoint(&mut self, consumer: &mut Consumer, handle: &tokio::runtime::Handle) -> Result<()> {
+        self.task.flush()?;
+        if !self.persistent {
+            return Ok(());
+        }
+        self.task.flush_stores()?;
+        let mut offsets = Offsets::new();
+        for tp in &self.partitions {
+            offsets.insert(tp.clone(), handle.block_on(consumer.position(tp))?);
+        }
+        checkpoint::write(&self.dir.join(CHECKPOINT_FILE), &offsets)
+    }
+}
+
+/// The checkpoint of a global part, if it can be resumed from: it names every partition
+/// of the topic, and each offset is between the partition's log start and its end. A
+/// checkpoint that does not parse, or that the topic outgrew (records deleted past it, or
+/// the topic recreated), is reported and dropped, and the store is rebuilt.
+fn usable_checkpoint(
+    consumer: &mut Consumer,
+    dir: &std::path::Path,
+    partitions: &[TopicPartition],
+    handle: &tokio::runtime::Handle,
+) -> Result<Option<Offsets>> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let offsets = match checkpoint::read(&path) {
+        Ok(offsets) if offsets.is_empty() => return Ok(None),
+        Ok(offsets) => offsets,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring a corrupt checkpoint; the global store is rebuilt from its topic");
+            return Ok(None);
+        }
+    };
+    for tp in partitions {
+        let (low, high) = handle.block_on(consumer.watermarks(tp))?;
+        match offsets.get(tp) {
+            Some(&offset) if (low..=high).contains(&offset) => {}
+            found => {
+                tracing::warn!(
+                    checkpoint = %path.display(), topic = %tp.0, partition = tp.1, offset = ?found, low, high,
+                    "the global store's checkpoint is outside its topic; the store is rebuilt"
+                );
+                return Ok(None);
+            }
+        }
+    }
+    if offsets.len() != partitions.len() {
+        tracing::warn!(checkpoint = %path.display(), "the global topic's partitions changed; the store is rebuilt");
+        return Ok(None);
+    }
+    Ok(Some(offsets))
 }
