@@ -281,6 +281,10 @@ impl<K, V> std::ops::DerefMut for FixedKeyContext<'_, K, V> {
 /// An operator inside a task, taking records of one type.
 pub(crate) trait Node<K, V> {
     fn process(&mut self, ctx: &mut TaskContext, record: Record<K, V>) -> Result<()>;
+
+    /// Records whose keys serialize to `keys` are coming soon: an operator that looks
+    /// keys up in a store may start loading them. Only a hint; most operators ignore it.
+    fn prefetch_keys(&self, _keys: &[&[u8]]) {}
 }
 
 /// An operator as its parents hold it. Shared because an operator after a `merge` has

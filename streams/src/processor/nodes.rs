@@ -51,9 +51,16 @@ impl TimestampExtractor for WallclockTimestamp {
 pub(crate) type TimestampExtractorRef = Arc<dyn TimestampExtractor>;
 
 /// A source as the task drives it: raw records in.
+/// The most keys a source passes on in one prefetch hint.
+pub(crate) const PREFETCH_MAX: usize = 16;
+
 pub(crate) trait RawSource {
     fn extract_timestamp(&self, record: &ConsumerRecord, partition_time: i64) -> i64;
     fn process_raw(&mut self, ctx: &mut TaskContext, record: ConsumerRecord, timestamp: i64) -> Result<()>;
+    /// Passes the keys of coming records to the operators right after the source (see
+    /// [`Node::prefetch_keys`]). An aggregation after a repartition topic keys its store
+    /// with the bytes the topic has; elsewhere the hint is merely useless.
+    fn prefetch(&self, records: &[ConsumerRecord]);
 }
 
 pub(crate) struct SourceNode<KS: Serde, VS: Serde> {
@@ -71,6 +78,21 @@ where
 {
     fn extract_timestamp(&self, record: &ConsumerRecord, partition_time: i64) -> i64 {
         self.extractor.extract(record, partition_time)
+    }
+
+    fn prefetch(&self, records: &[ConsumerRecord]) {
+        let mut keys: [&[u8]; PREFETCH_MAX] = [&[]; PREFETCH_MAX];
+        let mut n = 0;
+        for key in records.iter().filter_map(|r| r.key.as_deref()).take(PREFETCH_MAX) {
+            keys[n] = key;
+            n += 1;
+        }
+        for child in &self.children {
+            // A child busy with a record (a loop in the topology) gets no hint.
+            if let Ok(child) = child.try_borrow() {
+                child.prefetch_keys(&keys[..n]);
+            }
+        }
     }
 
     fn process_raw(&mut self, ctx: &mut TaskContext, record: ConsumerRecord, timestamp: i64) -> Result<()> {

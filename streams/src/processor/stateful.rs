@@ -146,6 +146,15 @@ where
         }
         self.forward_flushed(ctx, flushed)
     }
+
+    fn prefetch_keys(&self, keys: &[&[u8]]) {
+        if self.cached {
+            let store = self.store.store.lock();
+            for key in keys {
+                store.prefetch(key);
+            }
+        }
+    }
 }
 
 impl<KS, AS, VIn, F> Flush for AggregateNode<KS, AS, VIn, F>

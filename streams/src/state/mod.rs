@@ -144,6 +144,13 @@ impl StoreInner {
         }
     }
 
+    /// Starts loading the cache slot of `key` (see [`RecordCache::prefetch`]).
+    pub fn prefetch(&self, key: &[u8]) {
+        if self.open && self.cache.enabled() {
+            self.cache.prefetch(key);
+        }
+    }
+
     pub fn cache_enabled(&self) -> bool {
         self.cache.enabled()
     }

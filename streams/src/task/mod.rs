@@ -201,6 +201,16 @@ impl StreamTask {
         self.drain_changelogs()
     }
 
+    /// A hint that `records`, all of one input partition, are processed soon (see
+    /// [`RawSource::prefetch`]).
+    pub fn prefetch(&mut self, records: &[ConsumerRecord]) {
+        if let Some(first) = records.first()
+            && let Some(index) = self.input(&first.topic, first.partition)
+        {
+            self.sources[self.inputs[index].source].prefetch(records);
+        }
+    }
+
     /// Runs the punctuations of `kind` due at `now` (stream time or wall-clock time).
     /// Returns whether any ran.
     pub fn punctuate(&mut self, kind: PunctuationType) -> Result<bool> {
