@@ -57,6 +57,16 @@ pub enum StreamsError {
         /// What went wrong.
         reason: String,
     },
+    /// A persistent store is still open in this process, under another task owner: a
+    /// task that moved between two stream threads of one instance until the first lets
+    /// it go. The new owner waits for it.
+    #[error("store {store}: {} is still open in this process", path.display())]
+    StoreLocked {
+        /// The store.
+        store: String,
+        /// Its RocksDB directory.
+        path: PathBuf,
+    },
     /// The state directory could not be used.
     #[error("state directory {}: {reason}", path.display())]
     StateDir {

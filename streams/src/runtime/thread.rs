@@ -558,7 +558,7 @@ impl StreamThread {
             let bytes = loop {
                 match StoreInner::open_bytes(spec.kind, &spec.name, Some(&dir)) {
                     Ok(bytes) => break bytes,
-                    Err(e) if e.to_string().contains("lock") && waited.elapsed() < STORE_LOCK_WAIT => {
+                    Err(StreamsError::StoreLocked { .. }) if waited.elapsed() < STORE_LOCK_WAIT => {
                         std::thread::sleep(Duration::from_millis(20));
                     }
                     Err(e) => return Err(e),

@@ -27,6 +27,12 @@ impl std::fmt::Debug for RocksDbStore {
     }
 }
 
+/// RocksDB keeps one lock per database and process; opening a database this process has
+/// open already fails with an IO error that says whose lock it is.
+fn held_by_this_process(e: &rocksdb::Error) -> bool {
+    e.kind() == rocksdb::ErrorKind::IOError && e.as_ref().contains("lock hold by current process")
+}
+
 fn options() -> Options {
     let mut options = Options::default();
     options.create_if_missing(true);
@@ -40,8 +46,13 @@ fn options() -> Options {
 impl RocksDbStore {
     pub fn open(name: &str, path: &Path) -> Result<Self> {
         std::fs::create_dir_all(path).map_err(|e| StreamsError::state_dir(path, e))?;
-        let db = DB::open(&options(), path)
-            .map_err(|e| StreamsError::store(name, format!("opening RocksDB at {}: {e}", path.display())))?;
+        let db = DB::open(&options(), path).map_err(|e| {
+            if held_by_this_process(&e) {
+                StreamsError::StoreLocked { store: name.to_string(), path: path.to_path_buf() }
+            } else {
+                StreamsError::store(name, format!("opening RocksDB at {}: {e}", path.display()))
+            }
+        })?;
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
         Ok(RocksDbStore { name: name.to_string(), path: path.to_path_buf(), db, write_options })
@@ -106,5 +117,32 @@ impl BytesStore for RocksDbStore {
 
     fn flush(&mut self) -> Result<()> {
         self.db.flush().map_err(|e| self.error("flush", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_open_in_this_process_is_reported_as_locked_until_it_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rocksdb").join("counts");
+        let first = RocksDbStore::open("counts", &path).unwrap();
+        let e = RocksDbStore::open("counts", &path).unwrap_err();
+        assert!(matches!(&e, StreamsError::StoreLocked { store, path: p } if store == "counts" && *p == path), "{e}");
+        assert!(e.to_string().contains("still open"), "{e}");
+        drop(first);
+        RocksDbStore::open("counts", &path).unwrap();
+    }
+
+    #[test]
+    fn other_open_failures_are_not_taken_for_a_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the database directory should be.
+        let path = dir.path().join("counts");
+        std::fs::write(&path, b"not a directory").unwrap();
+        let e = RocksDbStore::open("counts", &path).unwrap_err();
+        assert!(!matches!(e, StreamsError::StoreLocked { .. }), "{e}");
     }
 }
