@@ -613,3 +613,115 @@ fn describe_prints_sub_topologies_like_kafka() {
     );
     assert!(text.contains("(stores: [counts-store])"), "{text}");
 }
+
+#[test]
+fn several_topics_and_a_pattern_feed_one_stream() {
+    let builder = StreamsBuilder::new();
+    builder.stream_topics(&["a", "b"], strings()).map_values(|v| v + "!").to("ab", produced());
+    builder.stream_pattern(regex::Regex::new("^logs-[0-9]+$").unwrap(), strings()).to("logs", produced());
+    let d = driver(builder);
+    d.input_topic("a", Serdes::string(), Serdes::string()).pipe_input(s("k1"), s("from a")).unwrap();
+    d.input_topic("b", Serdes::string(), Serdes::string()).pipe_input(s("k2"), s("from b")).unwrap();
+    d.input_topic("logs-1", Serdes::string(), Serdes::string()).pipe_input(s("k3"), s("one")).unwrap();
+    d.input_topic("logs-22", Serdes::string(), Serdes::string()).pipe_input(s("k4"), s("two")).unwrap();
+    // Matches no source: nothing reads it.
+    d.input_topic("logs-x", Serdes::string(), Serdes::string()).pipe_input(s("k5"), s("no")).unwrap_err();
+    let out = |t: &str| d.output_topic(t, Serdes::string(), Serdes::string()).read_key_values().unwrap();
+    assert_eq!(out("ab"), vec![(s("k1"), s("from a!")), (s("k2"), s("from b!"))]);
+    assert_eq!(out("logs"), vec![(s("k3"), s("one")), (s("k4"), s("two"))]);
+}
+
+/// Takes the event time from the value's `@<ms>` suffix; a value without one is skipped.
+struct AtSuffix;
+
+impl freshet_streams::TimestampExtractor for AtSuffix {
+    fn extract(&self, record: &freshet_log::client::ConsumerRecord, _partition_time: i64) -> i64 {
+        let value = record.value.as_deref().unwrap_or_default();
+        let value = std::str::from_utf8(value).unwrap_or_default();
+        value.rsplit_once('@').and_then(|(_, ms)| ms.parse().ok()).unwrap_or(-1)
+    }
+}
+
+#[test]
+fn a_custom_timestamp_extractor_sets_event_time_and_negative_times_are_skipped() {
+    let builder = StreamsBuilder::new();
+    builder.stream("in", strings().with_timestamp_extractor(AtSuffix)).to("out", produced());
+    let d = driver(builder);
+    let pipe = d.input_topic("in", Serdes::string(), Serdes::string());
+    pipe.pipe_raw(Some("k".into()), Some("clicked@5000".into()), 1, Vec::new()).unwrap();
+    pipe.pipe_raw(Some("k".into()), Some("no time".into()), 2, Vec::new()).unwrap();
+    let out = d.output_topic("out", Serdes::string(), Serdes::string());
+    let record = out.read_record().unwrap().unwrap();
+    assert_eq!((record.value.as_str(), record.timestamp), ("clicked@5000", 5000));
+    assert!(out.read_record().unwrap().is_none(), "the record without a time is skipped");
+    assert_eq!(d.skipped_records(), 1);
+}
+
+#[test]
+fn materialized_turns_logging_off() {
+    let builder = StreamsBuilder::new();
+    let grouped = builder.stream("in", strings()).group_by_key(Grouped::with(Serdes::string(), Serdes::string()));
+    grouped.count(Materialized::as_("logged").with_caching(false));
+    grouped.count(Materialized::as_("unlogged").with_caching(false).with_logging(false));
+    let d = driver(builder);
+    let pipe = d.input_topic("in", Serdes::string(), Serdes::string());
+    pipe.pipe_input(s("k"), s("x")).unwrap();
+    pipe.pipe_input(s("k"), s("y")).unwrap();
+    let changelog = |store: &str| {
+        d.output_topic(&format!("app-{store}-changelog"), Serdes::string(), Serdes::i64()).read_key_values().unwrap()
+    };
+    assert_eq!(changelog("logged"), vec![(s("k"), 1), (s("k"), 2)]);
+    assert!(changelog("unlogged").is_empty(), "no changelog writes with logging off");
+    assert_eq!(d.key_value_store::<String, i64>("unlogged").unwrap().get(&s("k")).unwrap(), Some(2));
+}
+
+/// Remembers where each bad record was, and lets processing go on.
+#[derive(Debug, Default)]
+struct Remember(Mutex<Vec<(String, i64)>>);
+
+impl freshet_streams::DeserializationExceptionHandler for Remember {
+    fn handle(
+        &self,
+        record: &freshet_log::client::ConsumerRecord,
+        _error: &freshet_log::client::serde::SerdeError,
+    ) -> freshet_streams::DeserializationResponse {
+        self.0.lock().push((record.topic.to_string(), record.offset));
+        freshet_streams::DeserializationResponse::Continue
+    }
+}
+
+#[test]
+fn a_user_defined_deserialization_handler_sees_each_bad_record() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("in", Consumed::with(Serdes::string(), Serdes::i64()))
+        .to("out", Produced::with(Serdes::string(), Serdes::i64()));
+    let handler = Arc::new(Remember::default());
+    let mut c = config();
+    c.deserialization_handler = freshet_streams::DeserializationHandler(handler.clone());
+    let d = TopologyTestDriver::new(builder.build().unwrap(), c).unwrap();
+    let pipe = d.input_topic("in", Serdes::string(), Serdes::i64());
+    pipe.pipe_input(s("a"), 1).unwrap();
+    pipe.pipe_raw(Some("b".into()), Some(vec![1, 2].into()), 0, Vec::new()).unwrap();
+    pipe.pipe_input(s("c"), 3).unwrap();
+    assert_eq!(*handler.0.lock(), vec![(s("in"), 1)]);
+    let out = d.output_topic("out", Serdes::string(), Serdes::i64()).read_key_values().unwrap();
+    assert_eq!(out, vec![(s("a"), 1), (s("c"), 3)]);
+}
+
+#[test]
+fn repartition_without_a_name_or_count_uses_a_generated_topic() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("in", strings())
+        .select_key(|_, v| v.clone())
+        .repartition(Repartitioned::with(Serdes::string(), Serdes::string()))
+        .to("out", produced());
+    let topology = builder.build().unwrap();
+    let described = topology.describe();
+    assert!(described.contains("-repartition"), "{described}");
+    let d = TopologyTestDriver::new(topology, config()).unwrap();
+    d.input_topic("in", Serdes::string(), Serdes::string()).pipe_input(s("k"), s("v")).unwrap();
+    let out = d.output_topic("out", Serdes::string(), Serdes::string()).read_key_values().unwrap();
+    assert_eq!(out, vec![(s("v"), s("v"))]);
+}
