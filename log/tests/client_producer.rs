@@ -14,6 +14,19 @@ use freshet_log::client::{
     ProducerConfig, ProducerRecord,
 };
 
+/// A broker behind a proxy, a topic "slow", and a producer with 20,000 bytes of
+/// `buffer.memory` that waits 300 ms for room.
+async fn slow_topic_behind_a_proxy()
+-> (tempfile::TempDir, freshet_log::broker::RunningBroker, support::proxy::Proxy, AdminClient, Producer) {
+    let (dir, broker, proxy) = support::start_behind_proxy().await;
+    let admin = AdminClient::connect(ClientConfig::new(&proxy.addr())).await.unwrap();
+    admin.create_topic(NewTopic::new("slow", 1)).await.unwrap();
+    let mut config = ProducerConfig::new(&proxy.addr());
+    config.set_all([("buffer.memory", "20000"), ("max.block.ms", "300"), ("batch.size", "4096")]).unwrap();
+    let producer = Producer::connect(config).await.unwrap();
+    (dir, broker, proxy, admin, producer)
+}
+
 async fn latest_offsets(admin: &AdminClient, topic: &str, partitions: i32) -> Vec<i64> {
     let specs: Vec<_> = (0..partitions).map(|p| ((topic.to_string(), p), OffsetSpec::Latest)).collect();
     let mut listed = admin.list_offsets(&specs, false).await.unwrap();
@@ -166,6 +179,33 @@ async fn send_all_places_and_orders_like_send_and_fails_bad_records_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_all_gives_each_record_its_own_max_block_wait() {
+    let (_dir, broker, proxy, admin, producer) = slow_topic_behind_a_proxy().await;
+    let value = vec![1u8; 1000];
+    producer.send(ProducerRecord::new("slow").key("k").value(&value)).await.unwrap().await.unwrap();
+    // Nothing is acknowledged while the proxy holds: the buffer fills and stays full.
+    proxy.pause();
+    let records: Vec<ProducerRecord> = (0..23).map(|_| ProducerRecord::new("slow").key("k").value(&value)).collect();
+    let started = Instant::now();
+    let outcome = producer.send_all(&records).await;
+    let waited = started.elapsed();
+    let timed_out = outcome.failed.iter().filter(|(_, e)| matches!(e, ClientError::Timeout { .. })).count();
+    assert!(timed_out >= 3, "{} records fit in 20,000 bytes of 1 KB records", 23 - timed_out);
+    assert_eq!(outcome.failed.len(), timed_out, "{:?}", outcome.failed);
+    // Each record that found no room waited its own 300 ms, as `send` would have.
+    assert!(waited >= Duration::from_millis(300) * timed_out as u32 - Duration::from_millis(50), "{waited:?}");
+    proxy.resume();
+    producer.flush().await;
+    let outcome = producer.send_all(&records[..2]).await;
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    outcome.deliveries.into_iter().next().unwrap().1.await.unwrap();
+    let accepted = (23 - timed_out) as i64;
+    assert_eq!(latest_offsets(&admin, "slow", 1).await, [1 + accepted + 2], "the records that found room, once");
+    producer.close().await.unwrap();
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_bootstrap_fails_within_the_connect_timeout() {
     // A port nobody listens on, and an address that drops packets (TEST-NET-1).
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -186,14 +226,9 @@ async fn an_unreachable_bootstrap_fails_within_the_connect_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_buffer_makes_send_wait_then_fail_after_max_block() {
-    let (_dir, broker, proxy) = support::start_behind_proxy().await;
-    let admin = AdminClient::connect(ClientConfig::new(&proxy.addr())).await.unwrap();
-    admin.create_topic(NewTopic::new("slow", 1)).await.unwrap();
     // The broker sits behind a proxy that stops forwarding: nothing is acknowledged, so
     // buffered records never free their memory.
-    let mut config = ProducerConfig::new(&proxy.addr());
-    config.set_all([("buffer.memory", "20000"), ("max.block.ms", "300"), ("batch.size", "4096")]).unwrap();
-    let producer = Producer::connect(config).await.unwrap();
+    let (_dir, broker, proxy, admin, producer) = slow_topic_behind_a_proxy().await;
     let value = vec![1u8; 1000];
     producer.send(ProducerRecord::new("slow").value(&value)).await.unwrap().await.unwrap();
     proxy.pause();

@@ -546,6 +546,11 @@ fn a_persistent_global_store_resumes_from_its_checkpoint_and_rebuilds_when_it_ca
     assert_eq!(run(), names(0..15));
     assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\ncountries 0 15\n");
 
+    // A checkpoint without its store (renamed, or deleted) is not resumed from: reading
+    // on from offset 15 into an empty store would lose every key before it.
+    std::fs::remove_dir_all(checkpoint.parent().unwrap().join("rocksdb").join("countries-store")).unwrap();
+    assert_eq!(run(), names(10..15));
+
     // A checkpoint before the topic's log start cannot be resumed from: the store is
     // emptied and rebuilt from what the topic has.
     std::fs::write(&checkpoint, "0\n1\ncountries 0 3\n").unwrap();

@@ -7,9 +7,10 @@
 //! Persistent global stores keep a checkpoint, `state.dir/<application.id>/global/<n>/
 //! .checkpoint`: the offset of each topic partition their RocksDB holds everything
 //! before, written after the stores are flushed, at each commit interval and at close. A
-//! start resumes from it when it covers every partition and each offset is still within
-//! the topic (between its log start and its end). Otherwise, and for in-memory stores,
-//! the store is emptied and read from the beginning. Replaying records past the
+//! start resumes from it when every store of the part is on disk, and the checkpoint
+//! covers every partition with an offset still within the topic (between its log start
+//! and its end). Otherwise, and for in-memory stores, the checkpoint and the stores are
+//! removed and the topic is read from the beginning. Replaying records past the
 //! checkpoint after a crash is harmless: a global store only takes each key's latest
 //! value.
 
@@ -127,12 +128,24 @@ fn run(
         let own: Vec<TopicPartition> = topic.iter().flat_map(|t| (0..count).map(|p| (t.clone(), p))).collect();
         let persistent =
             part.stores.iter().all(|s| topology.stores.get(s).is_some_and(|spec| spec.kind == StoreKind::Persistent));
-        let resume = if persistent { usable_checkpoint(&mut consumer, &dir, &own, &handle)? } else { None };
-        let mut open = |spec: &StoreSpec, _changelog: &str| {
-            let store_dir = dir.join("rocksdb").join(&spec.name);
-            if spec.kind == StoreKind::Persistent && resume.is_none() && store_dir.exists() {
-                std::fs::remove_dir_all(&store_dir).map_err(|e| StreamsError::state_dir(&store_dir, e))?;
+        // A checkpoint speaks for the stores on disk: each must still be there (a store
+        // renamed since, say, by a new operator before it, starts empty).
+        let on_disk = part.stores.iter().all(|s| dir.join("rocksdb").join(s).is_dir());
+        let resume = if persistent && on_disk { usable_checkpoint(&mut consumer, &dir, &own, &handle)? } else { None };
+        if resume.is_none() {
+            // The checkpoint goes first: a crash while the stores are rebuilt must not
+            // leave it beside them.
+            for path in [dir.join(CHECKPOINT_FILE), dir.join("rocksdb")] {
+                let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                match removed {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(StreamsError::state_dir(&path, e));
+                    }
+                    _ => {}
+                }
             }
+        }
+        let mut open = |spec: &StoreSpec, _changelog: &str| {
             let bytes = StoreInner::open_bytes(spec.kind, &spec.name, Some(&dir))?;
             let store: SharedStore = Arc::new(Mutex::new(StoreInner::new(&spec.name, bytes, 0, false)));
             Ok(store)

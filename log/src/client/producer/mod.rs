@@ -302,10 +302,11 @@ impl Producer {
     /// record appended to it, whose offset is the batch's largest. Records that could not
     /// be sent at all are listed with their errors. Records without key and partition are
     /// placed by the sticky partitioner one at a time, exactly as `send` places them.
+    /// Each wait (for a topic's metadata, for one record's room in `buffer.memory`) is
+    /// bounded by `max.block.ms` on its own, as a `send`'s waits are.
     pub async fn send_all(&self, records: &[ProducerRecord<'_>]) -> SendAllOutcome {
         let core = &self.handle.core;
         let mut outcome = SendAllOutcome::default();
-        let mut deadline = BlockDeadline { max_block: core.config.max_block, at: None };
         let mut start = 0;
         while let Some(first) = records.get(start) {
             if core.closing.load(Ordering::Acquire) {
@@ -325,7 +326,7 @@ impl Producer {
                     && (r.key.is_some() || r.partition.is_some())
             };
             let len = records[start..].iter().position(|r| !same_run(r)).unwrap_or(records.len() - start);
-            self.send_run(records, start..start + len, &mut deadline, &mut outcome).await;
+            self.send_run(records, start..start + len, &mut outcome).await;
             start += len;
         }
         outcome
@@ -336,12 +337,12 @@ impl Producer {
         &self,
         records: &[ProducerRecord<'_>],
         run: std::ops::Range<usize>,
-        deadline: &mut BlockDeadline,
         outcome: &mut SendAllOutcome,
     ) {
         let core = &self.handle.core;
+        let deadline = || BlockDeadline { max_block: core.config.max_block, at: None };
         let topic_name = records[run.start].topic;
-        let topic = match self.topic(topic_name, deadline).await {
+        let topic = match self.topic(topic_name, &mut deadline()).await {
             Ok(topic) => topic,
             Err(e) => {
                 outcome.failed.extend(run.map(|i| (i, e.clone())));
@@ -360,12 +361,15 @@ impl Producer {
                 Err(e) => outcome.failed.push((i, e)),
             }
         }
-        if let Ok(permit) = core.memory.try_acquire_many(total.min(u32::MAX as usize) as u32) {
+        // Every appended record gives its bytes back with its batch, so all of them must be
+        // taken: a total beyond the semaphore's reach goes record by record too.
+        let all_at_once = u32::try_from(total).ok().and_then(|total| core.memory.try_acquire_many(total).ok());
+        if let Some(permit) = all_at_once {
             permit.forget();
         } else {
             // Not enough room for all: each record waits for its own, as with `send`.
             for (i, partition, size) in placed {
-                if let Err(e) = self.reserve_memory(size, deadline).await {
+                if let Err(e) = self.reserve_memory(size, &mut deadline()).await {
                     outcome.failed.push((i, e));
                     continue;
                 }
