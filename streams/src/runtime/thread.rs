@@ -549,21 +549,27 @@ impl StreamThread {
         let mut open = |spec: &StoreSpec, _changelog: &str| {
             let store_dir = dir.join("rocksdb").join(&spec.name);
             let fresh = starts.get(&spec.name).is_some_and(|(_, start, _)| start.is_none());
-            if spec.kind == StoreKind::Persistent && fresh && store_dir.exists() {
-                std::fs::remove_dir_all(&store_dir).map_err(|e| StreamsError::state_dir(&store_dir, e))?;
-            }
+            let stale = spec.kind == StoreKind::Persistent && fresh && store_dir.exists();
             // A task that moved between two threads of this instance may still be open in
             // the other one until it handles its own assignment: wait for its lock.
             let waited = Instant::now();
-            let bytes = loop {
+            let open_when_free = || loop {
                 match StoreInner::open_bytes(spec.kind, &spec.name, Some(&dir)) {
-                    Ok(bytes) => break bytes,
+                    Ok(bytes) => break Ok(bytes),
                     Err(StreamsError::StoreLocked { .. }) if waited.elapsed() < STORE_LOCK_WAIT => {
                         std::thread::sleep(Duration::from_millis(20));
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => break Err(e),
                 }
             };
+            let mut bytes = open_when_free()?;
+            if stale {
+                // Emptied only once this thread holds it: deleting the files while the
+                // other thread still wrote to them failed, and would have failed it.
+                drop(bytes);
+                std::fs::remove_dir_all(&store_dir).map_err(|e| StreamsError::state_dir(&store_dir, e))?;
+                bytes = open_when_free()?;
+            }
             let cache = if spec.caching { cache_bytes } else { 0 };
             let store: SharedStore = Arc::new(Mutex::new(StoreInner::new(&spec.name, bytes, cache, spec.logging)));
             opened.push((spec.name.clone(), store.clone()));
