@@ -297,6 +297,78 @@ fn state_is_rebuilt_from_the_changelog_after_the_state_dir_is_deleted() {
     assert!(restored >= 40, "restored {restored} changelog records");
     assert_eq!(all, exact);
     assert_eq!(cluster.latest_counts("word-counts", |c| c == &exact), exact);
+
+    // Damaged RocksDB files (a garbled CURRENT, truncated tables) are rebuilt from the
+    // changelog too, although the checkpoint is current.
+    let damaged = corrupt_rocksdb(&state.path().join("rebuild"), "counts");
+    assert!(damaged >= 2, "damaged {damaged} files");
+    let (fourth, counts) = lines(5, 300);
+    add(&mut exact, &counts);
+    let (restored, all) = run(&fourth, false);
+    assert!(restored >= 40, "restored {restored} changelog records");
+    assert_eq!(all, exact);
+}
+
+/// Garbles `CURRENT` and truncates the table files of `store` in every task of an
+/// application's state directory; returns how many files it damaged.
+fn corrupt_rocksdb(app_dir: &std::path::Path, store: &str) -> usize {
+    let mut damaged = 0;
+    for task in std::fs::read_dir(app_dir).unwrap() {
+        let dir = task.unwrap().path().join("rocksdb").join(store);
+        let Ok(files) = std::fs::read_dir(&dir) else { continue };
+        for file in files {
+            let path = file.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name == "CURRENT" {
+                std::fs::write(&path, b"MANIFEST-garbage").unwrap();
+                damaged += 1;
+            } else if name.ends_with(".sst") {
+                let len = std::fs::metadata(&path).unwrap().len();
+                std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 2).unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    damaged
+}
+
+#[test]
+fn a_damaged_store_without_a_changelog_fails_the_start_naming_it() {
+    let cluster = Cluster::start();
+    cluster.create("words", 1);
+    let state = tempfile::tempdir().unwrap();
+    let word = |w: &str| (Some(w.to_string()), w.as_bytes().to_vec());
+    cluster.produce("words", &[word("a"), word("b")]);
+    let app = || {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream("words", Consumed::with(Serdes::string(), Serdes::string()))
+            .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+            .count(Materialized::as_("local").with_logging(false));
+        KafkaStreams::new(builder.build().unwrap(), config(&cluster, "unlogged", state.path())).unwrap()
+    };
+    let streams = app();
+    streams.start().unwrap();
+    streams.wait_for(State::Running, WAIT).unwrap();
+    cluster.wait_committed("unlogged", "words");
+    streams.close();
+    assert!(corrupt_rocksdb(&state.path().join("unlogged"), "local") >= 1);
+
+    // Nothing could rebuild it: the start fails and says which store, rather than going
+    // on with an empty one.
+    let streams = app();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    streams.set_uncaught_exception_handler(move |e| {
+        seen.lock().push(e.to_string());
+        ThreadFailureResponse::ShutdownClient
+    });
+    streams.start().unwrap();
+    streams.wait_for(State::Error, WAIT).unwrap();
+    let errors = errors.lock().clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("store 'local': opening RocksDB") && errors[0].contains("Corruption"), "{}", errors[0]);
+    streams.close();
 }
 
 #[test]

@@ -562,7 +562,20 @@ impl StreamThread {
                     Err(e) => break Err(e),
                 }
             };
-            let mut bytes = open_when_free()?;
+            let mut bytes = match open_when_free() {
+                Ok(bytes) => bytes,
+                // A logged store is a copy of its changelog: one that RocksDB cannot open
+                // (corrupt or truncated files) is rebuilt from it, from the beginning.
+                Err(e @ StreamsError::Store { .. }) if spec.kind == StoreKind::Persistent && spec.logging => {
+                    tracing::warn!(task = %id, store = %spec.name, error = %e, "the store does not open; rebuilding it from its changelog");
+                    std::fs::remove_dir_all(&store_dir).map_err(|e| StreamsError::state_dir(&store_dir, e))?;
+                    if let Some((_, start, _)) = starts.get_mut(&spec.name) {
+                        *start = None;
+                    }
+                    open_when_free()?
+                }
+                Err(e) => return Err(e),
+            };
             if stale {
                 // Emptied only once this thread holds it: deleting the files while the
                 // other thread still wrote to them failed, and would have failed it.
