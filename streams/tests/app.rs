@@ -309,6 +309,17 @@ fn state_is_rebuilt_from_the_changelog_after_the_state_dir_is_deleted() {
     assert_eq!(all, exact);
 }
 
+/// Installs an uncaught-error handler that answers `response` and keeps each error's text.
+fn record_errors(streams: &KafkaStreams, response: ThreadFailureResponse) -> Arc<Mutex<Vec<String>>> {
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    streams.set_uncaught_exception_handler(move |e| {
+        seen.lock().push(e.to_string());
+        response
+    });
+    errors
+}
+
 /// Garbles `CURRENT` and truncates the table files of `store` in every task of an
 /// application's state directory; returns how many files it damaged.
 fn corrupt_rocksdb(app_dir: &std::path::Path, store: &str) -> usize {
@@ -357,12 +368,7 @@ fn a_damaged_store_without_a_changelog_fails_the_start_naming_it() {
     // Nothing could rebuild it: the start fails and says which store, rather than going
     // on with an empty one.
     let streams = app();
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let seen = errors.clone();
-    streams.set_uncaught_exception_handler(move |e| {
-        seen.lock().push(e.to_string());
-        ThreadFailureResponse::ShutdownClient
-    });
+    let errors = record_errors(&streams, ThreadFailureResponse::ShutdownClient);
     streams.start().unwrap();
     streams.wait_for(State::Error, WAIT).unwrap();
     let errors = errors.lock().clone();
@@ -430,12 +436,7 @@ fn undeserializable_records_go_to_the_handler() {
     // Log and fail (the default): the thread stops with an error naming the record, and the
     // handler shuts the instance down.
     let streams = KafkaStreams::new(doubling(), config_for_fail(&cluster, state.path())).unwrap();
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let seen = errors.clone();
-    streams.set_uncaught_exception_handler(move |e| {
-        seen.lock().push(e.to_string());
-        ThreadFailureResponse::ShutdownClient
-    });
+    let errors = record_errors(&streams, ThreadFailureResponse::ShutdownClient);
     streams.start().unwrap();
     streams.wait_for(State::Error, WAIT).unwrap();
     let errors = errors.lock().clone();
@@ -486,12 +487,7 @@ fn a_failed_thread_is_replaced_and_processing_goes_on() {
         .process_values(move || FailOnce(flag.clone()), &[])
         .to("doubled", Produced::with(Serdes::string(), Serdes::i64()));
     let streams = KafkaStreams::new(builder.build().unwrap(), config(&cluster, "replaced", state.path())).unwrap();
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let seen = errors.clone();
-    streams.set_uncaught_exception_handler(move |e| {
-        seen.lock().push(e.to_string());
-        ThreadFailureResponse::ReplaceThread
-    });
+    let errors = record_errors(&streams, ThreadFailureResponse::ReplaceThread);
     streams.start().unwrap();
 
     // The first thread fails on "boom" before committing it; its replacement starts from
@@ -541,12 +537,7 @@ fn a_panic_in_a_dsl_function_reaches_the_handler_and_the_replacement_reopens_the
     // this session to expire; were its RocksDB store left open, it could not open it.
     config.set("session.timeout.ms", "30000").unwrap();
     let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let seen = errors.clone();
-    streams.set_uncaught_exception_handler(move |e| {
-        seen.lock().push(e.to_string());
-        ThreadFailureResponse::ReplaceThread
-    });
+    let errors = record_errors(&streams, ThreadFailureResponse::ReplaceThread);
     let started = Instant::now();
     streams.start().unwrap();
 
