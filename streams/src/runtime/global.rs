@@ -14,6 +14,7 @@
 //! checkpoint after a crash is harmless: a global store only takes each key's latest
 //! value.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -121,17 +122,23 @@ fn run(
     })?;
     let mut parts = Vec::new();
     let mut partitions: Vec<TopicPartition> = Vec::new();
+    // Each partition's log start and end as the thread starts: what a checkpoint must lie
+    // between, and what loading the stores must reach.
+    let mut watermarks: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
     for (i, part) in topology.global_parts.iter().enumerate() {
         let dir = shared.app_dir.join("global").join(i.to_string());
         let topic = topology.globals.iter().find(|g| part.stores.contains(&g.store)).map(|g| g.topic.clone());
         let count = topics.iter().find(|t| Some(&t.name) == topic.as_ref()).map_or(0, |t| t.partitions.len() as i32);
         let own: Vec<TopicPartition> = topic.iter().flat_map(|t| (0..count).map(|p| (t.clone(), p))).collect();
+        for tp in &own {
+            watermarks.insert(tp.clone(), handle.block_on(consumer.watermarks(tp))?);
+        }
         let persistent =
             part.stores.iter().all(|s| topology.stores.get(s).is_some_and(|spec| spec.kind == StoreKind::Persistent));
         // A checkpoint speaks for the stores on disk: each must still be there (a store
         // renamed since, say, by a new operator before it, starts empty).
         let on_disk = part.stores.iter().all(|s| dir.join("rocksdb").join(s).is_dir());
-        let resume = if persistent && on_disk { usable_checkpoint(&mut consumer, &dir, &own, &handle)? } else { None };
+        let resume = if persistent && on_disk { usable_checkpoint(&dir, &own, &watermarks) } else { None };
         if resume.is_none() {
             // The checkpoint goes first: a crash while the stores are rebuilt must not
             // leave it beside them.
@@ -176,10 +183,7 @@ fn run(
             None => consumer.seek_to_beginning(&part.partitions)?,
         }
     }
-    let mut ends = Vec::new();
-    for tp in &partitions {
-        ends.push((tp.clone(), handle.block_on(consumer.watermarks(tp))?.1));
-    }
+    let ends: Vec<(TopicPartition, i64)> = watermarks.into_iter().map(|(tp, (_, high))| (tp, high)).collect();
     let mut bootstrapped = false;
     let mut last_flush = Instant::now();
     let mut last_progress = Instant::now();
@@ -264,22 +268,21 @@ impl GlobalPart {
 /// checkpoint that does not parse, or that the topic outgrew (records deleted past it, or
 /// the topic recreated), is reported and dropped, and the store is rebuilt.
 fn usable_checkpoint(
-    consumer: &mut Consumer,
     dir: &std::path::Path,
     partitions: &[TopicPartition],
-    handle: &tokio::runtime::Handle,
-) -> Result<Option<Offsets>> {
+    watermarks: &BTreeMap<TopicPartition, (i64, i64)>,
+) -> Option<Offsets> {
     let path = dir.join(CHECKPOINT_FILE);
     let offsets = match checkpoint::read(&path) {
-        Ok(offsets) if offsets.is_empty() => return Ok(None),
+        Ok(offsets) if offsets.is_empty() => return None,
         Ok(offsets) => offsets,
         Err(e) => {
             tracing::warn!(error = %e, "ignoring a corrupt checkpoint; the global store is rebuilt from its topic");
-            return Ok(None);
+            return None;
         }
     };
     for tp in partitions {
-        let (low, high) = handle.block_on(consumer.watermarks(tp))?;
+        let (low, high) = watermarks[tp];
         match offsets.get(tp) {
             Some(&offset) if (low..=high).contains(&offset) => {}
             found => {
@@ -287,13 +290,13 @@ fn usable_checkpoint(
                     checkpoint = %path.display(), topic = %tp.0, partition = tp.1, offset = ?found, low, high,
                     "the global store's checkpoint is outside its topic; the store is rebuilt"
                 );
-                return Ok(None);
+                return None;
             }
         }
     }
     if offsets.len() != partitions.len() {
         tracing::warn!(checkpoint = %path.display(), "the global topic's partitions changed; the store is rebuilt");
-        return Ok(None);
+        return None;
     }
-    Ok(Some(offsets))
+    Some(offsets)
 }

@@ -549,7 +549,7 @@ impl StreamThread {
         let mut open = |spec: &StoreSpec, _changelog: &str| {
             let store_dir = dir.join("rocksdb").join(&spec.name);
             let fresh = starts.get(&spec.name).is_some_and(|(_, start, _)| start.is_none());
-            let stale = spec.kind == StoreKind::Persistent && fresh && store_dir.exists();
+            let mut stale = spec.kind == StoreKind::Persistent && fresh && store_dir.exists();
             // A task that moved between two threads of this instance may still be open in
             // the other one until it handles its own assignment: wait for its lock.
             let waited = Instant::now();
@@ -572,6 +572,7 @@ impl StreamThread {
                     if let Some((_, start, _)) = starts.get_mut(&spec.name) {
                         *start = None;
                     }
+                    stale = false;
                     open_when_free()?
                 }
                 Err(e) => return Err(e),
