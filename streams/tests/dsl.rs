@@ -415,6 +415,46 @@ fn processor_api_with_stores_headers_and_both_punctuations() {
     assert_eq!(changelog, vec![(s("a"), 1), (s("a"), 2), (s("b"), 1)]);
 }
 
+/// Counts per key in a store and forwards nothing: the store's changelog is all it writes.
+struct SilentCounter(Option<KeyValueStore<String, i64>>);
+
+impl Processor<String, String, String, i64> for SilentCounter {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, i64>) -> freshet_streams::Result<()> {
+        self.0 = Some(ctx.get_state_store("cached")?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        _ctx: &mut ProcessorContext<'_, String, i64>,
+        record: Record<String, String>,
+    ) -> freshet_streams::Result<()> {
+        let store = self.0.as_mut().unwrap();
+        let n = store.get(&record.key)?.unwrap_or(0) + 1;
+        store.put(&record.key, &n)
+    }
+}
+
+#[test]
+fn a_cached_processor_api_store_is_flushed_and_logged_at_every_commit() {
+    for kind in ["persistent", "in-memory"] {
+        let builder = StreamsBuilder::new();
+        let store = match kind {
+            "persistent" => StoreBuilder::persistent("cached", Serdes::string(), Serdes::i64()),
+            _ => StoreBuilder::in_memory("cached", Serdes::string(), Serdes::i64()),
+        };
+        builder.add_state_store(store.caching(true));
+        builder.stream("in", strings()).process(|| SilentCounter(None), &["cached"]);
+        let d = driver(builder);
+        let pipe = d.input_topic("in", Serdes::string(), Serdes::string());
+        pipe.pipe_key_values([(s("a"), s("x")), (s("a"), s("y")), (s("b"), s("z"))]).unwrap();
+        // The driver commits after each record, as Kafka's does: each commit must write the
+        // cache down to the store and its changelog, or the committed input has no state.
+        let changelog = d.output_topic("app-cached-changelog", Serdes::string(), Serdes::i64());
+        assert_eq!(changelog.read_key_values().unwrap(), vec![(s("a"), 1), (s("a"), 2), (s("b"), 1)], "{kind}");
+    }
+}
+
 struct Suffix;
 
 impl FixedKeyProcessor<String, String, String> for Suffix {

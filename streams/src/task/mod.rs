@@ -288,6 +288,12 @@ impl StreamTask {
                 Err(StreamsError::panicked(self.id, "flushing its caches".to_string(), &*payload))
             })?;
         }
+        // A store the Processor API writes through has no operator to flush it. Its cache is
+        // written down after the operators' flushes, which may still write to it; for the
+        // operators' own stores this finds nothing dirty.
+        for store in self.ctx.stores.values().filter(|s| s.spec.caching) {
+            store.store.lock().flush_cache(false)?;
+        }
         self.ctx.commit_requested = false;
         self.drain_changelogs()
     }
