@@ -19,6 +19,7 @@
 //! ```
 
 pub use freshet_log as log;
-pub use freshet_log::broker::{Broker, BrokerConfig, RunningBroker};
+pub use freshet_log::broker::{Broker, BrokerConfig};
 pub use freshet_log::client;
+pub use freshet_log::server::RunningBroker;
 pub use freshet_streams as streams;

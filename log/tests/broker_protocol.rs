@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use common::*;
-use freshet_log::broker::{Broker, BrokerConfig, RunningBroker};
+use freshet_log::broker::{Broker, BrokerConfig};
 use freshet_log::codes;
 use freshet_log::record::Compression;
+use freshet_log::server::RunningBroker;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -884,4 +885,68 @@ fn topics_are_reconfigured_grown_trimmed_and_deleted() {
     assert!(client.send(&MetadataRequest::default().with_topics(None), 12).topics.is_empty());
     assert!(!broker._dir.path().join("a-0").exists());
     assert_eq!(fetch(&mut client, "a", 0, 0, 0).0, codes::UNKNOWN_TOPIC_OR_PARTITION);
+}
+
+#[test]
+fn the_offsets_topic_refuses_administrative_changes() {
+    let broker = TestBroker::start();
+    let mut client = broker.connect();
+    assert_eq!(create_topic(&mut client, "t", 1, &[]), 0);
+    // The first commit creates __consumer_offsets.
+    let commit =
+        OffsetCommitRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default().with_name(name("t")).with_partitions(vec![
+                offset_commit_request::OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(7),
+            ]),
+        ]);
+    assert_eq!(client.send(&commit, 2).topics[0].partitions[0].error_code, 0);
+    const OFFSETS: &str = "__consumer_offsets";
+    let partitions_before = client.send(&MetadataRequest::default().with_topics(None), 12).topics.len();
+
+    let delete_topic = DeleteTopicsRequest::default().with_topic_names(vec![name(OFFSETS)]);
+    assert_eq!(client.send(&delete_topic, 5).responses[0].error_code, codes::INVALID_TOPIC_EXCEPTION);
+
+    let grow = CreatePartitionsRequest::default().with_topics(vec![
+        create_partitions_request::CreatePartitionsTopic::default().with_name(name(OFFSETS)).with_count(60),
+    ]);
+    let answer = client.send(&grow, 3);
+    assert_eq!(answer.results[0].error_code, codes::INVALID_TOPIC_EXCEPTION);
+    assert!(answer.results[0].error_message.as_ref().unwrap().contains("internal"));
+
+    assert_eq!(
+        incremental(&mut client, OFFSETS, &[("cleanup.policy", 0, Some("delete"))]),
+        codes::INVALID_TOPIC_EXCEPTION
+    );
+    let replace = AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(TOPIC)
+            .with_resource_name(StrBytes::from_static_str(OFFSETS))
+            .with_configs(vec![]),
+    ]);
+    assert_eq!(client.send(&replace, 2).responses[0].error_code, codes::INVALID_TOPIC_EXCEPTION);
+
+    let partition = freshet_log::broker::group::coordinator::partition_for("g", 50);
+    let truncate = DeleteRecordsRequest::default().with_topics(vec![
+        delete_records_request::DeleteRecordsTopic::default().with_name(name(OFFSETS)).with_partitions(vec![
+            delete_records_request::DeleteRecordsPartition::default().with_partition_index(partition).with_offset(-1),
+        ]),
+    ]);
+    assert_eq!(client.send(&truncate, 2).topics[0].partitions[0].error_code, codes::INVALID_TOPIC_EXCEPTION);
+    assert_eq!(list_offset(&mut client, OFFSETS, partition, -2).1, 0, "nothing was truncated");
+
+    // Nothing changed: still compacted, still 50 partitions, the commit still there.
+    assert_eq!(describe_topic_configs(&mut client, OFFSETS)["cleanup.policy"].0, "compact");
+    let metadata = client.send(&MetadataRequest::default().with_topics(None), 12);
+    assert_eq!(metadata.topics.len(), partitions_before);
+    let offsets = metadata.topics.iter().find(|t| t.name.as_ref().unwrap().0.as_str() == OFFSETS).unwrap();
+    assert_eq!(offsets.partitions.len(), 50);
+    let fetch =
+        OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(name("t"))
+                .with_partition_indexes(vec![0]),
+        ]));
+    assert_eq!(client.send(&fetch, 5).topics[0].partitions[0].committed_offset, 7);
 }

@@ -17,7 +17,7 @@ use freshet_log::client::{
 /// A broker behind a proxy, a topic "slow", and a producer with 20,000 bytes of
 /// `buffer.memory` that waits 300 ms for room.
 async fn slow_topic_behind_a_proxy()
--> (tempfile::TempDir, freshet_log::broker::RunningBroker, support::proxy::Proxy, AdminClient, Producer) {
+-> (tempfile::TempDir, freshet_log::server::RunningBroker, support::proxy::Proxy, AdminClient, Producer) {
     let (dir, broker, proxy) = support::start_behind_proxy().await;
     let admin = AdminClient::connect(ClientConfig::new(&proxy.addr())).await.unwrap();
     admin.create_topic(NewTopic::new("slow", 1)).await.unwrap();

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use freshet_log::broker::{Broker, BrokerConfig, RunningBroker};
+use freshet_log::broker::{Broker, BrokerConfig};
 use freshet_log::client::{
     AdminClient, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetReset, OffsetSpec, Producer, ProducerConfig,
     ProducerRecord,
 };
+use freshet_log::server::RunningBroker;
 use freshet_streams::processor::{FixedKeyContext, FixedKeyProcessor, FixedKeyRecord};
 use freshet_streams::serde::Serdes;
 use freshet_streams::{

@@ -84,6 +84,14 @@ const TOPIC_DEFAULT_KEYS: &[(&str, &str)] = &[
     ("message.max.bytes", "max.message.bytes"),
     ("log.message.timestamp.type", "message.timestamp.type"),
     ("min.insync.replicas", "min.insync.replicas"),
+    ("compression.type", "compression.type"),
+    ("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms"),
+    ("log.message.timestamp.before.max.ms", "message.timestamp.before.max.ms"),
+    ("log.message.timestamp.after.max.ms", "message.timestamp.after.max.ms"),
+    ("log.roll.jitter.ms", "segment.jitter.ms"),
+    ("log.preallocate", "preallocate"),
+    ("log.segment.delete.delay.ms", "file.delete.delay.ms"),
+    ("unclean.leader.election.enable", "unclean.leader.election.enable"),
 ];
 
 /// The topic config whose default the broker property `key` sets.
@@ -100,7 +108,7 @@ pub fn broker_key_for_topic_key(key: &str) -> Option<&'static str> {
 /// broker resource): the topic-config defaults, as in Kafka.
 pub fn is_dynamic_broker_key(key: &str) -> bool {
     topic_default_key(key).is_some()
-        || matches!(key, "log.retention.hours" | "log.retention.minutes" | "log.roll.hours")
+        || matches!(key, "log.retention.hours" | "log.retention.minutes" | "log.roll.hours" | "log.roll.jitter.hours")
 }
 
 /// The topic-config defaults that result from the static config plus layers of run-time
@@ -207,6 +215,9 @@ impl BrokerConfig {
                 topic_defaults.set("retention.ms", &(parse::<i64>(key, v)? * 60_000).to_string())?
             }
             "log.roll.hours" => topic_defaults.set("segment.ms", &(parse::<i64>(key, v)? * 3_600_000).to_string())?,
+            "log.roll.jitter.hours" => {
+                topic_defaults.set("segment.jitter.ms", &(parse::<i64>(key, v)? * 3_600_000).to_string())?
+            }
             "replica.fetch.wait.max.ms" | "fetch.max.wait.ms" => self.max_fetch_wait_ms = parse(key, v)?,
             "max.incremental.fetch.session.cache.slots" => self.fetch_session_slots = parse(key, v)?,
             "offsets.topic.num.partitions" => {

@@ -139,7 +139,7 @@ impl std::fmt::Debug for FetchSessions {
 impl FetchSessions {
     /// A cache of at most `slots` sessions with random ids.
     pub fn new(slots: usize) -> Self {
-        Self::with_id_source(slots, Box::new(|| (super::metadata::new_id().as_u128() as u32 & 0x7fff_ffff) as i32))
+        Self::with_id_source(slots, Box::new(|| (uuid::Uuid::new_v4().as_u128() as u32 & 0x7fff_ffff) as i32))
     }
 
     /// A cache that takes session ids from `ids` (zero and ids in use are skipped), for

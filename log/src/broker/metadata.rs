@@ -43,6 +43,11 @@ struct MetadataFile {
     /// default, else a node id. Kafka property names and values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     dynamic_broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Topics deleted for clients whose partition directories may still exist. A topic
+    /// moves here from `topics` in one atomic write, so a crash before its directories are
+    /// gone leaves a deletion that the next start finishes, never a topic to adopt.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    deleting_topics: BTreeMap<String, TopicMetadata>,
 }
 
 /// The topics, persisted.
@@ -63,7 +68,7 @@ impl MetadataStore {
                 reason: format!("not valid topic metadata: {e}"),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                MetadataFile { cluster_id: new_id().simple().to_string(), ..MetadataFile::default() }
+                MetadataFile { cluster_id: uuid::Uuid::new_v4().simple().to_string(), ..MetadataFile::default() }
             }
             Err(e) => return Err(e).at(&path),
         };
@@ -94,7 +99,7 @@ impl MetadataStore {
         partitions: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<TopicMetadata> {
-        let topic = TopicMetadata { id: new_id().simple().to_string(), partitions, configs };
+        let topic = TopicMetadata { id: uuid::Uuid::new_v4().simple().to_string(), partitions, configs };
         self.state.topics.insert(name.to_string(), topic.clone());
         self.persist()?;
         Ok(topic)
@@ -108,11 +113,26 @@ impl MetadataStore {
         Ok(id)
     }
 
-    /// Removes a topic and persists.
-    pub fn delete_topic(&mut self, name: &str) -> Result<Option<TopicMetadata>> {
-        let removed = self.state.topics.remove(name);
+    /// Deletes a topic for clients, durably: it moves to the deletions in progress until
+    /// [`Self::finish_topic_deletion`]. `None` if there is no such topic.
+    pub fn begin_topic_deletion(&mut self, name: &str) -> Result<Option<TopicMetadata>> {
+        let Some(topic) = self.state.topics.remove(name) else { return Ok(None) };
+        self.state.deleting_topics.insert(name.to_string(), topic.clone());
         self.persist()?;
-        Ok(removed)
+        Ok(Some(topic))
+    }
+
+    /// Forgets a deletion whose partition directories are gone.
+    pub fn finish_topic_deletion(&mut self, name: &str) -> Result<()> {
+        if self.state.deleting_topics.remove(name).is_some() {
+            self.persist()?;
+        }
+        Ok(())
+    }
+
+    /// Topics deleted whose directories may still be on disk.
+    pub fn topics_being_deleted(&self) -> &BTreeMap<String, TopicMetadata> {
+        &self.state.deleting_topics
     }
 
     /// Replaces a topic's config overrides and persists.
@@ -153,18 +173,6 @@ impl MetadataStore {
     }
 }
 
-/// A random v4 UUID from the OS's entropy (via std's hasher seeds and the clock).
-pub(crate) fn new_id() -> uuid::Uuid {
-    use std::hash::{BuildHasher, Hasher};
-    let mut bytes = [0u8; 16];
-    for chunk in bytes.chunks_mut(8) {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +190,17 @@ mod tests {
         let store = MetadataStore::open(dir.path()).unwrap();
         assert_eq!(store.cluster_id(), cluster);
         assert_eq!(store.topic("orders"), Some(&t));
+        drop(store);
+        let mut store = MetadataStore::open(dir.path()).unwrap();
+        assert_eq!(store.begin_topic_deletion("orders").unwrap(), Some(t.clone()));
+        drop(store);
+        // A deletion in progress survives a restart, and the topic stays gone for clients.
+        let mut store = MetadataStore::open(dir.path()).unwrap();
+        assert_eq!(store.topic("orders"), None);
+        assert_eq!(store.topics_being_deleted().get("orders"), Some(&t));
+        store.finish_topic_deletion("orders").unwrap();
+        drop(store);
+        assert!(MetadataStore::open(dir.path()).unwrap().topics_being_deleted().is_empty());
         std::fs::write(dir.path().join(METADATA_FILE), b"{ not json").unwrap();
         let err = MetadataStore::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains(METADATA_FILE), "{err}");

@@ -21,6 +21,8 @@ pub mod fetch_session;
 pub mod group;
 pub(crate) mod handlers;
 pub mod metadata;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -96,7 +98,9 @@ impl Broker {
             topic_configs.insert(name.clone(), config);
         }
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let manager_config = LogManagerConfig { default_log_config: defaults.clone(), ..config.log_manager.clone() };
+        let mut manager_config =
+            LogManagerConfig { default_log_config: defaults.clone(), ..config.log_manager.clone() };
+        manager_config.owned_root_files.push(metadata::METADATA_FILE.to_string());
         let (logs, report) = LogManager::open(manager_config, topic_configs, clock.clone())?;
         for q in report.all_quarantined() {
             tracing::warn!(file = %q.original.display(), moved_to = %q.moved_to.display(), reason = %q.reason, "moved aside at start");
@@ -122,8 +126,30 @@ impl Broker {
             log_defaults: RwLock::new(defaults),
             groups,
         });
+        broker.finish_topic_deletions()?;
         broker.reconcile()?;
         Ok(broker)
+    }
+
+    /// Removes the partition directories of topics whose deletion a crash interrupted.
+    /// Runs before [`Self::reconcile`], which would otherwise adopt them as new topics.
+    fn finish_topic_deletions(&self) -> Result<()> {
+        let mut metadata = self.metadata.lock();
+        for (name, topic) in metadata.topics_being_deleted().clone() {
+            tracing::info!(topic = %name, partitions = topic.partitions, "finishing an interrupted topic deletion");
+            self.delete_partition_logs(&name)?;
+            metadata.finish_topic_deletion(&name)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every partition log of `topic` that exists, whatever the recorded count
+    /// (a CreatePartitions cut short by a crash may have left more).
+    fn delete_partition_logs(&self, topic: &str) -> Result<()> {
+        for (tp, _) in self.logs.logs().into_iter().filter(|(tp, _)| tp.topic == topic) {
+            self.logs.delete_log(&tp)?;
+        }
+        Ok(())
     }
 
     /// Makes the metadata and the partition directories agree: partitions on disk without
@@ -192,6 +218,9 @@ impl Broker {
         if metadata.topic(name).is_some() {
             return Err(ApiError::new(codes::TOPIC_ALREADY_EXISTS, format!("topic '{name}' already exists")));
         }
+        if metadata.topics_being_deleted().contains_key(name) {
+            return Err(ApiError::new(codes::TOPIC_ALREADY_EXISTS, format!("topic '{name}' is marked for deletion")));
+        }
         if validate_only {
             return Ok(TopicMetadata { id: uuid::Uuid::nil().simple().to_string(), partitions, configs: overrides });
         }
@@ -204,30 +233,26 @@ impl Broker {
         Ok(topic)
     }
 
-    /// Deletes a topic: its metadata first (so it disappears for clients), then its logs.
+    /// Deletes a topic in one durable step (its metadata moves to the deletions in
+    /// progress, so it disappears for clients), then removes its partition directories and
+    /// forgets the deletion. A crash in between is finished by the next start. The metadata
+    /// lock is held throughout, so the name cannot be reused while directories remain.
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
-        if name == group::OFFSETS_TOPIC {
-            return Err(ApiError::new(
-                codes::INVALID_TOPIC_EXCEPTION,
-                format!("'{name}' is internal: it holds the committed offsets of every consumer group"),
-            ));
-        }
-        let meta = {
-            let mut metadata = self.metadata.lock();
-            metadata.delete_topic(name).map_err(storage_error)?
-        };
-        let Some(meta) = meta else {
+        refuse_internal_topic(name, "deleted")?;
+        let mut metadata = self.metadata.lock();
+        let Some(meta) = metadata.begin_topic_deletion(name).map_err(storage_error)? else {
             return Err(ApiError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")));
         };
-        for p in 0..meta.partitions {
-            self.logs.delete_log(&TopicPartition::new(name, p)).map_err(storage_error)?;
-        }
+        self.delete_partition_logs(name).map_err(storage_error)?;
+        metadata.finish_topic_deletion(name).map_err(storage_error)?;
         tracing::info!(topic = name, partitions = meta.partitions, "deleted topic");
         Ok(())
     }
 
     /// Raises a topic's partition count to `count`.
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), ApiError> {
+        // The group -> partition hash depends on the count: every group would move.
+        refuse_internal_topic(name, "given more partitions")?;
         let mut metadata = self.metadata.lock();
         let Some(meta) = metadata.topic(name).cloned() else {
             return Err(ApiError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")));
@@ -259,6 +284,8 @@ impl Broker {
         overrides: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), ApiError> {
+        // Its settings (compaction above all) are what keep the groups' offsets.
+        refuse_internal_topic(name, "reconfigured")?;
         // Under the metadata lock, so a concurrent change of the broker defaults cannot slip
         // between computing the config and recording the topic.
         let mut metadata = self.metadata.lock();
@@ -342,11 +369,6 @@ impl Broker {
         Ok(())
     }
 
-    /// Starts serving: binds the listener and returns a handle to the running broker.
-    pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
-        crate::server::start(config).await
-    }
-
     /// The current leader epoch of a partition. A single node leads every partition in
     /// epoch 0; replication moves this into the partition state.
     pub(crate) fn leader_epoch(&self, _tp: &TopicPartition) -> i32 {
@@ -362,9 +384,19 @@ impl Broker {
     }
 }
 
+/// Refuses an administrative change to `__consumer_offsets`, which the group coordinator
+/// owns: `what` says what was asked ("deleted", "reconfigured", ...).
+pub(crate) fn refuse_internal_topic(name: &str, what: &str) -> Result<(), ApiError> {
+    if name != group::OFFSETS_TOPIC {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        codes::INVALID_TOPIC_EXCEPTION,
+        format!("'{name}' is internal and cannot be {what}: it holds the committed offsets of every consumer group"),
+    ))
+}
+
 pub(crate) fn storage_error(e: crate::storage::LogError) -> ApiError {
     tracing::error!(error = %e, "storage error");
     ApiError::new(e.kafka_code(), e.to_string())
 }
-
-pub use crate::server::RunningBroker;

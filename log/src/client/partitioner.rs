@@ -29,7 +29,7 @@ pub struct DefaultPartitioner {
 
 impl Default for DefaultPartitioner {
     fn default() -> Self {
-        Self::with_seed(crate::broker::metadata::new_id().as_u128() as u64)
+        Self::with_seed(uuid::Uuid::new_v4().as_u128() as u64)
     }
 }
 

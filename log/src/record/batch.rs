@@ -37,6 +37,7 @@ const BASE_SEQUENCE_OFFSET: usize = 53;
 const RECORDS_COUNT_OFFSET: usize = 57;
 
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+const COMPRESSION_MASK: i16 = 0x07;
 const TRANSACTIONAL_BIT: i16 = 0x10;
 const CONTROL_BIT: i16 = 0x20;
 const DELETE_HORIZON_BIT: i16 = 0x40;
@@ -245,6 +246,10 @@ pub struct BatchSummary {
     pub max_timestamp: i64,
     /// Offset delta of the first record carrying `max_timestamp`.
     pub offset_delta_of_max_timestamp: i32,
+    /// Smallest record timestamp (CreateTime), or `i64::MAX` for an empty batch.
+    pub min_timestamp: i64,
+    /// Offset delta of the first record carrying `min_timestamp`.
+    pub offset_delta_of_min_timestamp: i32,
 }
 
 /// A view of one complete batch.
@@ -298,6 +303,28 @@ impl<'a> RecordBatch<'a> {
         }
     }
 
+    /// This batch re-encoded with `codec`: the same header (offsets, timestamps, producer
+    /// fields, transactional and control bits) over the same records, compressed anew,
+    /// with its length and CRC updated. What a broker does for a topic whose
+    /// `compression.type` differs from the producer's codec.
+    pub fn recompressed(&self, codec: Compression, max_decompressed_bytes: usize) -> Result<Vec<u8>, RecordError> {
+        let records = self.records_payload(max_decompressed_bytes)?;
+        let body = codec.compress(&records);
+        let mut out = Vec::with_capacity(RECORD_BATCH_OVERHEAD + body.len());
+        out.extend_from_slice(&self.bytes[..RECORD_BATCH_OVERHEAD]);
+        out.extend_from_slice(&body);
+        let length = i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| RecordError::InvalidLength {
+            length: (out.len() - LOG_OVERHEAD) as i64,
+            reason: "the recompressed batch would not fit a 32-bit length",
+        })?;
+        out[LENGTH_OFFSET..LENGTH_OFFSET + 4].copy_from_slice(&length.to_be_bytes());
+        let attrs = (read_i16(&out, ATTRIBUTES_OFFSET) & !COMPRESSION_MASK) | i16::from(codec.id());
+        out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
+        let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+        out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        Ok(out)
+    }
+
     /// Full validation: integrity, then every record's structure, the record count, the
     /// offset deltas and the rules' extra constraints.
     pub fn validate(&self, rules: &BatchRules) -> Result<BatchSummary, RecordError> {
@@ -313,7 +340,13 @@ impl<'a> RecordBatch<'a> {
             return Err(RecordError::LastOffsetDeltaMismatch { header: h.last_offset_delta, records: -1 });
         }
         let payload = self.records_payload(rules.max_decompressed_bytes)?;
-        let mut summary = BatchSummary { records: 0, max_timestamp: -1, offset_delta_of_max_timestamp: 0 };
+        let mut summary = BatchSummary {
+            records: 0,
+            max_timestamp: -1,
+            offset_delta_of_max_timestamp: 0,
+            min_timestamp: i64::MAX,
+            offset_delta_of_min_timestamp: 0,
+        };
         let mut last_delta = -1i32;
         for record in RecordIter::new(&payload, h.records_count) {
             let record = record?;
@@ -338,6 +371,10 @@ impl<'a> RecordBatch<'a> {
             if ts > summary.max_timestamp {
                 summary.max_timestamp = ts;
                 summary.offset_delta_of_max_timestamp = record.offset_delta;
+            }
+            if ts < summary.min_timestamp {
+                summary.min_timestamp = ts;
+                summary.offset_delta_of_min_timestamp = record.offset_delta;
             }
             last_delta = record.offset_delta;
             summary.records += 1;

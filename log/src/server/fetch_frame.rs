@@ -14,47 +14,15 @@
 //! the same bytes for every supported version.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, FetchResponse, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 
 use super::Close;
-use crate::storage::{FileRange, LogError};
+use crate::broker::handlers::FetchReply;
+use crate::storage::FileRange;
 
 /// The first Fetch version with flexible (compact, tagged) encoding.
 const FIRST_FLEXIBLE: i16 = 12;
-
-/// A fetch response whose records are still file ranges.
-#[derive(Debug, Default)]
-pub(crate) struct FetchReply {
-    /// The response with every partition's `records` left `None`.
-    pub response: FetchResponse,
-    /// Each partition's records, in response order (topics, then their partitions):
-    /// `None` for null records, else the ranges (possibly none: empty records).
-    pub records: Vec<Option<Vec<FileRange>>>,
-}
-
-impl FetchReply {
-    /// The response with the records read into memory, for the ordinary encoder.
-    pub(crate) fn into_response(self) -> Result<FetchResponse, LogError> {
-        let mut response = self.response;
-        let mut records = self.records.into_iter();
-        for topic in &mut response.responses {
-            for partition in &mut topic.partitions {
-                partition.records = match records.next().flatten() {
-                    None => None,
-                    Some(ranges) => {
-                        let mut bytes = Vec::with_capacity(ranges.iter().map(|r| r.length as usize).sum());
-                        for range in &ranges {
-                            bytes.extend_from_slice(&range.read_to_vec()?);
-                        }
-                        Some(Bytes::from(bytes))
-                    }
-                };
-            }
-        }
-        Ok(response)
-    }
-}
 
 /// Part of a response frame.
 #[derive(Debug)]
@@ -187,7 +155,7 @@ mod tests {
     use std::sync::Arc;
 
     use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
-    use kafka_protocol::messages::{ProducerId, ResponseKind, TopicName};
+    use kafka_protocol::messages::{FetchResponse, ProducerId, ResponseKind, TopicName};
     use kafka_protocol::protocol::StrBytes;
 
     use super::*;

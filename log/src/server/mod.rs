@@ -27,7 +27,6 @@ use crate::broker::{Broker, BrokerConfig};
 use crate::storage::FileRange;
 use crate::storage::error::{LogError, Result};
 use fetch_frame::Chunk;
-pub(crate) use fetch_frame::FetchReply;
 pub(crate) use frame::{Decoded, decode_request, encode_response};
 
 /// How long a connection may take to send the rest of a frame it has started.
@@ -71,6 +70,13 @@ impl RunningBroker {
 }
 
 /// Opens the broker and starts serving on its listener.
+impl Broker {
+    /// Starts serving: binds the listener and returns a handle to the running broker.
+    pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
+        start(config).await
+    }
+}
+
 pub(crate) async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     let listen = config.listener;
     let explicit_advertised = config.advertised.is_some();

@@ -198,7 +198,7 @@ impl LogCleaner {
             (plan, guard.dir.clone(), guard.config.clone(), guard.name.clone())
         };
         let max_batch = config.segment_bytes.max(config.max_message_bytes as u64) as usize;
-        let max_decompressed = (config.segment_bytes as usize).max(config.max_message_bytes.saturating_mul(16));
+        let max_decompressed = config.max_decompressed_bytes();
 
         // Phase 2a: latest offset per key over the dirty part.
         let max_entries = (self.config.dedupe_buffer_bytes / MAP_ENTRY_BYTES).max(1);

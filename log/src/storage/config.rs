@@ -16,7 +16,36 @@
 use std::collections::BTreeMap;
 
 use super::error::{LogError, Result};
-use crate::record::TimestampType;
+use crate::record::{Compression, TimestampType};
+
+/// `compression.type` of a topic: keep what the producer sent, or store every batch with
+/// one codec, recompressing those that arrive with another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicCompression {
+    /// `producer`: batches are stored as sent.
+    Producer,
+    /// `uncompressed`, `gzip`, `snappy`, `lz4` or `zstd`.
+    Codec(Compression),
+}
+
+impl TopicCompression {
+    /// The config value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Producer => "producer",
+            Self::Codec(Compression::None) => "uncompressed",
+            Self::Codec(codec) => codec.name(),
+        }
+    }
+
+    /// The codec a batch sent with `sent` is stored with.
+    pub fn target(self, sent: Compression) -> Compression {
+        match self {
+            Self::Producer => sent,
+            Self::Codec(codec) => codec,
+        }
+    }
+}
 
 /// Settings that shape one partition's log. Defaults are Kafka's.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +82,25 @@ pub struct LogConfig {
     pub message_timestamp_type: TimestampType,
     /// `min.insync.replicas` (applied by the broker, stored here with the rest).
     pub min_insync_replicas: u32,
+    /// `compression.type`.
+    pub compression_type: TopicCompression,
+    /// `max.compaction.lag.ms`: a record stays uncompacted at most this long.
+    pub max_compaction_lag_ms: i64,
+    /// `message.timestamp.before.max.ms` (KIP-937): the furthest a CreateTime timestamp
+    /// may lie in the past.
+    pub message_timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms` (KIP-937): the furthest it may lie in the future.
+    pub message_timestamp_after_max_ms: i64,
+    /// `segment.jitter.ms`: up to this much is taken off `segment.ms` per segment, so the
+    /// partitions of a topic do not all roll at once.
+    pub segment_jitter_ms: i64,
+    /// `preallocate`: reserve `segment.bytes` of disk when a segment is created.
+    pub preallocate: bool,
+    /// `file.delete.delay.ms`: how long a deleted segment's files wait (renamed
+    /// `.deleted`) before they are removed, so reads in progress can finish.
+    pub file_delete_delay_ms: i64,
+    /// `unclean.leader.election.enable` (used by replication; stored here with the rest).
+    pub unclean_leader_election_enable: bool,
 }
 
 impl Default for LogConfig {
@@ -74,6 +122,14 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             min_insync_replicas: 1,
+            compression_type: TopicCompression::Producer,
+            max_compaction_lag_ms: i64::MAX,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: i64::MAX,
+            segment_jitter_ms: 0,
+            preallocate: false,
+            file_delete_delay_ms: 60_000,
+            unclean_leader_election_enable: false,
         }
     }
 }
@@ -95,6 +151,14 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "max.message.bytes",
     "message.timestamp.type",
     "min.insync.replicas",
+    "compression.type",
+    "max.compaction.lag.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
+    "segment.jitter.ms",
+    "preallocate",
+    "file.delete.delay.ms",
+    "unclean.leader.election.enable",
 ];
 
 impl LogConfig {
@@ -115,6 +179,20 @@ impl LogConfig {
             (true, false) => "compact",
             _ => "delete",
         }
+    }
+
+    /// The most a batch's records may inflate to when decompressed: a batch inflating
+    /// beyond a whole segment is either hostile or useless.
+    pub fn max_decompressed_bytes(&self) -> usize {
+        (self.segment_bytes as usize).max(self.max_message_bytes.saturating_mul(16))
+    }
+
+    /// The largest stored batch a reader believes: anything longer is a damaged length
+    /// field. Batches written by followers or the cleaner may exceed `max.message.bytes` a
+    /// little, and the config may have shrunk since they were written; a segment bounds
+    /// them all.
+    pub fn max_batch_bytes(&self) -> usize {
+        self.segment_bytes.max(self.max_message_bytes as u64).min(i32::MAX as u64) as usize
     }
 
     /// Applies Kafka-named overrides on top of this config. Unknown keys and bad values
@@ -174,6 +252,25 @@ impl LogConfig {
                     _ => return Err(invalid(key, v, "must be CreateTime or LogAppendTime")),
                 }
             }
+            "compression.type" => {
+                self.compression_type = match v {
+                    "producer" => TopicCompression::Producer,
+                    "uncompressed" => TopicCompression::Codec(Compression::None),
+                    other => match Compression::from_name(other) {
+                        Some(codec) if codec != Compression::None => TopicCompression::Codec(codec),
+                        _ => {
+                            return Err(invalid(key, v, "must be uncompressed, gzip, snappy, lz4, zstd or producer"));
+                        }
+                    },
+                }
+            }
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms = parse_in(key, v, 1, i64::MAX)?,
+            "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms = parse_in(key, v, 0, i64::MAX)?,
+            "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms = parse_in(key, v, 0, i64::MAX)?,
+            "segment.jitter.ms" => self.segment_jitter_ms = parse_in(key, v, 0, i64::MAX)?,
+            "preallocate" => self.preallocate = parse_bool(key, v)?,
+            "file.delete.delay.ms" => self.file_delete_delay_ms = parse_in(key, v, 0, i64::MAX)?,
+            "unclean.leader.election.enable" => self.unclean_leader_election_enable = parse_bool(key, v)?,
             _ => return Err(invalid(key, v, "unknown topic config")),
         }
         Ok(())
@@ -181,7 +278,7 @@ impl LogConfig {
 
     /// The effective value of every property, by Kafka name, as strings.
     pub fn to_props(&self) -> BTreeMap<String, String> {
-        let pairs: [(&str, String); 15] = [
+        let pairs: [(&str, String); 23] = [
             ("segment.bytes", self.segment_bytes.to_string()),
             ("segment.ms", self.segment_ms.to_string()),
             ("segment.index.bytes", self.segment_index_bytes.to_string()),
@@ -197,6 +294,14 @@ impl LogConfig {
             ("max.message.bytes", self.max_message_bytes.to_string()),
             ("message.timestamp.type", self.message_timestamp_type.name().to_string()),
             ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            ("compression.type", self.compression_type.name().to_string()),
+            ("max.compaction.lag.ms", self.max_compaction_lag_ms.to_string()),
+            ("message.timestamp.before.max.ms", self.message_timestamp_before_max_ms.to_string()),
+            ("message.timestamp.after.max.ms", self.message_timestamp_after_max_ms.to_string()),
+            ("segment.jitter.ms", self.segment_jitter_ms.to_string()),
+            ("preallocate", self.preallocate.to_string()),
+            ("file.delete.delay.ms", self.file_delete_delay_ms.to_string()),
+            ("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string()),
         ];
         pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
@@ -204,6 +309,14 @@ impl LogConfig {
 
 fn invalid(key: &str, value: &str, reason: &str) -> LogError {
     LogError::InvalidConfig { key: key.to_string(), value: value.to_string(), reason: reason.to_string() }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, value, "must be true or false")),
+    }
 }
 
 fn parse_in<T>(key: &str, value: &str, min: T, max: T) -> Result<T>
@@ -229,6 +342,20 @@ mod tests {
             assert!(props.contains_key(*key), "{key}");
         }
         assert_eq!(LogConfig::default().with_overrides(&props).unwrap(), LogConfig::default());
+        let set = BTreeMap::from([
+            ("compression.type".to_string(), "zstd".to_string()),
+            ("preallocate".to_string(), "TRUE".to_string()),
+            ("message.timestamp.after.max.ms".to_string(), "3600000".to_string()),
+        ]);
+        let c = LogConfig::default().with_overrides(&set).unwrap();
+        assert_eq!(c.compression_type, TopicCompression::Codec(Compression::Zstd));
+        assert!(c.preallocate);
+        assert_eq!(c.to_props()["compression.type"], "zstd");
+        assert_eq!(c.with_overrides(&c.to_props()).unwrap(), c);
+        let plain = BTreeMap::from([("compression.type".to_string(), "uncompressed".to_string())]);
+        let plain = LogConfig::default().with_overrides(&plain).unwrap();
+        assert_eq!(plain.compression_type.target(Compression::Lz4), Compression::None);
+        assert_eq!(LogConfig::default().compression_type.target(Compression::Lz4), Compression::Lz4);
     }
 
     #[test]
@@ -239,6 +366,12 @@ mod tests {
             ("cleanup.policy", "shred"),
             ("min.cleanable.dirty.ratio", "1.5"),
             ("message.timestamp.type", "Now"),
+            ("compression.type", "brotli"),
+            ("compression.type", "none"),
+            ("max.compaction.lag.ms", "0"),
+            ("message.timestamp.before.max.ms", "-1"),
+            ("preallocate", "yes"),
+            ("unclean.leader.election.enable", "1"),
             ("no.such.key", "1"),
         ] {
             let err = LogConfig::default().with_overrides(&BTreeMap::from([(key.into(), value.into())])).unwrap_err();

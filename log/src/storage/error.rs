@@ -37,6 +37,24 @@ pub enum LogError {
         /// The limit.
         segment_bytes: u64,
     },
+    /// A CreateTime timestamp outside what `message.timestamp.before.max.ms` and
+    /// `message.timestamp.after.max.ms` allow (KIP-937).
+    #[error(
+        "timestamp {timestamp} of the record at offset delta {offset_delta} of batch {batch_index} is out of range: \
+         it must lie within [{earliest}, {latest}] (message.timestamp.before.max.ms and message.timestamp.after.max.ms)"
+    )]
+    InvalidTimestamp {
+        /// Index of the batch in the request.
+        batch_index: usize,
+        /// The record's offset delta in its batch.
+        offset_delta: i32,
+        /// Its timestamp.
+        timestamp: i64,
+        /// The earliest allowed.
+        earliest: i64,
+        /// The latest allowed.
+        latest: i64,
+    },
     /// An append request with no batches.
     #[error("append request holds no record batches")]
     EmptyAppend,
@@ -115,6 +133,7 @@ impl LogError {
             },
             Self::MessageTooLarge { .. } => MESSAGE_TOO_LARGE,
             Self::RecordListTooLarge { .. } => RECORD_LIST_TOO_LARGE,
+            Self::InvalidTimestamp { .. } => INVALID_TIMESTAMP,
             Self::EmptyAppend => CORRUPT_MESSAGE,
             Self::NonMonotonicOffset { .. } => UNKNOWN_SERVER_ERROR,
             Self::Sequence(e) => match e {

@@ -139,7 +139,7 @@ pub(crate) fn load(dir: PathBuf, config: LogConfig, options: LogOpenOptions) -> 
     // 2. Finish cleaner swaps: a .log.swap is a committed clean whose old segments may
     //    still be present.
     let mut segments: BTreeMap<i64, LogSegment> = BTreeMap::new();
-    let max_batch = max_batch_bytes(&config);
+    let max_batch = config.max_batch_bytes();
     for base in swaps {
         let (mut swap, _) = LogSegment::open(&dir, base, &config, SWAP_SUFFIX)?;
         if let Some(damage) = swap.recover(max_batch, &swap_rules)? {
@@ -305,13 +305,6 @@ pub(crate) fn rebuild_producer_state(log: &mut Log, quarantine: &Quarantine, rep
     }
     log.producer_state = state;
     Ok(())
-}
-
-/// The largest batch recovery will believe: anything longer is a damaged length field.
-fn max_batch_bytes(config: &LogConfig) -> usize {
-    // Batches written by followers or the cleaner may exceed max.message.bytes a little,
-    // and the config may have shrunk since they were written; a segment bounds them all.
-    config.segment_bytes.max(config.max_message_bytes as u64).min(i32::MAX as u64) as usize
 }
 
 fn save_and_truncate(

@@ -259,7 +259,7 @@ impl Log {
             consecutive_offsets: true,
             require_keys: self.config.compact(),
             reject_control: origin == AppendOrigin::Client,
-            max_decompressed_bytes: self.max_decompressed_bytes(),
+            max_decompressed_bytes: self.config.max_decompressed_bytes(),
         };
         let validated = self.validate_request(records, &rules)?;
         if let Some(duplicate) = self.check_producer_sequences(records, &validated)? {
@@ -326,7 +326,7 @@ impl Log {
             consecutive_offsets: false,
             require_keys: false,
             reject_control: false,
-            max_decompressed_bytes: self.max_decompressed_bytes(),
+            max_decompressed_bytes: self.config.max_decompressed_bytes(),
         };
         let validated = self.validate_request(records, &rules)?;
         let mut expected = self.log_end_offset();
@@ -453,11 +453,6 @@ impl Log {
             tracing::debug!(log = %self.name, removed, "expired idle producer ids");
         }
         removed
-    }
-
-    fn max_decompressed_bytes(&self) -> usize {
-        // A batch inflating beyond a whole segment is either hostile or useless.
-        (self.config.segment_bytes as usize).max(self.config.max_message_bytes.saturating_mul(16))
     }
 
     fn validate_request(&self, records: &[u8], rules: &BatchRules) -> Result<Vec<ValidatedBatch>> {
@@ -597,7 +592,7 @@ impl Log {
     /// The first offset whose record timestamp is ≥ `timestamp`, with that timestamp; `None`
     /// if every record is older (a consumer then starts at the log end).
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
-        let max_decompressed = self.max_decompressed_bytes();
+        let max_decompressed = self.config.max_decompressed_bytes();
         for segment in self.segments.values() {
             if segment.next_offset() <= self.log_start_offset || segment.max_timestamp() < timestamp {
                 continue;

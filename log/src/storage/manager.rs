@@ -43,7 +43,6 @@ const KNOWN_ROOT_ENTRIES: &[&str] = &[
     CLEANER_OFFSET_CHECKPOINT,
     QUARANTINE_DIR,
     "meta.properties",
-    crate::broker::metadata::METADATA_FILE,
     "lost+found",
 ];
 /// Suffix of a partition directory being deleted (`<topic>-<p>.<id>-delete`).
@@ -71,6 +70,9 @@ pub struct LogManagerConfig {
     pub producer_id_expiration_ms: i64,
     /// `producer.id.expiration.check.interval.ms`.
     pub producer_id_expiration_check_interval_ms: u64,
+    /// Files at the top of the data directory that the layers above own (the broker's
+    /// metadata): left alone, where any other unknown file is moved to quarantine.
+    pub owned_root_files: Vec<String>,
 }
 
 impl LogManagerConfig {
@@ -86,6 +88,7 @@ impl LogManagerConfig {
             checkpoint_interval_ms: 60_000,
             producer_id_expiration_ms: 86_400_000,
             producer_id_expiration_check_interval_ms: 600_000,
+            owned_root_files: Vec::new(),
         }
     }
 }
@@ -166,7 +169,10 @@ impl LogManager {
         for entry in entries {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if KNOWN_ROOT_ENTRIES.contains(&name.as_str()) || name.ends_with(".tmp") {
+            if KNOWN_ROOT_ENTRIES.contains(&name.as_str())
+                || config.owned_root_files.contains(&name)
+                || name.ends_with(".tmp")
+            {
                 continue;
             }
             let is_dir = entry.file_type().at(&path)?.is_dir();

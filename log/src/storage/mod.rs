@@ -33,7 +33,7 @@ pub mod quarantine;
 pub mod segment;
 
 pub use cleaner::{CleanStage, CleanerConfig, CleanerStats, LogCleaner};
-pub use config::LogConfig;
+pub use config::{LogConfig, TopicCompression};
 pub use error::{LogError, Result};
 pub use leader_epoch::{EpochEntry, LeaderEpochCache};
 pub use log::{AppendOrigin, FetchDataInfo, LoadReport, Log, LogAppendInfo, LogOpenOptions};

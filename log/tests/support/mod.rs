@@ -5,7 +5,8 @@
 
 pub mod proxy;
 
-use freshet_log::broker::{Broker, BrokerConfig, RunningBroker};
+use freshet_log::broker::{Broker, BrokerConfig};
+use freshet_log::server::RunningBroker;
 
 /// An embedded broker without topic auto-creation, and its address.
 pub async fn start() -> (tempfile::TempDir, RunningBroker, String) {

@@ -246,13 +246,32 @@ pub enum Output {
     Join(RequestId, JoinResponse),
     /// Answer a waiting SyncGroup.
     Sync(RequestId, SyncResponse),
-    /// Append records (key, value; `None` is a tombstone) to a `__consumer_offsets` partition.
+    /// Append records (key, value; `None` is a tombstone) to a `__consumer_offsets` partition,
+    /// then send `then`. If the append fails, `then` must not be sent: the I/O layer hands
+    /// it to [`GroupCoordinator::write_failed`] instead.
     Append {
         /// The partition.
         partition: i32,
         /// The records.
         records: Vec<CoordinatorRecord>,
+        /// The group whose metadata the records hold, if they are one group's.
+        group: Option<String>,
+        /// Answers that may only leave once the records are written.
+        then: Vec<Output>,
     },
+}
+
+/// A deletion of committed offsets (and perhaps the whole group) whose tombstones must be
+/// written before it is applied with [`GroupCoordinator::complete_deletion`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDeletion {
+    group_id: String,
+    /// The `__consumer_offsets` partition the tombstones go to.
+    pub partition: i32,
+    /// The tombstones.
+    pub records: Vec<CoordinatorRecord>,
+    offsets: Vec<(String, i32)>,
+    whole_group: bool,
 }
 
 /// Load state of one `__consumer_offsets` partition.
@@ -414,9 +433,26 @@ impl GroupCoordinator {
         }
     }
 
+    /// A partition's load failed part way: the groups it had replayed are dropped, so no
+    /// partial state is ever served, and it stays loading (COORDINATOR_LOAD_IN_PROGRESS)
+    /// until a new load finishes.
+    pub fn abandon_loading(&mut self, partition: i32) {
+        let n = self.partitions.len() as i32;
+        self.groups.retain(|_, g| partition_for(&g.id, n) != partition);
+        if let Some(state) = self.partitions.get_mut(partition as usize) {
+            *state = Load::Loading;
+        }
+    }
+
     /// Whether any partition is still loading.
     pub fn is_loading(&self) -> bool {
         self.partitions.contains(&Load::Loading)
+    }
+
+    /// Whether `group`'s partition is loaded. Timeouts and retention leave the groups of a
+    /// loading partition alone: what they hold so far is not their state yet.
+    fn is_ready(&self, group: &str) -> bool {
+        self.partitions.get(self.partition_for(group) as usize) == Some(&Load::Ready)
     }
 
     fn check_group(&self, group: &str) -> Result<(), i16> {
@@ -635,10 +671,16 @@ impl GroupCoordinator {
                     response.members.clear();
                     response.skip_assignment = false;
                 }
-                // Persisted at once, so that the old id stays fenced across a coordinator restart.
+                // Persisted before the answer, so that the old id stays fenced across a
+                // coordinator restart.
                 let record = group_record(group);
-                self.outbox.push(Output::Append { partition, records: vec![record] });
-                self.reply_join(request, response);
+                let then = vec![Output::Join(request, response)];
+                self.outbox.push(Output::Append {
+                    partition,
+                    records: vec![record],
+                    group: Some(group_id.into()),
+                    then,
+                });
             }
             GroupState::PreparingRebalance => {
                 update_member(&mut member, &req, now_ms);
@@ -704,7 +746,7 @@ impl GroupCoordinator {
             group.leader = None;
             group.transition(GroupState::Empty, now_ms);
             let record = group_record(group);
-            self.outbox.push(Output::Append { partition, records: vec![record] });
+            self.outbox.push(Output::Append { partition, records: vec![record], group: None, then: Vec::new() });
             return;
         }
         group.protocol = group.select_protocol();
@@ -773,8 +815,8 @@ impl GroupCoordinator {
                 }
                 group.transition(GroupState::Stable, now_ms);
                 let record = group_record(group);
-                self.outbox.push(Output::Append { partition, records: vec![record] });
                 let (protocol_type, protocol) = (group.protocol_type.clone(), group.protocol.clone());
+                let mut then = Vec::new();
                 for m in group.members.values_mut() {
                     if let Some(waiting) = m.awaiting_sync.take() {
                         m.last_heartbeat_ms = now_ms;
@@ -784,9 +826,12 @@ impl GroupCoordinator {
                             protocol: protocol.clone(),
                             assignment: m.assignment.clone(),
                         };
-                        self.outbox.push(Output::Sync(waiting, response));
+                        then.push(Output::Sync(waiting, response));
                     }
                 }
+                // The assignment goes out only once it is in the log, as in Kafka.
+                let group_id = Some(req.group_id.clone());
+                self.outbox.push(Output::Append { partition, records: vec![record], group: group_id, then });
                 tracing::info!(group = %req.group_id, generation = group.generation, "rebalance complete; group stable");
             }
             GroupState::Stable => {
@@ -899,7 +944,7 @@ impl GroupCoordinator {
                 group.pending_sync.clear();
                 group.sync_deadline_ms = None;
                 let record = group_record(group);
-                self.outbox.push(Output::Append { partition, records: vec![record] });
+                self.outbox.push(Output::Append { partition, records: vec![record], group: None, then: Vec::new() });
             }
             GroupState::Stable | GroupState::CompletingRebalance => {
                 self.prepare_rebalance(now_ms, group_id, "a member left");
@@ -993,11 +1038,16 @@ impl GroupCoordinator {
         })
     }
 
-    /// OffsetDelete: removes committed offsets of topics the group no longer consumes.
-    pub fn delete_offsets(&mut self, group_id: &str, partitions: &[(String, i32)]) -> Result<Vec<i16>, i16> {
+    /// OffsetDelete: the tombstones for committed offsets of topics the group no longer
+    /// consumes, with a code per partition. Nothing changes until
+    /// [`Self::complete_deletion`], once the tombstones are written.
+    pub fn prepare_delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(Vec<i16>, PendingDeletion), i16> {
         self.check_group(group_id)?;
-        let partition = self.partition_for(group_id);
-        let Some(group) = self.groups.get_mut(group_id) else { return Err(codes::GROUP_ID_NOT_FOUND) };
+        let Some(group) = self.groups.get(group_id) else { return Err(codes::GROUP_ID_NOT_FOUND) };
         let subscribed = match group.state {
             GroupState::Empty => Default::default(),
             _ => match group.subscribed_topics() {
@@ -1005,43 +1055,55 @@ impl GroupCoordinator {
                 None => return Err(codes::NON_EMPTY_GROUP),
             },
         };
-        let mut records = Vec::new();
+        let mut offsets = Vec::new();
         let results = partitions
             .iter()
             .map(|(topic, p)| {
                 if subscribed.contains(topic) {
                     return codes::GROUP_SUBSCRIBED_TO_TOPIC;
                 }
-                if group.offsets.remove(&(topic.clone(), *p)).is_some() {
-                    let key =
-                        CoordinatorKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *p };
-                    records.push((key.encode(), None));
+                if group.offsets.contains_key(&(topic.clone(), *p)) && !offsets.contains(&(topic.clone(), *p)) {
+                    offsets.push((topic.clone(), *p));
                 }
                 codes::NONE
             })
             .collect();
-        if !records.is_empty() {
-            self.outbox.push(Output::Append { partition, records });
-        }
-        Ok(results)
+        let records = offset_tombstones(group_id, offsets.iter());
+        let pending = PendingDeletion {
+            group_id: group_id.to_string(),
+            partition: self.partition_for(group_id),
+            records,
+            offsets,
+            whole_group: false,
+        };
+        Ok((results, pending))
     }
 
-    /// DeleteGroups: an empty group and its offsets are deleted.
-    pub fn delete_group(&mut self, group_id: &str) -> i16 {
-        if let Err(code) = self.check_group(group_id) {
-            return code;
-        }
-        let partition = self.partition_for(group_id);
+    /// DeleteGroups: the tombstones that delete an empty group and its offsets. Nothing
+    /// changes until [`Self::complete_deletion`], once they are written.
+    pub fn prepare_delete_group(&self, group_id: &str) -> Result<PendingDeletion, i16> {
+        self.check_group(group_id)?;
         match self.groups.get(group_id) {
-            None => codes::GROUP_ID_NOT_FOUND,
-            Some(g) if g.state != GroupState::Empty => codes::NON_EMPTY_GROUP,
-            Some(_) => {
-                let group = self.groups.remove(group_id).expect("checked above");
-                let mut records = offset_tombstones(group_id, group.offsets.keys());
+            None => Err(codes::GROUP_ID_NOT_FOUND),
+            Some(g) if g.state != GroupState::Empty => Err(codes::NON_EMPTY_GROUP),
+            Some(group) => {
+                let offsets: Vec<(String, i32)> = group.offsets.keys().cloned().collect();
+                let mut records = offset_tombstones(group_id, offsets.iter());
                 records.push((CoordinatorKey::Group { group: group_id.to_string() }.encode(), None));
-                self.outbox.push(Output::Append { partition, records });
-                tracing::info!(group = group_id, "deleted group");
-                codes::NONE
+                let partition = self.partition_for(group_id);
+                Ok(PendingDeletion { group_id: group_id.to_string(), partition, records, offsets, whole_group: true })
+            }
+        }
+    }
+
+    /// Applies a deletion whose tombstones were written.
+    pub fn complete_deletion(&mut self, deletion: PendingDeletion) {
+        if deletion.whole_group {
+            self.groups.remove(&deletion.group_id);
+            tracing::info!(group = %deletion.group_id, "deleted group");
+        } else if let Some(group) = self.groups.get_mut(&deletion.group_id) {
+            for key in &deletion.offsets {
+                group.offsets.remove(key);
             }
         }
     }
@@ -1103,7 +1165,7 @@ impl GroupCoordinator {
     /// The earliest time [`Self::tick`] has something to do.
     pub fn next_deadline_ms(&self) -> i64 {
         let mut next = self.next_retention_check_ms;
-        for g in self.groups.values() {
+        for g in self.groups.values().filter(|g| self.is_ready(&g.id)) {
             let deadlines = [
                 g.initial_delay.map(|d| d.deadline_ms),
                 if g.initial_delay.is_none() { g.join_deadline_ms } else { None },
@@ -1127,7 +1189,7 @@ impl GroupCoordinator {
     /// Runs every timeout that is due: initial delays, join and sync deadlines, session
     /// expiry, unused member ids, and offset retention.
     pub fn tick(&mut self, now_ms: i64) {
-        let mut ids: Vec<String> = self.groups.keys().cloned().collect();
+        let mut ids: Vec<String> = self.groups.keys().filter(|id| self.is_ready(id)).cloned().collect();
         ids.sort();
         for id in &ids {
             self.tick_group(now_ms, id);
@@ -1189,7 +1251,8 @@ impl GroupCoordinator {
         let n = self.partitions.len() as i32;
         let mut by_partition: BTreeMap<i32, Vec<CoordinatorRecord>> = BTreeMap::new();
         let mut dead = Vec::new();
-        for group in self.groups.values_mut() {
+        let loaded = |group: &str| self.partitions.get(partition_for(group, n) as usize) == Some(&Load::Ready);
+        for group in self.groups.values_mut().filter(|g| loaded(&g.id)) {
             let expired: Vec<(String, i32)> = match group.state {
                 GroupState::Empty => group
                     .offsets
@@ -1232,7 +1295,7 @@ impl GroupCoordinator {
             self.groups.remove(&id);
         }
         for (partition, records) in by_partition {
-            self.outbox.push(Output::Append { partition, records });
+            self.outbox.push(Output::Append { partition, records, group: None, then: Vec::new() });
         }
     }
 
@@ -1248,6 +1311,28 @@ impl GroupCoordinator {
                     self.outbox.push(Output::Sync(waiting, sync_error(codes::NOT_COORDINATOR)));
                 }
             }
+        }
+    }
+
+    /// The records of an [`Output::Append`] could not be written; `code` is the error to
+    /// answer with. The answers that waited on them get it instead, and a group whose new
+    /// assignment or member could not be stored rebalances again, as in Kafka.
+    pub fn write_failed(&mut self, now_ms: i64, group_id: Option<&str>, code: i16, then: Vec<Output>) {
+        for output in then {
+            let failed = match output {
+                Output::Sync(id, _) => Output::Sync(id, sync_error(code)),
+                Output::Join(id, response) => Output::Join(id, join_error(code, &response.member_id)),
+                append @ Output::Append { .. } => append,
+            };
+            self.outbox.push(failed);
+        }
+        let Some(group_id) = group_id else { return };
+        let Some(group) = self.groups.get_mut(group_id) else { return };
+        if matches!(group.state, GroupState::Stable | GroupState::CompletingRebalance) {
+            for m in group.members.values_mut() {
+                m.assignment = Default::default();
+            }
+            self.prepare_rebalance(now_ms, group_id, "its metadata could not be written");
         }
     }
 

@@ -11,6 +11,8 @@
 
 pub mod coordinator;
 pub mod records;
+#[cfg(test)]
+mod service_tests;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -23,7 +25,8 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot, watch};
 
 pub use coordinator::{
-    CommitRequest, CoordinatorConfig, GroupCoordinator, JoinRequest, JoinResponse, Output, SyncRequest, SyncResponse,
+    CommitRequest, CoordinatorConfig, GroupCoordinator, JoinRequest, JoinResponse, Output, PendingDeletion,
+    SyncRequest, SyncResponse,
 };
 pub use state::GroupState;
 
@@ -39,8 +42,6 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub type RequestId = u64;
 /// The longest the timer sleeps without being woken, so a missed wake-up costs little.
 const MAX_TIMER_SLEEP: Duration = Duration::from_secs(1);
-/// How much of `__consumer_offsets` the loader reads at a time.
-const LOAD_CHUNK_BYTES: u64 = 4 << 20;
 
 enum Waiter {
     Join(oneshot::Sender<JoinResponse>),
@@ -71,7 +72,7 @@ impl std::fmt::Debug for GroupService {
 impl GroupService {
     /// A service whose partitions in `loading` must be replayed before their groups answer.
     pub(crate) fn new(config: CoordinatorConfig, now_ms: i64, loading: bool) -> Self {
-        let incarnation = super::metadata::new_id().as_u64_pair().0;
+        let incarnation = uuid::Uuid::new_v4().as_u64_pair().0;
         let offsets_partitions = config.offsets_partitions;
         let mut coordinator = GroupCoordinator::new(config, incarnation, now_ms);
         if loading {
@@ -145,8 +146,7 @@ impl GroupService {
                 Ok(()) => Ok(inner.coordinator.complete_commit(now, pending)),
                 Err(e) => {
                     tracing::error!(error = %e.message, "could not write committed offsets");
-                    let code =
-                        if e.code == codes::KAFKA_STORAGE_ERROR { codes::COORDINATOR_NOT_AVAILABLE } else { e.code };
+                    let code = write_error(e.code, Written::Offsets);
                     Ok(pending
                         .results
                         .into_iter()
@@ -157,6 +157,26 @@ impl GroupService {
         };
         flush(&mut inner, broker);
         result
+    }
+
+    /// DeleteGroups or OffsetDelete: `prepare` says what to delete, its tombstones are
+    /// appended, and only then is the deletion applied, so memory never runs ahead of the
+    /// log. A failed append is answered with the error and changes nothing.
+    pub(crate) fn delete<R>(
+        &self,
+        broker: &Broker,
+        prepare: impl FnOnce(&GroupCoordinator) -> Result<(R, PendingDeletion), i16>,
+    ) -> Result<R, i16> {
+        let mut inner = self.inner.lock();
+        let (result, pending) = prepare(&inner.coordinator)?;
+        if !pending.records.is_empty() {
+            append(broker, pending.partition, &pending.records).map_err(|e| {
+                tracing::error!(error = %e.message, "could not write group tombstones");
+                write_error(e.code, Written::GroupMetadata)
+            })?;
+        }
+        inner.coordinator.complete_deletion(pending);
+        Ok(result)
     }
 
     /// Starts the background work: replaying `__consumer_offsets` (if the service was
@@ -208,27 +228,70 @@ pub(crate) fn ensure_offsets_topic(broker: &Broker) -> Result<(), ApiError> {
     }
 }
 
+/// What a failed append to `__consumer_offsets` was writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Offsets,
+    GroupMetadata,
+}
+
+/// The error a client is answered with when coordinator records could not be written:
+/// the storage error translated as Kafka's group metadata manager translates it.
+fn write_error(code: i16, written: Written) -> i16 {
+    match code {
+        codes::UNKNOWN_TOPIC_OR_PARTITION | codes::NOT_ENOUGH_REPLICAS | codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND => {
+            codes::COORDINATOR_NOT_AVAILABLE
+        }
+        codes::NOT_LEADER_OR_FOLLOWER | codes::KAFKA_STORAGE_ERROR => codes::NOT_COORDINATOR,
+        codes::MESSAGE_TOO_LARGE | codes::RECORD_LIST_TOO_LARGE | codes::INVALID_FETCH_SIZE => match written {
+            Written::Offsets => codes::INVALID_COMMIT_OFFSET_SIZE,
+            Written::GroupMetadata => codes::UNKNOWN_SERVER_ERROR,
+        },
+        codes::REQUEST_TIMED_OUT if written == Written::GroupMetadata => codes::REBALANCE_IN_PROGRESS,
+        other => other,
+    }
+}
+
+/// Carries out the coordinator's outputs until it has no more: each append before the
+/// answers that wait on it, and a failed append reported back instead of those answers.
 fn flush(inner: &mut Inner, broker: &Broker) {
-    for output in inner.coordinator.take_outputs() {
-        match output {
-            Output::Append { partition, records } => {
-                if records.is_empty() {
-                    continue;
+    loop {
+        let outputs = inner.coordinator.take_outputs();
+        if outputs.is_empty() {
+            return;
+        }
+        for output in outputs {
+            deliver(inner, broker, output);
+        }
+    }
+}
+
+fn deliver(inner: &mut Inner, broker: &Broker, output: Output) {
+    match output {
+        Output::Append { partition, records, group, then } => {
+            let written = if records.is_empty() { Ok(()) } else { append(broker, partition, &records) };
+            match written {
+                Ok(()) => {
+                    for answer in then {
+                        deliver(inner, broker, answer);
+                    }
                 }
-                if let Err(e) = append(broker, partition, &records) {
-                    // Group metadata is soft state: members rejoin after a failover anyway.
-                    tracing::error!(partition, error = %e.message, "could not write group metadata");
+                Err(e) => {
+                    let group_id = group.as_deref().unwrap_or_default();
+                    tracing::error!(partition, group = group_id, error = %e.message, "could not write group metadata");
+                    let code = write_error(e.code, Written::GroupMetadata);
+                    inner.coordinator.write_failed(broker.now_ms(), group.as_deref(), code, then);
                 }
             }
-            Output::Join(id, response) => {
-                if let Some(Waiter::Join(tx)) = inner.waiting.remove(&id) {
-                    let _ = tx.send(response);
-                }
+        }
+        Output::Join(id, response) => {
+            if let Some(Waiter::Join(tx)) = inner.waiting.remove(&id) {
+                let _ = tx.send(response);
             }
-            Output::Sync(id, response) => {
-                if let Some(Waiter::Sync(tx)) = inner.waiting.remove(&id) {
-                    let _ = tx.send(response);
-                }
+        }
+        Output::Sync(id, response) => {
+            if let Some(Waiter::Sync(tx)) = inner.waiting.remove(&id) {
+                let _ = tx.send(response);
             }
         }
     }
@@ -254,63 +317,107 @@ async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Replays every partition of `__consumer_offsets` into the coordinator.
-pub(crate) fn load_all(broker: &Broker) {
-    let partitions = broker.groups.offsets_partitions;
-    let started = std::time::Instant::now();
-    let mut records = 0u64;
-    for p in 0..partitions {
-        records += load_partition(broker, p);
-        broker.groups.with(broker, |c, now| c.finish_loading(p, now));
-    }
-    tracing::info!(partitions, records, elapsed_ms = started.elapsed().as_millis() as u64, "loaded consumer groups");
+/// How `__consumer_offsets` is replayed at start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoadSettings {
+    /// How much of a partition is read at a time.
+    pub chunk_bytes: u64,
+    /// Attempts per partition before it is left unavailable.
+    pub attempts: u32,
+    /// The wait before the first retry; it doubles after each one.
+    pub first_backoff: Duration,
 }
 
-fn load_partition(broker: &Broker, partition: i32) -> u64 {
+impl LoadSettings {
+    pub(crate) const DEFAULT: Self =
+        Self { chunk_bytes: 4 << 20, attempts: 5, first_backoff: Duration::from_millis(500) };
+}
+
+/// Replays every partition of `__consumer_offsets` into the coordinator.
+pub(crate) fn load_all(broker: &Broker) {
+    load_all_with(broker, LoadSettings::DEFAULT)
+}
+
+pub(crate) fn load_all_with(broker: &Broker, settings: LoadSettings) {
+    let partitions = broker.groups.offsets_partitions;
+    let started = std::time::Instant::now();
+    let (mut records, mut failed) = (0u64, 0);
+    for p in 0..partitions {
+        match load_with_retries(broker, p, settings) {
+            Ok(n) => {
+                records += n;
+                broker.groups.with(broker, |c, now| c.finish_loading(p, now));
+            }
+            Err(reason) => {
+                failed += 1;
+                tracing::error!(
+                    partition = p,
+                    attempts = settings.attempts,
+                    %reason,
+                    "could not load this partition of __consumer_offsets; its groups answer \
+                     COORDINATOR_LOAD_IN_PROGRESS until the broker restarts"
+                );
+            }
+        }
+    }
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(partitions, failed, records, elapsed_ms, "loaded consumer groups");
+}
+
+/// Loads one partition, starting again from its beginning after a failure. What a failed
+/// attempt replayed is dropped, so no partial state is ever served.
+fn load_with_retries(broker: &Broker, partition: i32, settings: LoadSettings) -> Result<u64, String> {
+    let mut backoff = settings.first_backoff;
+    let mut attempt = 1;
+    loop {
+        let reason = match load_partition(broker, partition, settings.chunk_bytes) {
+            Ok(loaded) => return Ok(loaded),
+            Err(reason) => reason,
+        };
+        broker.groups.with(broker, |c, _| c.abandon_loading(partition));
+        if attempt >= settings.attempts {
+            return Err(reason);
+        }
+        tracing::warn!(partition, attempt, %reason, retry_in_ms = backoff.as_millis() as u64, "consumer group load failed");
+        std::thread::sleep(backoff);
+        backoff = backoff.saturating_mul(2);
+        attempt += 1;
+    }
+}
+
+fn load_partition(broker: &Broker, partition: i32, chunk_bytes: u64) -> Result<u64, String> {
     let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-    let Some(log) = broker.logs.get_log(&tp) else { return 0 };
-    let (mut next, end) = {
+    let Some(log) = broker.logs.get_log(&tp) else { return Ok(0) };
+    let (mut next, end, max_decompressed) = {
         let log = log.read();
-        (log.log_start_offset(), log.high_watermark())
+        (log.log_start_offset(), log.high_watermark(), log.config().max_decompressed_bytes())
     };
     let mut loaded = 0;
     while next < end {
         let chunk = {
             let log = log.read();
-            log.read(next, LOAD_CHUNK_BYTES, Some(end), true).and_then(|info| info.read_to_vec())
+            log.read(next, chunk_bytes, Some(end), true).and_then(|info| info.read_to_vec())
         };
         let bytes = match chunk {
             Ok(bytes) if !bytes.is_empty() => bytes,
             Ok(_) => break,
-            Err(e) => {
-                tracing::error!(%tp, offset = next, error = %e, "could not read consumer group records; stopping this partition's load");
-                break;
-            }
+            Err(e) => return Err(format!("reading {tp} at offset {next}: {e}")),
         };
-        let mut rest = bytes.as_slice();
         let mut inner = broker.groups.inner.lock();
         let now = broker.now_ms();
+        let mut rest = bytes.as_slice();
         while !rest.is_empty() {
-            let (batch, tail) = match RecordBatch::parse(rest) {
-                Ok(parsed) => parsed,
-                Err(e) => {
-                    tracing::error!(%tp, offset = next, error = %e, "unreadable batch in consumer group records");
-                    return loaded;
-                }
-            };
+            let (batch, tail) =
+                RecordBatch::parse(rest).map_err(|e| format!("an unreadable batch in {tp} at offset {next}: {e}"))?;
             rest = tail;
             let h = batch.header();
             next = h.base_offset + i64::from(h.last_offset_delta) + 1;
             if h.is_control() {
                 continue;
             }
-            let payload = match batch.records_payload(usize::MAX >> 1) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(%tp, offset = h.base_offset, error = %e, "skipping an undecodable batch");
-                    continue;
-                }
-            };
+            let payload = batch
+                .records_payload(max_decompressed)
+                .map_err(|e| format!("an undecodable batch in {tp} at offset {}: {e}", h.base_offset))?;
             for (i, record) in RecordIter::new(&payload, h.records_count).enumerate() {
                 let loaded_one = record.map_err(|e| e.to_string()).and_then(|r| {
                     let key = CoordinatorKey::decode(r.key.unwrap_or_default()).map_err(|e| e.to_string())?;
@@ -318,6 +425,7 @@ fn load_partition(broker: &Broker, partition: i32) -> u64 {
                 });
                 match loaded_one {
                     Ok(()) => loaded += 1,
+                    // As Kafka does with record types it does not know: skipped, loudly.
                     Err(reason) => {
                         tracing::warn!(%tp, offset = h.base_offset + i as i64, %reason, "skipping an unreadable consumer group record")
                     }
@@ -325,5 +433,5 @@ fn load_partition(broker: &Broker, partition: i32) -> u64 {
             }
         }
     }
-    loaded
+    Ok(loaded)
 }

@@ -21,6 +21,8 @@ struct Harness {
     joins: HashMap<RequestId, JoinResponse>,
     syncs: HashMap<RequestId, SyncResponse>,
     appended: Vec<(i32, Vec<u8>, Option<Vec<u8>>)>,
+    /// While set, every append fails with this code.
+    failing_writes: Option<i16>,
 }
 
 fn config() -> CoordinatorConfig {
@@ -70,19 +72,62 @@ impl Harness {
             joins: HashMap::new(),
             syncs: HashMap::new(),
             appended: Vec::new(),
+            failing_writes: None,
         }
     }
 
+    /// Plays the I/O layer: appends (or fails to), then sends what waited on the append.
     fn collect(&mut self) {
-        for output in self.c.take_outputs() {
-            match output {
-                Output::Join(id, r) => assert!(self.joins.insert(id, r).is_none(), "request {id} answered twice"),
-                Output::Sync(id, r) => assert!(self.syncs.insert(id, r).is_none(), "request {id} answered twice"),
-                Output::Append { partition, records } => {
-                    self.appended.extend(records.into_iter().map(|(k, v)| (partition, k, v)))
+        loop {
+            let outputs = self.c.take_outputs();
+            if outputs.is_empty() {
+                return;
+            }
+            for output in outputs {
+                self.deliver(output);
+            }
+        }
+    }
+
+    fn deliver(&mut self, output: Output) {
+        match output {
+            Output::Join(id, r) => assert!(self.joins.insert(id, r).is_none(), "request {id} answered twice"),
+            Output::Sync(id, r) => assert!(self.syncs.insert(id, r).is_none(), "request {id} answered twice"),
+            Output::Append { partition, records, group, then } => {
+                if let Some(code) = self.failing_writes {
+                    return self.c.write_failed(self.now, group.as_deref(), code, then);
+                }
+                self.appended.extend(records.into_iter().map(|(k, v)| (partition, k, v)));
+                for answer in then {
+                    self.deliver(answer);
                 }
             }
         }
+    }
+
+    /// DeleteGroups as the I/O layer runs it: tombstones first, then the deletion.
+    fn delete_group(&mut self, group: &str) -> i16 {
+        match self.c.prepare_delete_group(group) {
+            Err(code) => code,
+            Ok(pending) => self.write_deletion(pending),
+        }
+    }
+
+    fn delete_offsets(&mut self, group: &str, partitions: &[(String, i32)]) -> Result<Vec<i16>, i16> {
+        let (results, pending) = self.c.prepare_delete_offsets(group, partitions)?;
+        match self.write_deletion(pending) {
+            codes::NONE => Ok(results),
+            code => Err(code),
+        }
+    }
+
+    fn write_deletion(&mut self, pending: super::coordinator::PendingDeletion) -> i16 {
+        if let Some(code) = self.failing_writes {
+            return code;
+        }
+        self.appended.extend(pending.records.iter().map(|(k, v)| (pending.partition, k.clone(), v.clone())));
+        self.c.complete_deletion(pending);
+        codes::NONE
     }
 
     fn join(&mut self, req: JoinRequest) -> RequestId {
@@ -333,14 +378,14 @@ fn leaving_rebalances_the_rest_and_the_last_leaver_empties_the_group() {
     let ja = h.join(join_request("g", &a, None, &["range"]));
     assert_eq!(h.joins[&ja].generation, 3);
     h.sync("g", &a, 3, &[]);
-    assert_eq!(h.c.delete_group("g"), codes::NON_EMPTY_GROUP);
+    assert_eq!(h.delete_group("g"), codes::NON_EMPTY_GROUP);
     h.c.leave_group(h.now, "g", &[(a, None)]);
     assert_eq!(h.c.describe_group("g").unwrap().state, "Empty");
     assert_eq!(h.commit("g", "", -1, 5), Ok(codes::NONE), "tools may commit to an empty group");
-    assert_eq!(h.c.delete_group("g"), codes::NONE);
+    assert_eq!(h.delete_group("g"), codes::NONE);
     assert_eq!(h.c.describe_group("g").unwrap().state, "Dead");
     assert_eq!(h.committed("g"), None);
-    assert_eq!(h.c.delete_group("g"), codes::GROUP_ID_NOT_FOUND);
+    assert_eq!(h.delete_group("g"), codes::GROUP_ID_NOT_FOUND);
     h.collect();
     let (_, key, value) = h.appended.last().unwrap();
     assert!(matches!(CoordinatorKey::decode(key), Ok(CoordinatorKey::Group { .. })) && value.is_none());
@@ -415,7 +460,7 @@ fn offsets_of_an_empty_group_expire_after_the_retention_and_take_the_group_with_
         }
     }
     assert_eq!(h.committed("g"), Some(1));
-    assert_eq!(h.c.delete_offsets("g", &[("t".into(), 0)]), Ok(vec![codes::GROUP_SUBSCRIBED_TO_TOPIC]));
+    assert_eq!(h.delete_offsets("g", &[("t".into(), 0)]), Ok(vec![codes::GROUP_SUBSCRIBED_TO_TOPIC]));
     assert_eq!(h.appended.iter().filter(|(_, _, v)| v.is_none()).count(), expired_before);
 }
 
@@ -439,4 +484,111 @@ fn a_restarted_static_leader_keeps_the_assignment_with_or_without_kip_814() {
         let s = h.sync("g", &r.member_id, 1, &[]);
         assert_eq!(h.syncs[&s].assignment, Bytes::from("A"));
     }
+}
+
+#[test]
+fn an_assignment_that_cannot_be_written_is_answered_with_the_error_and_the_group_rebalances() {
+    let mut h = Harness::new(config());
+    let (a, b) = stable_pair(&mut h);
+    // A third member forces a new generation, whose assignment cannot be stored.
+    let c = h.member_id_for("g");
+    let jc = h.join(JoinRequest { require_known_member_id: true, ..join_request("g", &c, None, &["range"]) });
+    let (ja, jb) = (h.join(join_request("g", &a, None, &["range"])), h.join(join_request("g", &b, None, &["range"])));
+    assert_eq!([&ja, &jb, &jc].map(|id| h.joins[id].generation), [3, 3, 3]);
+    h.failing_writes = Some(codes::NOT_COORDINATOR);
+    let (sb, sc) = (h.sync("g", &b, 3, &[]), h.sync("g", &c, 3, &[]));
+    let sa = h.sync("g", &a, 3, &[(&a, "A3"), (&b, "B3"), (&c, "C3")]);
+    for id in [sa, sb, sc] {
+        assert_eq!(h.syncs[&id].error, codes::NOT_COORDINATOR, "no member is told an assignment that was not stored");
+        assert!(h.syncs[&id].assignment.is_empty());
+    }
+    assert_eq!(h.c.describe_group("g").unwrap().state, "PreparingRebalance");
+    assert_eq!(h.c.heartbeat(h.now, "g", &a, None, 3), codes::REBALANCE_IN_PROGRESS);
+
+    // Once writes work again, the members rejoin and get a stored assignment.
+    h.failing_writes = None;
+    let joined = [&a, &b, &c].map(|m| h.join(join_request("g", m, None, &["range"])));
+    assert!(joined.iter().all(|id| h.joins[id].generation == 4));
+    let (sb, sc) = (h.sync("g", &b, 4, &[]), h.sync("g", &c, 4, &[]));
+    let sa = h.sync("g", &a, 4, &[(&a, "A4"), (&b, "B4"), (&c, "C4")]);
+    assert_eq!([sa, sb, sc].map(|id| h.syncs[&id].error), [codes::NONE; 3]);
+    assert_eq!(h.syncs[&sc].assignment, Bytes::from("C4"));
+    assert_eq!(h.c.describe_group("g").unwrap().state, "Stable");
+}
+
+#[test]
+fn deletions_that_cannot_be_written_change_nothing() {
+    let mut h = Harness::new(config());
+    assert_eq!(h.commit("tools", "", -1, 7), Ok(codes::NONE));
+    h.failing_writes = Some(codes::COORDINATOR_NOT_AVAILABLE);
+    assert_eq!(h.delete_offsets("tools", &[("t".into(), 0)]), Err(codes::COORDINATOR_NOT_AVAILABLE));
+    assert_eq!(h.delete_group("tools"), codes::COORDINATOR_NOT_AVAILABLE);
+    assert_eq!(h.committed("tools"), Some(7), "memory still agrees with the log");
+    h.failing_writes = None;
+    assert_eq!(h.delete_offsets("tools", &[("t".into(), 0)]), Ok(vec![codes::NONE]));
+    assert_eq!(h.committed("tools"), None);
+    assert_eq!(h.delete_group("tools"), codes::NONE);
+    assert_eq!(h.c.describe_group("tools").unwrap().state, "Dead");
+}
+
+/// Records that make an empty consumer group, empty since `since_ms`, with one offset.
+fn empty_group_records(group: &str, since_ms: i64) -> Vec<(CoordinatorKey, Vec<u8>)> {
+    let value = super::records::GroupValue {
+        protocol_type: "consumer".into(),
+        generation: 5,
+        protocol: None,
+        leader: None,
+        state_timestamp_ms: since_ms,
+        members: Vec::new(),
+    };
+    let offset = super::records::OffsetValue {
+        offset: 9,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp_ms: since_ms,
+    };
+    vec![
+        (CoordinatorKey::Group { group: group.into() }, value.encode()),
+        (CoordinatorKey::Offset { group: group.into(), topic: "t".into(), partition: 0 }, offset.encode()),
+    ]
+}
+
+#[test]
+fn retention_and_timeouts_wait_for_a_partition_to_finish_loading() {
+    let mut h = Harness::new(config());
+    let partition = h.c.partition_for("old");
+    h.c.begin_loading([partition]);
+    // Replayed so far: a group empty for long past the retention. Mid-load it looks Empty.
+    for (key, value) in empty_group_records("old", h.now - 10 * 60_000) {
+        h.c.load_record(&key, Some(&value), h.now).unwrap();
+    }
+    for _ in 0..5 {
+        h.advance(1_000);
+    }
+    assert!(h.appended.is_empty(), "no tombstone for a group whose partition is still loading");
+
+    // Loaded, the same group expires at the next retention check, as it should.
+    h.c.finish_loading(partition, h.now);
+    h.advance(1_000);
+    assert_eq!(h.committed("old"), None);
+    assert!(h.appended.iter().any(|(p, _, v)| *p == partition && v.is_none()));
+}
+
+#[test]
+fn an_abandoned_load_serves_no_partial_state_and_a_new_load_starts_clean() {
+    let mut h = Harness::new(config());
+    let partition = h.c.partition_for("g");
+    h.c.begin_loading([partition]);
+    for (key, value) in empty_group_records("g", h.now) {
+        h.c.load_record(&key, Some(&value), h.now).unwrap();
+    }
+    h.c.abandon_loading(partition);
+    assert_eq!(h.c.fetch_offsets("g", None), Err(codes::COORDINATOR_LOAD_IN_PROGRESS));
+    assert_eq!(h.c.describe_group("g"), Err(codes::COORDINATOR_LOAD_IN_PROGRESS));
+    // The retry replays the partition from its start.
+    for (key, value) in empty_group_records("g", h.now) {
+        h.c.load_record(&key, Some(&value), h.now).unwrap();
+    }
+    h.c.finish_loading(partition, h.now);
+    assert_eq!(h.committed("g"), Some(9));
 }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset,
 use kafka_protocol::messages::*;
 
 use super::str_bytes;
-use crate::broker::{ApiError, Broker};
+use crate::broker::{ApiError, Broker, refuse_internal_topic};
 use crate::codes;
 use crate::storage::TopicPartition;
 
@@ -71,6 +71,7 @@ pub(super) fn delete_records(broker: &Broker, req: DeleteRecordsRequest) -> Dele
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            let internal = refuse_internal_topic(&name, "truncated by DeleteRecords");
             let partitions = t
                 .partitions
                 .iter()
@@ -78,6 +79,10 @@ pub(super) fn delete_records(broker: &Broker, req: DeleteRecordsRequest) -> Dele
                     let result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if let Err(e) = &internal {
+                        tracing::info!(topic = %name, reason = %e.message, "DeleteRecords refused");
+                        return result.with_error_code(e.code);
+                    }
                     let Some(log) = broker.logs.get_log(&TopicPartition::new(name.clone(), p.partition_index)) else {
                         return result.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION);
                     };

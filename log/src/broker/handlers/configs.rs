@@ -28,10 +28,11 @@ const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// Kafka's ConfigType of each topic config (STRING=2, INT=3, LONG=5, DOUBLE=6, LIST=7),
-/// or of the broker property that sets its default.
+/// Kafka's ConfigType of each topic config (BOOLEAN=1, STRING=2, INT=3, LONG=5, DOUBLE=6,
+/// LIST=7), or of the broker property that sets its default.
 fn config_type(key: &str) -> i8 {
     match topic_default_key(key).unwrap_or(key) {
+        "preallocate" | "unclean.leader.election.enable" => 1,
         "segment.bytes"
         | "segment.index.bytes"
         | "index.interval.bytes"
@@ -39,7 +40,7 @@ fn config_type(key: &str) -> i8 {
         | "min.insync.replicas" => 3,
         "min.cleanable.dirty.ratio" => 6,
         "cleanup.policy" => 7,
-        "message.timestamp.type" => 2,
+        "message.timestamp.type" | "compression.type" => 2,
         _ => 5,
     }
 }

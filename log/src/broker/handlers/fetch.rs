@@ -8,14 +8,48 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
 use crate::broker::Broker;
 use crate::broker::fetch_session::{FetchPosition, ReadSummary};
 use crate::codes;
-use crate::server::FetchReply;
 use crate::storage::{FileRange, LogError, TopicPartition};
+
+/// A fetch response whose records are still file ranges, for the server to send from the
+/// segment files.
+#[derive(Debug, Default)]
+pub(crate) struct FetchReply {
+    /// The response with every partition's `records` left `None`.
+    pub response: FetchResponse,
+    /// Each partition's records, in response order (topics, then their partitions):
+    /// `None` for null records, else the ranges (possibly none: empty records).
+    pub records: Vec<Option<Vec<FileRange>>>,
+}
+
+impl FetchReply {
+    /// The response with the records read into memory, for the ordinary encoder.
+    pub(crate) fn into_response(self) -> Result<FetchResponse, LogError> {
+        let mut response = self.response;
+        let mut records = self.records.into_iter();
+        for topic in &mut response.responses {
+            for partition in &mut topic.partitions {
+                partition.records = match records.next().flatten() {
+                    None => None,
+                    Some(ranges) => {
+                        let mut bytes = Vec::with_capacity(ranges.iter().map(|r| r.length as usize).sum());
+                        for range in &ranges {
+                            bytes.extend_from_slice(&range.read_to_vec()?);
+                        }
+                        Some(Bytes::from(bytes))
+                    }
+                };
+            }
+        }
+        Ok(response)
+    }
+}
 
 pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchReply {
     let requested = req

@@ -410,7 +410,8 @@ pub(super) fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> Delete
         .groups_names
         .iter()
         .map(|id| {
-            let code = broker.groups.with(broker, |c, _| c.delete_group(id));
+            let deleted = broker.groups.delete(broker, |c| Ok(((), c.prepare_delete_group(id)?)));
+            let code = deleted.err().unwrap_or(codes::NONE);
             DeletableGroupResult::default().with_group_id(id.clone()).with_error_code(code)
         })
         .collect();
@@ -424,7 +425,7 @@ pub(super) fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> Offset
         .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index)))
         .collect();
     let group = text(&req.group_id);
-    match broker.groups.with(broker, |c, _| c.delete_offsets(&group, &partitions)) {
+    match broker.groups.delete(broker, |c| c.prepare_delete_offsets(&group, &partitions)) {
         Err(code) => OffsetDeleteResponse::default().with_error_code(code),
         Ok(results) => {
             let mut results = results.into_iter();

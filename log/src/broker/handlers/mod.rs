@@ -59,7 +59,7 @@ pub(crate) enum Reply {
     /// An ordinary response.
     Message(ResponseKind),
     /// A fetch response whose records are still in the segment files.
-    Fetch(crate::server::FetchReply),
+    Fetch(FetchReply),
 }
 
 /// Answers one request (`None`: no response, as for `acks=0` produce).
@@ -124,3 +124,4 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
 }
 
 pub(crate) use api_versions::unsupported_version_response;
+pub(crate) use fetch::FetchReply;
