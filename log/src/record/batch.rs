@@ -22,6 +22,8 @@ pub const LOG_OVERHEAD: usize = 12;
 pub const RECORD_BATCH_OVERHEAD: usize = 61;
 /// The only magic value Freshet stores.
 pub const MAGIC_V2: i8 = 2;
+/// The timestamp of a record that has none (Kafka's `RecordBatch.NO_TIMESTAMP`).
+pub const NO_TIMESTAMP: i64 = -1;
 
 const LENGTH_OFFSET: usize = 8;
 const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
@@ -246,7 +248,8 @@ pub struct BatchSummary {
     pub max_timestamp: i64,
     /// Offset delta of the first record carrying `max_timestamp`.
     pub offset_delta_of_max_timestamp: i32,
-    /// Smallest record timestamp (CreateTime), or `i64::MAX` for an empty batch.
+    /// Smallest record timestamp (CreateTime) other than [`NO_TIMESTAMP`], or `i64::MAX`
+    /// when there is none.
     pub min_timestamp: i64,
     /// Offset delta of the first record carrying `min_timestamp`.
     pub offset_delta_of_min_timestamp: i32,
@@ -372,7 +375,7 @@ impl<'a> RecordBatch<'a> {
                 summary.max_timestamp = ts;
                 summary.offset_delta_of_max_timestamp = record.offset_delta;
             }
-            if ts < summary.min_timestamp {
+            if ts != NO_TIMESTAMP && ts < summary.min_timestamp {
                 summary.min_timestamp = ts;
                 summary.offset_delta_of_min_timestamp = record.offset_delta;
             }

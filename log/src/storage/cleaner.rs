@@ -97,6 +97,8 @@ struct SegmentSnapshot {
     file: Arc<File>,
     size: u64,
     next_offset: i64,
+    /// The first batch's timestamp: how long the segment's records have waited.
+    first_timestamp: i64,
 }
 
 #[derive(Debug)]
@@ -105,6 +107,30 @@ struct CleanPlan {
     first_dirty_offset: i64,
     first_uncleanable_offset: i64,
     delete_retention_ms: i64,
+}
+
+impl CleanPlan {
+    fn is_dirty(&self, s: &SegmentSnapshot) -> bool {
+        s.base_offset >= self.first_dirty_offset || s.next_offset > self.first_dirty_offset
+    }
+
+    /// Dirty bytes over all cleanable bytes; `None` when nothing is dirty.
+    fn dirty_ratio(&self) -> Option<f64> {
+        let (mut clean, mut dirty) = (0u64, 0u64);
+        for s in &self.segments {
+            if self.is_dirty(s) {
+                dirty += s.size;
+            } else {
+                clean += s.size;
+            }
+        }
+        (dirty > 0).then(|| dirty as f64 / (clean + dirty) as f64)
+    }
+
+    /// When the oldest cleanable dirty records were written.
+    fn first_dirty_timestamp(&self) -> Option<i64> {
+        self.segments.iter().find(|s| self.is_dirty(s)).map(|s| s.first_timestamp)
+    }
 }
 
 /// Compacts logs. One cleaner should work on a given log at a time.
@@ -129,16 +155,7 @@ impl LogCleaner {
 
     /// The dirty ratio of `log` if it is compacted and has cleanable segments.
     pub fn dirty_ratio(log: &Log, now_ms: i64) -> Option<f64> {
-        let plan = Self::plan(log, now_ms)?;
-        let (mut clean, mut dirty) = (0u64, 0u64);
-        for s in &plan.segments {
-            if s.base_offset >= plan.first_dirty_offset || s.next_offset > plan.first_dirty_offset {
-                dirty += s.size;
-            } else {
-                clean += s.size;
-            }
-        }
-        (clean + dirty > 0 && dirty > 0).then(|| dirty as f64 / (clean + dirty) as f64)
+        Self::plan(log, now_ms).and_then(|plan| plan.dirty_ratio())
     }
 
     fn plan(log: &Log, now_ms: i64) -> Option<CleanPlan> {
@@ -162,6 +179,7 @@ impl LogCleaner {
                 file: segment.file().clone(),
                 size: segment.size(),
                 next_offset: upper_bound,
+                first_timestamp: segment.first_batch_timestamp().unwrap_or_else(|| segment.largest_timestamp()),
             });
         }
         let first_dirty_offset = log.cleaner_checkpoint.max(log.log_start_offset);
@@ -177,11 +195,22 @@ impl LogCleaner {
     }
 
     /// Whether a pass over `log` is due: its dirty ratio reached `min.cleanable.dirty.ratio`,
-    /// or a tombstone's delete horizon has passed.
+    /// a dirty record has waited `max.compaction.lag.ms` (KIP-354), or a tombstone's delete
+    /// horizon has passed.
     pub fn is_due(log: &Log, now_ms: i64) -> bool {
-        let ratio = Self::dirty_ratio(log, now_ms).unwrap_or(0.0);
+        if !log.config.compact() {
+            return false;
+        }
         let horizon_due = log.next_tombstone_horizon_ms.is_some_and(|h| now_ms >= h);
-        log.config.compact() && ((ratio > 0.0 && ratio >= log.config.min_cleanable_dirty_ratio) || horizon_due)
+        let Some(plan) = Self::plan(log, now_ms) else {
+            return horizon_due;
+        };
+        let Some(ratio) = plan.dirty_ratio() else {
+            return horizon_due;
+        };
+        let lag_due =
+            plan.first_dirty_timestamp().is_some_and(|t| t < now_ms.saturating_sub(log.config.max_compaction_lag_ms));
+        ratio >= log.config.min_cleanable_dirty_ratio || lag_due || horizon_due
     }
 
     /// Cleans `log` if a pass [is due](Self::is_due), or whenever it has cleanable segments
@@ -197,7 +226,7 @@ impl LogCleaner {
             };
             (plan, guard.dir.clone(), guard.config.clone(), guard.name.clone())
         };
-        let max_batch = config.segment_bytes.max(config.max_message_bytes as u64) as usize;
+        let max_batch = config.max_batch_bytes();
         let max_decompressed = config.max_decompressed_bytes();
 
         // Phase 2a: latest offset per key over the dirty part.
@@ -305,7 +334,7 @@ impl LogCleaner {
             }
             for s in &group {
                 if let Some(old) = guard.segments.remove(&s.base_offset) {
-                    old.delete()?;
+                    guard.retire_segment(old, now_ms)?;
                 }
             }
             if self.stop_at == Some(CleanStage::OldSegmentsDeleted) {

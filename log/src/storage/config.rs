@@ -181,6 +181,13 @@ impl LogConfig {
         }
     }
 
+    /// How long an active segment may stay open: `segment.ms`, or `max.compaction.lag.ms`
+    /// when that is shorter on a compacted topic (a record in the active segment cannot be
+    /// cleaned, so the segment must roll for the lag to hold).
+    pub fn max_segment_ms(&self) -> i64 {
+        if self.compact() { self.segment_ms.min(self.max_compaction_lag_ms) } else { self.segment_ms }
+    }
+
     /// The most a batch's records may inflate to when decompressed: a batch inflating
     /// beyond a whole segment is either hostile or useless.
     pub fn max_decompressed_bytes(&self) -> usize {

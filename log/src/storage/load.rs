@@ -259,6 +259,7 @@ pub(crate) fn load(dir: PathBuf, config: LogConfig, options: LogOpenOptions) -> 
         next_tombstone_horizon_ms: None,
         producer_state: ProducerStateManager::new(&dir_for_state),
         quarantine: quarantine.clone(),
+        retired: Vec::new(),
     };
     if log_start_offset > log_end_offset {
         // Every record is below the checkpointed start (deleted by DeleteRecords).

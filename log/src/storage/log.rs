@@ -15,9 +15,10 @@ use super::index::TimestampOffset;
 use super::leader_epoch::LeaderEpochCache;
 use super::producer_state::{ProducerStateManager, SequenceCheck};
 use super::quarantine::{Quarantine, Quarantined};
-use super::segment::{AppendedBatch, FileRange, LogSegment};
+use super::segment::{AppendedBatch, DELETED_SUFFIX, FileRange, LogSegment};
+use super::validator::{self, ValidatedBatch, validate_request};
 use crate::record::batch::BatchMut;
-use crate::record::{BatchRules, RecordBatch, TimestampType};
+use crate::record::{BatchRules, TimestampType};
 
 /// Who is appending: the rules differ (Kafka's `AppendOrigin`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +149,9 @@ pub struct Log {
     pub(crate) next_tombstone_horizon_ms: Option<i64>,
     pub(crate) producer_state: ProducerStateManager,
     pub(crate) quarantine: Quarantine,
+    /// Segments taken out of the log and renamed `.deleted`, with when their files go
+    /// (`file.delete.delay.ms`, so readers holding their ranges can finish).
+    pub(crate) retired: Vec<(i64, LogSegment)>,
 }
 
 impl Log {
@@ -247,7 +251,8 @@ impl Log {
 
     /// Appends a producer's (or coordinator's) batches. Every batch is validated before
     /// anything is written; on any error the log is unchanged. Offsets, the leader epoch
-    /// and (under LogAppendTime) timestamps are written into `records` in place.
+    /// and (under LogAppendTime) timestamps are written into `records` in place, unless
+    /// the topic's `compression.type` makes the log store a recompressed copy.
     pub fn append_as_leader(
         &mut self,
         records: &mut [u8],
@@ -261,10 +266,21 @@ impl Log {
             reject_control: origin == AppendOrigin::Client,
             max_decompressed_bytes: self.config.max_decompressed_bytes(),
         };
-        let validated = self.validate_request(records, &rules)?;
+        let validated = validate_request(records, &self.config, &rules)?;
+        if origin == AppendOrigin::Client {
+            validator::check_timestamps(&validated, &self.config, now_ms)?;
+        }
         if let Some(duplicate) = self.check_producer_sequences(records, &validated)? {
             return Ok(duplicate);
         }
+        let mut recompressed: Vec<u8>;
+        let (records, validated) = match validator::recompress(records, &validated, &self.config, &rules)? {
+            Some((rewritten, revalidated)) => {
+                recompressed = rewritten;
+                (&mut recompressed[..], revalidated)
+            }
+            None => (records, validated),
+        };
         let mut next = self.log_end_offset();
         let first_offset = next;
         let append_time = (self.config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
@@ -328,7 +344,7 @@ impl Log {
             reject_control: false,
             max_decompressed_bytes: self.config.max_decompressed_bytes(),
         };
-        let validated = self.validate_request(records, &rules)?;
+        let validated = validate_request(records, &self.config, &rules)?;
         let mut expected = self.log_end_offset();
         let first_offset = validated.first().map_or(expected, |v| v.base_offset);
         let mut batches = Vec::with_capacity(validated.len());
@@ -453,48 +469,6 @@ impl Log {
             tracing::debug!(log = %self.name, removed, "expired idle producer ids");
         }
         removed
-    }
-
-    fn validate_request(&self, records: &[u8], rules: &BatchRules) -> Result<Vec<ValidatedBatch>> {
-        if records.is_empty() {
-            return Err(LogError::EmptyAppend);
-        }
-        if records.len() as u64 > self.config.segment_bytes {
-            return Err(LogError::RecordListTooLarge {
-                size_bytes: records.len(),
-                segment_bytes: self.config.segment_bytes,
-            });
-        }
-        let mut out = Vec::new();
-        let mut position = 0;
-        while position < records.len() {
-            let batch_index = out.len();
-            let invalid = |source| LogError::InvalidBatch { batch_index, position, source };
-            let (batch, _) = RecordBatch::parse(&records[position..]).map_err(invalid)?;
-            let size = batch.bytes().len();
-            if size > self.config.max_message_bytes {
-                return Err(LogError::MessageTooLarge {
-                    batch_index,
-                    size_bytes: size,
-                    max_bytes: self.config.max_message_bytes,
-                });
-            }
-            let summary = batch.validate(rules).map_err(invalid)?;
-            let h = batch.header();
-            out.push(ValidatedBatch {
-                position,
-                size,
-                base_offset: h.base_offset,
-                last_offset_delta: h.last_offset_delta,
-                partition_leader_epoch: h.partition_leader_epoch,
-                records: summary.records,
-                max_timestamp: summary.max_timestamp,
-                header_max_timestamp: h.max_timestamp,
-                header_log_append_time: h.timestamp_type() == TimestampType::LogAppendTime,
-            });
-            position += size;
-        }
-        Ok(out)
     }
 
     fn append_validated(&mut self, records: &[u8], batches: &[AppendedBatch], now_ms: i64) -> Result<()> {
@@ -669,7 +643,7 @@ impl Log {
         for base in &doomed {
             if let Some(segment) = self.segments.remove(base) {
                 tracing::info!(log = %self.name, base, bytes = segment.size(), "deleting segment");
-                segment.delete()?;
+                self.retire_segment(segment, now_ms)?;
             }
         }
         let first_base = self.segments.keys().next().copied().unwrap_or(leo);
@@ -730,6 +704,25 @@ impl Log {
         Ok(due || rolled_unflushed)
     }
 
+    /// Takes a segment out of service: deleted now if `file.delete.delay.ms` is 0, else
+    /// renamed `.deleted` (a restart removes such files) and deleted once the delay passed.
+    pub(crate) fn retire_segment(&mut self, mut segment: LogSegment, now_ms: i64) -> Result<()> {
+        if self.config.file_delete_delay_ms == 0 {
+            return segment.delete();
+        }
+        segment.change_suffix(DELETED_SUFFIX)?;
+        self.retired.push((now_ms.saturating_add(self.config.file_delete_delay_ms), segment));
+        Ok(())
+    }
+
+    /// Hands over the retired segments whose delay has passed, for the caller to delete
+    /// outside the log's lock.
+    pub(crate) fn take_due_retired(&mut self, now_ms: i64) -> Vec<LogSegment> {
+        let (due, waiting) = std::mem::take(&mut self.retired).into_iter().partition(|(at, _)| *at <= now_ms);
+        self.retired = waiting;
+        due.into_iter().map(|(_, segment)| segment).collect()
+    }
+
     /// Removes every record at or after `offset` (whole batches, from the batch containing
     /// it), for a follower whose log diverged from the leader's.
     pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<()> {
@@ -742,7 +735,7 @@ impl Log {
         let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
         for base in doomed {
             if let Some(segment) = self.segments.remove(&base) {
-                segment.delete()?;
+                self.retire_segment(segment, now_ms)?;
             }
         }
         if self.segments.is_empty() {
@@ -765,7 +758,7 @@ impl Log {
     /// Deletes every segment and starts empty at `offset`.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> Result<()> {
         for (_, segment) in std::mem::take(&mut self.segments) {
-            segment.delete()?;
+            self.retire_segment(segment, now_ms)?;
         }
         let segment = LogSegment::create(&self.dir, offset, &self.config, now_ms, "")?;
         self.segments.insert(offset, segment);
@@ -803,26 +796,4 @@ struct SegmentFacts {
     log_start_offset: i64,
     largest_timestamp: i64,
     size: u64,
-}
-
-impl ValidatedBatch {
-    /// The batch's header, re-read from the request (offsets may have been assigned).
-    fn header(&self, records: &[u8]) -> crate::record::BatchHeader {
-        crate::record::BatchHeader::parse(&records[self.position..self.position + self.size])
-            .expect("validated batches have a full header")
-    }
-}
-
-/// A batch of an append request that passed validation.
-#[derive(Debug, Clone, Copy)]
-struct ValidatedBatch {
-    position: usize,
-    size: usize,
-    base_offset: i64,
-    last_offset_delta: i32,
-    partition_leader_epoch: i32,
-    records: i32,
-    max_timestamp: i64,
-    header_max_timestamp: i64,
-    header_log_append_time: bool,
 }

@@ -334,6 +334,21 @@ impl LogManager {
         Ok(deleted)
     }
 
+    /// Deletes the files of retired segments whose `file.delete.delay.ms` has passed.
+    /// Returns how many segments went.
+    pub fn delete_retired_segments(&self) -> Result<usize> {
+        let now_ms = self.clock.now_ms();
+        let mut deleted = 0;
+        for (_, log) in self.logs() {
+            let due = log.write().take_due_retired(now_ms);
+            for segment in due {
+                segment.delete()?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Forgets idle producer ids in every log. Returns how many were removed.
     pub fn remove_expired_producers(&self) -> usize {
         let now_ms = self.clock.now_ms();
@@ -393,7 +408,7 @@ impl LogManager {
                     return false;
                 };
                 let now = m.clock.now_ms();
-                let mut result = m.flush_due();
+                let mut result = m.flush_due().and_then(|()| m.delete_retired_segments().map(|_| ()));
                 if result.is_ok() && now - last_retention >= m.config.retention_check_interval_ms as i64 {
                     last_retention = now;
                     result = m.run_retention().map(|_| ());

@@ -31,6 +31,7 @@ pub mod manager;
 pub mod producer_state;
 pub mod quarantine;
 pub mod segment;
+mod validator;
 
 pub use cleaner::{CleanStage, CleanerConfig, CleanerStats, LogCleaner};
 pub use config::{LogConfig, TopicCompression};

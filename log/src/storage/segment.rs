@@ -110,6 +110,10 @@ pub struct LogSegment {
     rolling_based_timestamp: Option<i64>,
     created_ms: i64,
     next_offset: i64,
+    /// Picks how much sooner than `segment.ms` this segment rolls (`segment.jitter.ms`).
+    jitter_seed: u64,
+    /// Disk reserved past the end of the file by `preallocate`, released on roll.
+    preallocated: bool,
 }
 
 impl LogSegment {
@@ -122,6 +126,9 @@ impl LogSegment {
         let log_path = Self::path_for(dir, base_offset, LOG_SUFFIX, suffix);
         let file =
             OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&log_path).at(&log_path)?;
+        // Only active segments grow by appends; the cleaner writes its output at once.
+        let preallocated =
+            config.preallocate && suffix.is_empty() && preallocate(&file, config.segment_bytes, &log_path)?;
         let index_path = Self::path_for(dir, base_offset, INDEX_SUFFIX, suffix);
         let time_path = Self::path_for(dir, base_offset, TIME_INDEX_SUFFIX, suffix);
         Ok(Self {
@@ -139,6 +146,8 @@ impl LogSegment {
             rolling_based_timestamp: None,
             created_ms: now_ms,
             next_offset: base_offset,
+            jitter_seed: jitter_seed(dir, base_offset),
+            preallocated,
         })
     }
 
@@ -189,6 +198,8 @@ impl LogSegment {
             rolling_based_timestamp: None,
             created_ms,
             next_offset: base_offset,
+            jitter_seed: jitter_seed(dir, base_offset),
+            preallocated: false,
         };
         if let Some(last) = segment.time_index.last_entry() {
             segment.max_timestamp_so_far = last.timestamp;
@@ -305,9 +316,21 @@ impl LogSegment {
         &self.time_index
     }
 
+    /// The max timestamp of the segment's first batch, if it has one.
+    pub fn first_batch_timestamp(&self) -> Option<i64> {
+        self.rolling_based_timestamp
+    }
+
     /// Whether `offset` can be stored relative to this segment's base.
     pub fn can_hold_offset(&self, offset: i64) -> bool {
         (0..=i64::from(i32::MAX)).contains(&(offset - self.base_offset))
+    }
+
+    /// How much sooner than `segment.ms` this segment rolls: below
+    /// `min(segment.jitter.ms, segment.ms)`, as in Kafka.
+    fn roll_jitter_ms(&self, config: &LogConfig) -> i64 {
+        let bound = config.segment_jitter_ms.min(config.max_segment_ms());
+        if bound <= 0 { 0 } else { (self.jitter_seed % bound as u64) as i64 }
     }
 
     /// Whether appending `bytes` more should roll to a new segment first.
@@ -315,7 +338,8 @@ impl LogSegment {
         if self.size == 0 {
             return false;
         }
-        let too_old = now_ms - self.rolling_based_timestamp.unwrap_or(self.created_ms) > config.segment_ms;
+        let too_old = now_ms - self.rolling_based_timestamp.unwrap_or(self.created_ms)
+            > config.max_segment_ms() - self.roll_jitter_ms(config);
         self.size + append_bytes > config.segment_bytes
             || too_old
             || self.offset_index.is_full()
@@ -575,6 +599,11 @@ impl LogSegment {
     /// Called when a newer segment takes over: records the final max timestamp in the time
     /// index (so a reload knows it) and persists both indexes.
     pub(crate) fn on_become_inactive(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.preallocated) {
+            // Truncating to the current length releases the blocks reserved past it.
+            let path = self.log_path();
+            self.log.set_len(self.size).at(&path)?;
+        }
         if self.max_timestamp_so_far >= 0 {
             self.time_index.maybe_append(self.max_timestamp_so_far, self.offset_of_max_timestamp_so_far);
         }
@@ -759,5 +788,28 @@ impl Read for PositionalReader {
         let n = self.file.read_at(buf, self.position)?;
         self.position += n as u64;
         Ok(n)
+    }
+}
+
+/// A value that is stable for a segment (derived from its path), from which its roll jitter
+/// is drawn: partitions created together spread their time-based rolls, and the outcome
+/// does not depend on a random source.
+fn jitter_seed(dir: &Path, base_offset: i64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (dir, base_offset).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Reserves `bytes` of disk for a new segment without changing its length (so readers and
+/// recovery see only what was appended). False where the filesystem cannot do it.
+fn preallocate(file: &File, bytes: u64, path: &Path) -> Result<bool> {
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::KEEP_SIZE, 0, bytes) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => {
+            tracing::debug!(path = %path.display(), "the filesystem cannot preallocate; segment left to grow");
+            Ok(false)
+        }
+        Err(e) => Err(LogError::Io { path: path.to_path_buf(), source: e.into() }),
     }
 }

@@ -168,6 +168,8 @@ impl GroupService {
         prepare: impl FnOnce(&GroupCoordinator) -> Result<(R, PendingDeletion), i16>,
     ) -> Result<R, i16> {
         let mut inner = self.inner.lock();
+        // Records queued before the deletion must land before its tombstones.
+        flush(&mut inner, broker);
         let (result, pending) = prepare(&inner.coordinator)?;
         if !pending.records.is_empty() {
             append(broker, pending.partition, &pending.records).map_err(|e| {

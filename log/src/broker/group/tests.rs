@@ -107,6 +107,7 @@ impl Harness {
 
     /// DeleteGroups as the I/O layer runs it: tombstones first, then the deletion.
     fn delete_group(&mut self, group: &str) -> i16 {
+        self.collect();
         match self.c.prepare_delete_group(group) {
             Err(code) => code,
             Ok(pending) => self.write_deletion(pending),
@@ -114,6 +115,7 @@ impl Harness {
     }
 
     fn delete_offsets(&mut self, group: &str, partitions: &[(String, i32)]) -> Result<Vec<i16>, i16> {
+        self.collect();
         let (results, pending) = self.c.prepare_delete_offsets(group, partitions)?;
         match self.write_deletion(pending) {
             codes::NONE => Ok(results),
