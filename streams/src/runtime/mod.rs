@@ -17,6 +17,7 @@ pub(crate) mod assignor;
 mod collector;
 mod global;
 pub(crate) mod protocol;
+mod restore;
 mod setup;
 mod thread;
 
@@ -220,7 +221,9 @@ impl Shared {
         // Kafka Streams' producer default: batches fill for up to 100 ms; commits flush.
         producer.linger = Duration::from_millis(100);
         producer.batch_size = 256 * 1024;
-        for (key, value) in &self.config.client_properties {
+        let (restore_only, shared_properties): (Vec<_>, Vec<_>) =
+            self.config.client_properties.iter().partition(|(key, _)| key.starts_with(RESTORE_CONSUMER_PREFIX));
+        for (key, value) in shared_properties {
             let (consumer_only, producer_only) = (key.strip_prefix("consumer."), key.strip_prefix("producer."));
             let to_consumer = consumer_only.or(if producer_only.is_none() { Some(key) } else { None });
             let to_producer = producer_only.or(if consumer_only.is_none() { Some(key) } else { None });
@@ -236,6 +239,12 @@ impl Shared {
         restore.enable_auto_commit = false;
         restore.auto_offset_reset = OffsetReset::Earliest;
         restore.max_poll_records = 10_000;
+        for (key, value) in restore_only {
+            let name = &key[RESTORE_CONSUMER_PREFIX.len()..];
+            restore
+                .set(name, value)
+                .map_err(|_| StreamsError::config(key, value.as_str(), "no consumer property of that name"))?;
+        }
         consumer.group_id = Some(app.clone());
         consumer.enable_auto_commit = false;
         consumer.auto_offset_reset = OffsetReset::Earliest;
@@ -251,6 +260,10 @@ impl Shared {
         Ok((consumer, restore, producer))
     }
 }
+
+/// Client properties under this prefix go to the restore consumer only (Kafka's
+/// `StreamsConfig.RESTORE_CONSUMER_PREFIX`).
+const RESTORE_CONSUMER_PREFIX: &str = "restore.consumer.";
 
 /// Where an instance answers interactive queries (`application.server`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! loop:
-//!   a rebalance is pending?  -> commit first (eager: every task is revoked)
-//!   poll                      -> may rejoin: revoked tasks are suspended, assigned ones
-//!                                created and restored from their changelogs
+//!   a rebalance is pending?  -> commit first (eager: every task is revoked), then poll,
+//!                                which rejoins: revoked tasks are suspended with their
+//!                                state, assigned ones created (restoring ones paused)
+//!   else poll                 -> returns early if a rebalance becomes due meanwhile
 //!   records -> their task's queue; each task takes the record with the lowest timestamp
 //!   wall-clock punctuations
+//!   one step of restoration   -> a task whose stores caught up starts running
 //!   commit.interval.ms passed -> flush caches, wait for the producer's acks, checkpoint,
 //!                                commit the input offsets
 //! ```
@@ -28,6 +30,7 @@ use parking_lot::Mutex;
 
 use super::collector::ProducerCollector;
 use super::protocol::ThreadLink;
+use super::restore::{ChangelogReader, Restore};
 use super::{Shared, ThreadState};
 use crate::error::{Result, StreamsError};
 use crate::processor::PunctuationType;
@@ -44,8 +47,8 @@ const CHECKPOINT_DELTA: i64 = 10_000;
 /// How long opening a store waits for another thread of this instance to release it.
 const STORE_LOCK_WAIT: Duration = Duration::from_secs(30);
 
-/// How long restoration may go without progress before it is an error.
-const RESTORE_STALL: Duration = Duration::from_secs(60);
+/// How long a restoration step may take while other tasks are running.
+const RESTORE_STEP_WHILE_RUNNING: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Event {
@@ -173,24 +176,17 @@ struct RunningTask {
     committed: BTreeMap<(Arc<str>, i32), i64>,
 }
 
-/// Where a store's restoration starts and ends.
-struct Restore {
-    task: TaskId,
-    tp: TopicPartition,
-    store: SharedStore,
-    start: Option<i64>,
-    end: i64,
-}
-
 pub(crate) struct StreamThread {
     pub index: usize,
     shared: Arc<Shared>,
     link: Arc<ThreadLink>,
     consumer: Consumer,
-    restore_consumer: Consumer,
+    changelogs: ChangelogReader,
     collector: ProducerCollector,
     events: Arc<Mutex<Vec<Event>>>,
     active: BTreeMap<TaskId, RunningTask>,
+    /// Tasks whose stores are still being restored; their input partitions are paused.
+    restoring: BTreeMap<TaskId, RunningTask>,
     suspended: BTreeMap<TaskId, RunningTask>,
     routes: Routes,
     /// Records were processed since the last commit.
@@ -234,13 +230,14 @@ impl StreamThread {
         })?;
         Ok(StreamThread {
             index,
+            changelogs: ChangelogReader::new(restore_consumer, handle.clone()),
             collector: ProducerCollector::new(producer, handle),
             shared,
             link,
             consumer,
-            restore_consumer,
             events,
             active: BTreeMap::new(),
+            restoring: BTreeMap::new(),
             suspended: BTreeMap::new(),
             routes: Routes::default(),
             dirty: false,
@@ -262,23 +259,10 @@ impl StreamThread {
 
     fn run_loop(&mut self) -> Result<()> {
         while !self.shared.shutting_down() {
-            if self.consumer.rebalance_pending() && !self.active.is_empty() {
-                // Eager protocol: everything is revoked at the rejoin; commit while the
-                // offsets still belong to this member.
-                self.commit(true)?;
-            }
-            let polled = self.shared.handle.block_on(self.consumer.poll(self.shared.config.poll));
-            self.handle_rebalance()?;
-            let records = match polled {
-                Ok(records) => records,
-                Err(e) if e.is_retriable() || migrated(&e) => {
-                    tracing::warn!(thread = self.index, error = %e, "poll failed; retrying");
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let Some(records) = self.poll()? else { continue };
             let mut records = records.into_iter();
             let mut until_prefetch = 0;
+            let mut rewind = HashMap::new();
             while let Some(record) = records.next() {
                 if until_prefetch == 0 {
                     // The batch after the next: the next one's loads are under way.
@@ -287,17 +271,49 @@ impl StreamThread {
                     until_prefetch = PREFETCH_BATCH;
                 }
                 until_prefetch -= 1;
-                self.route(record)?;
+                self.route(record, &mut rewind)?;
+            }
+            for (tp, offset) in rewind {
+                // Read again once the task has restored (its partition is paused until then).
+                self.consumer.seek(&tp, offset)?;
             }
             self.process()?;
             self.punctuate_wall_clock()?;
             self.collector.dispatch();
+            self.restore_step()?;
             let requested = self.active.values().any(|t| t.task.ctx.commit_requested);
             if self.last_commit.elapsed() >= self.shared.config.commit_interval || requested {
                 self.commit(false)?;
             }
         }
         Ok(())
+    }
+
+    /// Polls the main consumer. A due rebalance is run only after a commit, so the
+    /// revocation finds no uncommitted work and the tasks keep their state (Kafka commits
+    /// in its revocation callback); otherwise the poll returns early when one becomes due.
+    /// `None`: the poll failed in a way the next one retries.
+    fn poll(&mut self) -> Result<Option<freshet_log::client::ConsumerRecords>> {
+        // Restoration goes on between polls: do not wait for input meanwhile.
+        let timeout = if self.restoring.is_empty() { self.shared.config.poll } else { Duration::ZERO };
+        let handle = self.shared.handle.clone();
+        let polled = if self.consumer.rebalance_pending() {
+            if !self.active.is_empty() {
+                self.commit(true)?;
+            }
+            handle.block_on(self.consumer.poll(timeout))
+        } else {
+            handle.block_on(self.consumer.poll_deferring_rebalance(timeout))
+        };
+        self.handle_rebalance()?;
+        match polled {
+            Ok(records) => Ok(Some(records)),
+            Err(e) if e.is_retriable() || migrated(&e) => {
+                tracing::warn!(thread = self.index, error = %e, "poll failed; retrying");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Lets the task of a record processed soon start loading what it will look up: an
@@ -318,12 +334,19 @@ impl StreamThread {
     /// Hands a polled record to its task: at once if the task reads one partition (its
     /// records come in order, there is nothing to choose between), else to the queue that
     /// picks between the task's partitions by timestamp.
-    fn route(&mut self, record: ConsumerRecord) -> Result<()> {
+    /// A record of a task still restoring (fetched before its partition was paused) is
+    /// noted in `rewind`, to be read again.
+    fn route(&mut self, record: ConsumerRecord, rewind: &mut HashMap<TopicPartition, i64>) -> Result<()> {
         let Some(id) = self.routes.get(&record.topic, record.partition) else {
             tracing::debug!(topic = %record.topic, partition = record.partition, "a record of no task of this thread");
             return Ok(());
         };
-        let Some(task) = self.active.get_mut(&id) else { return Ok(()) };
+        let Some(task) = self.active.get_mut(&id) else {
+            if self.restoring.contains_key(&id) {
+                rewind.entry((record.topic.to_string(), record.partition)).or_insert(record.offset);
+            }
+            return Ok(());
+        };
         if task.single_input && task.input.len == 0 {
             task.task.process(record)?;
             task.task.punctuate(PunctuationType::StreamTime)?;
@@ -382,8 +405,10 @@ impl StreamThread {
             match self.shared.handle.block_on(self.consumer.commit_offsets_sync(&offsets)) {
                 Ok(()) => {}
                 Err(e) if migrated(&e) => {
+                    // The stores hold exactly what their changelogs were acknowledged to
+                    // hold: the state stays, and the uncommitted input is read again.
                     tracing::warn!(thread = self.index, error = %e, "tasks moved to another member before their commit");
-                    self.close_all_dirty();
+                    self.close_all(true);
                     return Ok(false);
                 }
                 Err(e) => return Err(e.into()),
@@ -402,7 +427,9 @@ impl StreamThread {
         let events = std::mem::take(&mut *self.events.lock());
         for event in events {
             match event {
-                Event::Revoked if !self.dirty => self.suspend_all(),
+                Event::Revoked if !self.dirty => self.suspend_all()?,
+                // Others may own the tasks already; with nothing uncommitted their state stays.
+                Event::Lost if !self.dirty => self.close_all(true),
                 Event::Revoked | Event::Lost => {
                     if !self.active.is_empty() {
                         tracing::warn!(
@@ -411,7 +438,7 @@ impl StreamThread {
                             "tasks revoked with uncommitted work; closing them dirty"
                         );
                     }
-                    self.close_all_dirty();
+                    self.close_all(false);
                 }
                 Event::Assigned => self.on_assigned()?,
             }
@@ -419,24 +446,41 @@ impl StreamThread {
         Ok(())
     }
 
-    /// Eager revocation after a commit: tasks keep their stores open in case they come back.
-    fn suspend_all(&mut self) {
+    /// Eager revocation after a commit: tasks keep their stores open in case they come
+    /// back. Restorations stop; their tasks close (what they restored stays, and their
+    /// checkpoints are as they were).
+    fn suspend_all(&mut self) -> Result<()> {
         self.shared.set_thread_state(self.index, ThreadState::PartitionsRevoked);
         for (id, running) in std::mem::take(&mut self.active) {
             self.shared.unregister_stores(id);
             self.suspended.insert(id, running);
         }
+        self.close_restoring()?;
         self.routes.clear();
+        Ok(())
     }
 
-    /// Tasks whose work since the last commit may be lost: closed without a checkpoint, so
-    /// their stores are rebuilt from the changelog when they come back.
-    fn close_all_dirty(&mut self) {
+    fn close_restoring(&mut self) -> Result<()> {
+        for (_, mut running) in std::mem::take(&mut self.restoring) {
+            running.task.close();
+        }
+        self.changelogs.retain_tasks(|_| false)
+    }
+
+    /// Closes every task. Without `keep_state` their work since the last commit may be
+    /// in the stores and not in the changelogs: the checkpoints go, so the stores are
+    /// rebuilt from the changelogs when the tasks come back.
+    fn close_all(&mut self, keep_state: bool) {
         self.shared.set_thread_state(self.index, ThreadState::PartitionsRevoked);
         for (id, mut running) in std::mem::take(&mut self.active) {
             self.shared.unregister_stores(id);
             running.task.close();
-            let _ = std::fs::remove_file(running.dir.join(CHECKPOINT_FILE));
+            if !keep_state {
+                let _ = std::fs::remove_file(running.dir.join(CHECKPOINT_FILE));
+            }
+        }
+        if let Err(e) = self.close_restoring() {
+            tracing::warn!(thread = self.index, error = %e, "stopping restoration");
         }
         self.routes.clear();
         self.dirty = false;
@@ -462,28 +506,34 @@ impl StreamThread {
                 continue;
             };
             let id = TaskId::new(sub.id, partition);
-            if self.active.contains_key(&id) {
+            if self.active.contains_key(&id) || self.restoring.contains_key(&id) {
                 self.routes.insert(topic.as_str().into(), partition, id);
             }
+            if self.restoring.contains_key(&id) {
+                self.consumer.pause(&[(topic.clone(), partition)])?;
+            }
         }
-        for (id, running) in &mut self.active {
+        for (id, running) in self.active.iter_mut().chain(self.restoring.iter_mut()) {
             running.single_input = self.routes.partitions_of(*id) == 1;
         }
         self.size_caches();
         for (id, running) in &self.active {
             self.shared.register_stores(*id, running.task.stores().cloned().collect());
         }
-        tracing::info!(thread = self.index, tasks = ?tasks.iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks assigned");
+        tracing::info!(thread = self.index, tasks = ?tasks.iter().map(ToString::to_string).collect::<Vec<_>>(), restoring = self.restoring.len(), "tasks assigned");
         self.last_commit = Instant::now();
-        self.shared.set_thread_state(self.index, ThreadState::Running);
+        if self.restoring.is_empty() {
+            self.shared.set_thread_state(self.index, ThreadState::Running);
+        }
         Ok(())
     }
 
     /// `cache.max.bytes` is the instance's; each thread gets its share, split over the
     /// caching stores of its tasks.
     fn size_caches(&self) {
+        let tasks = self.active.values().chain(self.restoring.values());
         let caching: Vec<&SharedStore> =
-            self.active.values().flat_map(|r| r.task.stores()).filter(|s| s.spec.caching).map(|s| &s.store).collect();
+            tasks.flat_map(|r| r.task.stores()).filter(|s| s.spec.caching).map(|s| &s.store).collect();
         if caching.is_empty() {
             return;
         }
@@ -494,20 +544,63 @@ impl StreamThread {
     }
 
     /// Opens the stores of new tasks (a persistent store without a usable checkpoint starts
-    /// empty) and restores them from their changelogs before any of them processes.
+    /// empty). Tasks with changelog records to restore wait in `restoring`; the others run.
     fn create_tasks(&mut self, ids: &[TaskId]) -> Result<()> {
-        let mut restores = Vec::new();
         for &id in ids {
-            let (running, mut plan) = self.create_task(id)?;
-            restores.append(&mut plan);
-            self.active.insert(id, running);
-        }
-        self.restore(&mut restores)?;
-        for r in restores {
-            if let Some(running) = self.active.get_mut(&r.task) {
+            let (mut running, plan) = self.create_task(id)?;
+            let (work, current): (Vec<Restore>, Vec<Restore>) = plan.into_iter().partition(Restore::has_work);
+            for r in current {
                 running.checkpointed.insert(r.tp, r.end);
             }
+            if work.is_empty() {
+                self.active.insert(id, running);
+            } else {
+                self.changelogs.add(work)?;
+                self.restoring.insert(id, running);
+            }
         }
+        Ok(())
+    }
+
+    /// One step of restoration: tasks whose stores caught up with their changelogs start
+    /// running (their partitions resume), and the thread runs once none is left.
+    fn restore_step(&mut self) -> Result<()> {
+        if self.restoring.is_empty() {
+            return Ok(());
+        }
+        // Restore polls until the budget is spent, then back to the main poll: often enough
+        // to stay in the group, and to keep the running tasks processing.
+        let budget = if self.active.is_empty() { self.shared.config.poll } else { RESTORE_STEP_WHILE_RUNNING };
+        let began = Instant::now();
+        let mut done = Vec::new();
+        while !self.changelogs.is_idle() && began.elapsed() < budget {
+            let (finished, records) = self.changelogs.step(budget.saturating_sub(began.elapsed()))?;
+            self.shared.add_restored(records);
+            done.extend(finished);
+        }
+        for r in done {
+            if let Some(running) = self.restoring.get_mut(&r.task) {
+                running.checkpointed.insert(r.tp, r.end);
+            }
+            if !self.changelogs.is_restoring(r.task)
+                && let Some(running) = self.restoring.remove(&r.task)
+            {
+                self.start_restored(r.task, running)?;
+            }
+        }
+        if self.restoring.is_empty() {
+            self.shared.set_thread_state(self.index, ThreadState::Running);
+        }
+        Ok(())
+    }
+
+    fn start_restored(&mut self, id: TaskId, running: RunningTask) -> Result<()> {
+        let inputs: Vec<TopicPartition> =
+            self.routes.map.iter().filter(|(_, t)| **t == id).map(|((topic, p), _)| (topic.to_string(), *p)).collect();
+        self.consumer.resume(&inputs)?;
+        self.shared.register_stores(id, running.task.stores().cloned().collect());
+        tracing::debug!(thread = self.index, task = %id, "restored; the task runs");
+        self.active.insert(id, running);
         Ok(())
     }
 
@@ -533,7 +626,7 @@ impl StreamThread {
                 continue;
             }
             let tp = (crate::topology::changelog_topic(&shared.application_id, name), id.partition);
-            let (low, high) = self.shared.handle.block_on(self.restore_consumer.watermarks(&tp))?;
+            let (low, high) = self.shared.handle.block_on(self.changelogs.consumer().watermarks(&tp))?;
             let start = match (spec.kind, checkpoint.get(&tp)) {
                 (StoreKind::Persistent, Some(&offset)) if (low..=high).contains(&offset) => Some(offset),
                 (StoreKind::Persistent, Some(&offset)) => {
@@ -616,82 +709,6 @@ impl StreamThread {
         Ok((running, restores))
     }
 
-    /// Reads each changelog partition from its start to the end it had when the task was
-    /// created, writing straight to the store underneath the cache, in batches.
-    fn restore(&mut self, restores: &mut [Restore]) -> Result<()> {
-        let todo: Vec<&Restore> = restores.iter().filter(|r| r.start.unwrap_or(0) < r.end).collect();
-        if todo.is_empty() {
-            return Ok(());
-        }
-        let began = Instant::now();
-        let partitions: Vec<TopicPartition> = todo.iter().map(|r| r.tp.clone()).collect();
-        self.shared.handle.block_on(self.restore_consumer.assign(&partitions))?;
-        for r in &todo {
-            match r.start {
-                Some(offset) => self.restore_consumer.seek(&r.tp, offset)?,
-                None => self.restore_consumer.seek_to_beginning(std::slice::from_ref(&r.tp))?,
-            }
-        }
-        let mut remaining: HashMap<TopicPartition, (&Restore, i64)> =
-            todo.iter().map(|r| (r.tp.clone(), (*r, r.start.unwrap_or(0)))).collect();
-        let mut restored = 0u64;
-        let mut last_progress = Instant::now();
-        while !remaining.is_empty() {
-            if self.shared.shutting_down() {
-                return Err(StreamsError::IllegalState("shut down during restoration".into()));
-            }
-            let records = self.shared.handle.block_on(self.restore_consumer.poll(Duration::from_millis(100)))?;
-            if records.is_empty() {
-                if last_progress.elapsed() > RESTORE_STALL {
-                    let left: Vec<String> = remaining.keys().map(|(t, p)| format!("{t}-{p}")).collect();
-                    return Err(StreamsError::IllegalState(format!(
-                        "restoring {} made no progress for {}s",
-                        left.join(", "),
-                        RESTORE_STALL.as_secs()
-                    )));
-                }
-                continue;
-            }
-            last_progress = Instant::now();
-            let all: Vec<&ConsumerRecord> = records.iter().collect();
-            for run in all.chunk_by(|a, b| a.topic == b.topic && a.partition == b.partition) {
-                let tp = (run[0].topic.to_string(), run[0].partition);
-                let Some((restore, position)) = remaining.get_mut(&tp) else { continue };
-                let end = restore.end;
-                let batch = run.iter().filter(|r| r.offset < end);
-                restore
-                    .store
-                    .lock()
-                    .restore(&mut batch.clone().filter_map(|r| r.key.as_deref().map(|k| (k, r.value.as_deref()))))?;
-                restored += batch.count() as u64;
-                *position = run[run.len() - 1].offset + 1;
-                if *position >= end {
-                    remaining.remove(&tp);
-                }
-            }
-            // Compacted changelogs have gaps: a partition is done when its position
-            // reaches the end, even if the last offsets were compacted away.
-            let positions: Vec<(TopicPartition, i64)> =
-                remaining.iter().map(|(tp, (r, _))| (tp.clone(), r.end)).collect();
-            for (tp, end) in positions {
-                if self.shared.handle.block_on(self.restore_consumer.position(&tp))? >= end {
-                    remaining.remove(&tp);
-                }
-            }
-        }
-        self.shared.handle.block_on(self.restore_consumer.assign(&[]))?;
-        let seconds = began.elapsed().as_secs_f64();
-        tracing::info!(
-            thread = self.index,
-            records = restored,
-            seconds,
-            per_second = (restored as f64 / seconds.max(1e-9)) as u64,
-            "restored state from changelogs"
-        );
-        self.shared.add_restored(restored);
-        Ok(())
-    }
-
     /// Commits (checkpointing everything), closes the tasks and the clients.
     fn shutdown(mut self, clean: bool) {
         self.shared.set_thread_state(self.index, ThreadState::PendingShutdown);
@@ -700,6 +717,9 @@ impl StreamThread {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(thread = self.index, error = %e, "the final commit failed"),
             }
+        }
+        if let Err(e) = self.close_restoring() {
+            tracing::warn!(thread = self.index, error = %e, "stopping restoration");
         }
         let tasks: Vec<(TaskId, RunningTask)> = std::mem::take(&mut self.active).into_iter().collect();
         for (id, mut running) in tasks.into_iter().chain(std::mem::take(&mut self.suspended)) {

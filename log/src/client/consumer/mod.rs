@@ -443,6 +443,18 @@ impl Consumer {
     /// (which can take longer than `timeout` while other members rejoin), calls the
     /// rebalance listener, and commits automatically every `auto.commit.interval.ms`.
     pub async fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
+        self.poll_inner(timeout, false).await
+    }
+
+    /// Like [`Consumer::poll`], but leaves a due rebalance to the next `poll`: once one is
+    /// due (see [`Consumer::rebalance_pending`]) it returns what is already buffered,
+    /// possibly nothing. A caller whose work must be committed before its partitions are
+    /// revoked (Kafka Streams does it in its revocation callback) commits in between.
+    pub async fn poll_deferring_rebalance(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
+        self.poll_inner(timeout, true).await
+    }
+
+    async fn poll_inner(&mut self, timeout: Duration, defer_rebalance: bool) -> Result<ConsumerRecords> {
         let deadline = tokio::time::Instant::now() + timeout;
         if let Some(m) = &self.membership {
             m.state.lock().last_poll = Instant::now();
@@ -452,6 +464,9 @@ impl Consumer {
             }
         }
         loop {
+            if defer_rebalance && self.rebalance_pending() {
+                return self.take_buffered();
+            }
             self.ensure_group().await?;
             let data = self.core.data.notified();
             tokio::pin!(data);
