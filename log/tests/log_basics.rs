@@ -361,8 +361,20 @@ fn flush_messages_moves_the_recovery_point() {
     let config = LogConfig { flush_ms: 1_000, ..LogConfig::default() };
     let mut log = open(&dir.path().join("u-0"), config);
     log.append_as_leader(&mut sized_batch(1, 10, T0), 0, AppendOrigin::Client, T0).unwrap();
-    assert!(!log.flush_if_due(T0 + 10).unwrap());
+    assert!(log.flush_plan_if_due(T0 + 10).unwrap().is_none());
     assert_eq!(log.recovery_point(), 0);
-    assert!(log.flush_if_due(T0 + 1_000).unwrap());
+    let plan = log.flush_plan_if_due(T0 + 1_000).unwrap().unwrap();
+    // The fsync runs without the lock: appends in the meantime are not covered by it.
+    log.append_as_leader(&mut sized_batch(1, 10, T0), 0, AppendOrigin::Client, T0).unwrap();
+    plan.sync().unwrap();
+    log.complete_flush(plan);
+    assert_eq!(log.recovery_point(), 1);
+    // A truncation between the halves makes the plan's offsets meaningless.
+    log.append_as_leader(&mut sized_batch(1, 10, T0), 0, AppendOrigin::Client, T0).unwrap();
+    let plan = log.begin_flush(T0 + 2_000).unwrap();
+    log.truncate_to(1, T0).unwrap();
+    log.append_as_leader(&mut sized_batch(2, 10, T0), 0, AppendOrigin::Client, T0).unwrap();
+    plan.sync().unwrap();
+    log.complete_flush(plan);
     assert_eq!(log.recovery_point(), 1);
 }

@@ -21,6 +21,7 @@ pub mod fetch_session;
 pub mod group;
 pub(crate) mod handlers;
 pub mod metadata;
+mod purgatory;
 #[cfg(test)]
 mod tests;
 
@@ -65,7 +66,7 @@ pub struct Broker {
     pub(crate) metadata: Mutex<MetadataStore>,
     pub(crate) clock: Arc<dyn Clock>,
     /// Bumped after every append, so waiting fetches re-check.
-    pub(crate) appended: tokio::sync::watch::Sender<u64>,
+    pub(crate) fetch_purgatory: purgatory::FetchPurgatory,
     /// Host and port that Metadata advertises.
     pub(crate) advertised: Mutex<(String, u16)>,
     /// Incremental fetch sessions (KIP-227).
@@ -120,7 +121,7 @@ impl Broker {
             logs,
             metadata: Mutex::new(metadata),
             clock,
-            appended: tokio::sync::watch::channel(0).0,
+            fetch_purgatory: purgatory::FetchPurgatory::default(),
             advertised: Mutex::new(advertised),
             fetch_sessions,
             log_defaults: RwLock::new(defaults),
@@ -379,8 +380,9 @@ impl Broker {
         self.clock.now_ms()
     }
 
-    pub(crate) fn notify_appended(&self) {
-        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    /// Wakes the long-polling fetches waiting on `tp`, which grew.
+    pub(crate) fn notify_appended(&self, tp: &TopicPartition) {
+        self.fetch_purgatory.appended(tp);
     }
 }
 

@@ -260,6 +260,7 @@ pub(crate) fn load(dir: PathBuf, config: LogConfig, options: LogOpenOptions) -> 
         producer_state: ProducerStateManager::new(&dir_for_state),
         quarantine: quarantine.clone(),
         retired: Vec::new(),
+        truncations: 0,
     };
     if log_start_offset > log_end_offset {
         // Every record is below the checkpointed start (deleted by DeleteRecords).

@@ -152,6 +152,27 @@ pub struct Log {
     /// Segments taken out of the log and renamed `.deleted`, with when their files go
     /// (`file.delete.delay.ms`, so readers holding their ranges can finish).
     pub(crate) retired: Vec<(i64, LogSegment)>,
+    /// Truncations so far: a flush planned before one must not move the recovery point.
+    pub(crate) truncations: u64,
+}
+
+/// Segment files to fsync outside the log's lock, and the offset that makes durable.
+#[derive(Debug)]
+pub struct FlushPlan {
+    files: Vec<(std::sync::Arc<std::fs::File>, PathBuf)>,
+    upto: i64,
+    truncations: u64,
+}
+
+impl FlushPlan {
+    /// Fsyncs the planned files. A file deleted since (by retention) still syncs: the
+    /// plan holds it open.
+    pub fn sync(&self) -> Result<()> {
+        for (file, path) in &self.files {
+            file.sync_data().map_err(|source| LogError::Io { path: path.clone(), source })?;
+        }
+        Ok(())
+    }
 }
 
 impl Log {
@@ -680,28 +701,43 @@ impl Log {
     /// fsyncs every segment holding offsets at or after the recovery point and moves the
     /// recovery point to the log end.
     pub fn flush(&mut self, now_ms: i64) -> Result<()> {
-        let leo = self.log_end_offset();
-        if self.recovery_point < leo {
-            let start = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
-            for segment in self.segments.range_mut(start..).map(|(_, s)| s) {
-                segment.flush()?;
-            }
-            self.recovery_point = leo;
-        }
-        self.unflushed_records = 0;
-        self.last_flush_ms = now_ms;
+        let plan = self.begin_flush(now_ms)?;
+        plan.sync()?;
+        self.complete_flush(plan);
         Ok(())
     }
 
-    /// Flushes if `flush.ms` has passed since the last flush, or if rolled segments are
-    /// waiting to be made durable. Returns whether it flushed.
-    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool> {
+    /// The first half of a flush, under the log's lock: the index entries are written and
+    /// the segment files that hold unflushed records are collected, so that the fsync
+    /// ([`FlushPlan::sync`]) can run without the lock, while appends and reads go on.
+    pub fn begin_flush(&mut self, now_ms: i64) -> Result<FlushPlan> {
+        let upto = self.log_end_offset();
+        let mut files = Vec::new();
+        if self.recovery_point < upto {
+            let start = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
+            for segment in self.segments.range_mut(start..).map(|(_, s)| s) {
+                segment.flush_indexes()?;
+                files.push((segment.file().clone(), segment.log_path()));
+            }
+        }
+        self.unflushed_records = 0;
+        self.last_flush_ms = now_ms;
+        Ok(FlushPlan { files, upto, truncations: self.truncations })
+    }
+
+    /// The last half: what the plan synced is now the recovery point, unless the log was
+    /// truncated meanwhile (the offsets the plan covered may hold other records now).
+    pub fn complete_flush(&mut self, plan: FlushPlan) {
+        if plan.truncations == self.truncations {
+            self.recovery_point = self.recovery_point.max(plan.upto);
+        }
+    }
+
+    /// [`Self::begin_flush`] if `flush.ms` has passed or a rolled segment is unflushed.
+    pub fn flush_plan_if_due(&mut self, now_ms: i64) -> Result<Option<FlushPlan>> {
         let rolled_unflushed = self.recovery_point < self.active_segment().base_offset();
         let due = now_ms - self.last_flush_ms >= self.config.flush_ms && self.recovery_point < self.log_end_offset();
-        if due || rolled_unflushed {
-            self.flush(now_ms)?;
-        }
-        Ok(due || rolled_unflushed)
+        if due || rolled_unflushed { self.begin_flush(now_ms).map(Some) } else { Ok(None) }
     }
 
     /// Takes a segment out of service: deleted now if `file.delete.delay.ms` is 0, else
@@ -729,6 +765,7 @@ impl Log {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        self.truncations += 1;
         if offset <= self.log_start_offset {
             return self.truncate_fully_and_start_at(offset.max(0), now_ms);
         }
@@ -757,6 +794,7 @@ impl Log {
 
     /// Deletes every segment and starts empty at `offset`.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> Result<()> {
+        self.truncations += 1;
         for (_, segment) in std::mem::take(&mut self.segments) {
             self.retire_segment(segment, now_ms)?;
         }

@@ -375,7 +375,12 @@ impl LogManager {
     pub fn flush_due(&self) -> Result<()> {
         let now_ms = self.clock.now_ms();
         for (_, log) in self.logs() {
-            log.write().flush_if_due(now_ms)?;
+            // The fsync runs without the log's lock: produce and fetch on the partition go on.
+            let plan = log.write().flush_plan_if_due(now_ms)?;
+            if let Some(plan) = plan {
+                plan.sync()?;
+                log.write().complete_flush(plan);
+            }
         }
         Ok(())
     }

@@ -209,7 +209,7 @@ fn append(broker: &Broker, partition: i32, records: &[coordinator::CoordinatorRe
     log.write()
         .append_as_leader(&mut bytes, LEADER_EPOCH, AppendOrigin::Coordinator, now)
         .map_err(super::storage_error)?;
-    broker.notify_appended();
+    broker.notify_appended(&tp);
     Ok(())
 }
 

@@ -6,11 +6,13 @@
 //! Fetch sessions (KIP-227) are kept by [`crate::broker::fetch_session`]: it says which
 //! partitions a fetch reads and which of them the response carries.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::Notify;
 
 use crate::broker::Broker;
 use crate::broker::fetch_session::{FetchPosition, ReadSummary};
@@ -84,10 +86,10 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchReply {
 
     let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0).min(broker.config.max_fetch_wait_ms));
     let deadline = tokio::time::Instant::now() + wait;
-    let mut appended = broker.appended.subscribe();
+    let waiter = Arc::new(Notify::new());
     let reads = loop {
-        // Mark the current append count as seen before reading, so no append is missed.
-        appended.borrow_and_update();
+        // Registered before reading, so an append in between still wakes the wait.
+        broker.fetch_purgatory.watch(&waiter, plan.partitions.iter().map(|(tp, _)| tp));
         let reads = read(broker, &req, &plan.partitions);
         let bytes: u64 = reads.iter().map(|r| r.bytes).sum();
         let has_error = reads.iter().any(|r| r.summary.error_code != codes::NONE);
@@ -95,7 +97,7 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchReply {
         if enough || has_error || tokio::time::Instant::now() >= deadline {
             break reads;
         }
-        if tokio::time::timeout_at(deadline, appended.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, waiter.notified()).await.is_err() {
             break read(broker, &req, &plan.partitions);
         }
     };

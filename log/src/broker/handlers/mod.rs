@@ -62,6 +62,16 @@ pub(crate) enum Reply {
     Fetch(FetchReply),
 }
 
+/// Runs blocking file work (appends) so that it cannot stall the other connections of
+/// this tokio worker: on a multi-threaded runtime the worker hands its other tasks on
+/// first, as Kafka keeps this work on request handler threads, away from the network ones.
+fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Answers one request (`None`: no response, as for `acks=0` produce).
 pub(crate) async fn handle(
     broker: &Broker,
@@ -77,7 +87,7 @@ pub(crate) async fn handle(
         RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(broker, req, version)),
         RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(broker, req, version)),
         RequestKind::Produce(req) => {
-            return produce::handle(broker, req).map(|r| Reply::Message(ResponseKind::Produce(r)));
+            return blocking(|| produce::handle(broker, req)).map(|r| Reply::Message(ResponseKind::Produce(r)));
         }
         RequestKind::Fetch(req) => return Some(Reply::Fetch(fetch::handle(broker, req).await)),
         RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(init_producer_id::handle(broker, req)),

@@ -12,7 +12,7 @@ use crate::storage::{AppendOrigin, TopicPartition};
 
 pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResponse> {
     let now = broker.now_ms();
-    let mut appended = false;
+    let mut appended = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
@@ -68,7 +68,7 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
             }
             match log.append_as_leader(&mut bytes, LEADER_EPOCH, AppendOrigin::Client, now) {
                 Ok(info) => {
-                    appended = true;
+                    appended.push(TopicPartition::new(name.clone(), data.index));
                     partitions.push(
                         response
                             .with_base_offset(info.first_offset)
@@ -81,8 +81,8 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
         }
         responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
     }
-    if appended {
-        broker.notify_appended();
+    for tp in &appended {
+        broker.notify_appended(tp);
     }
     (req.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
