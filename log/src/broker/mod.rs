@@ -65,7 +65,7 @@ pub struct Broker {
     pub(crate) logs: Arc<LogManager>,
     pub(crate) metadata: Mutex<MetadataStore>,
     pub(crate) clock: Arc<dyn Clock>,
-    /// Bumped after every append, so waiting fetches re-check.
+    /// Long-polling fetches, woken by appends to the partitions they wait on.
     pub(crate) fetch_purgatory: purgatory::FetchPurgatory,
     /// Host and port that Metadata advertises.
     pub(crate) advertised: Mutex<(String, u16)>,
@@ -91,7 +91,9 @@ impl Broker {
             config.log_manager.default_log_config.clone()
         });
         let mut topic_configs = HashMap::new();
-        for (name, topic) in metadata.topics() {
+        // A topic whose deletion a crash interrupted is loaded (then removed) with its own
+        // config, so a compacted one is recovered as compacted.
+        for (name, topic) in metadata.topics().iter().chain(metadata.topics_being_deleted()) {
             let config = defaults.with_overrides(&topic.configs).unwrap_or_else(|e| {
                 tracing::error!(topic = %name, error = %e, "stored topic config is invalid; using the defaults");
                 defaults.clone()
@@ -236,16 +238,17 @@ impl Broker {
 
     /// Deletes a topic in one durable step (its metadata moves to the deletions in
     /// progress, so it disappears for clients), then removes its partition directories and
-    /// forgets the deletion. A crash in between is finished by the next start. The metadata
-    /// lock is held throughout, so the name cannot be reused while directories remain.
+    /// forgets the deletion. A crash in between is finished by the next start, and
+    /// `create_topic` refuses the name while directories remain.
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
         refuse_internal_topic(name, "deleted")?;
-        let mut metadata = self.metadata.lock();
-        let Some(meta) = metadata.begin_topic_deletion(name).map_err(storage_error)? else {
+        let Some(meta) = self.metadata.lock().begin_topic_deletion(name).map_err(storage_error)? else {
             return Err(ApiError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")));
         };
+        // Without the metadata lock (produce and metadata requests need it): the topic is
+        // gone for clients, and its name stays reserved until the directories are.
         self.delete_partition_logs(name).map_err(storage_error)?;
-        metadata.finish_topic_deletion(name).map_err(storage_error)?;
+        self.metadata.lock().finish_topic_deletion(name).map_err(storage_error)?;
         tracing::info!(topic = name, partitions = meta.partitions, "deleted topic");
         Ok(())
     }

@@ -69,7 +69,6 @@ impl RunningBroker {
     }
 }
 
-/// Opens the broker and starts serving on its listener.
 impl Broker {
     /// Starts serving: binds the listener and returns a handle to the running broker.
     pub async fn start(config: BrokerConfig) -> Result<RunningBroker> {
@@ -77,6 +76,8 @@ impl Broker {
     }
 }
 
+/// Opens the broker (off the async workers: loading may recover partitions) and starts
+/// serving on its listener.
 pub(crate) async fn start(config: BrokerConfig) -> Result<RunningBroker> {
     let listen = config.listener;
     let explicit_advertised = config.advertised.is_some();

@@ -22,12 +22,14 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::checkpoint::sync_dir;
+use super::config::LogConfig;
 use super::error::{IoContext, LogError, Result};
 use super::log::Log;
 use super::segment::{AppendedBatch, BatchReadError, CLEANED_SUFFIX, LogSegment, SWAP_SUFFIX, SequentialBatches};
@@ -128,9 +130,30 @@ impl CleanPlan {
     }
 
     /// When the oldest cleanable dirty records were written.
+    /// (Kafka's: the earliest first-batch timestamp over the dirty segments, ignoring
+    /// batches without one.)
     fn first_dirty_timestamp(&self) -> Option<i64> {
-        self.segments.iter().find(|s| self.is_dirty(s)).map(|s| s.first_timestamp)
+        self.segments.iter().filter(|s| self.is_dirty(s) && s.first_timestamp > 0).map(|s| s.first_timestamp).min()
     }
+}
+
+/// What one cleaning pass over a log works with.
+struct Pass {
+    dir: PathBuf,
+    name: String,
+    config: LogConfig,
+    max_batch: usize,
+    max_decompressed: usize,
+    now_ms: i64,
+}
+
+/// The dirty part's keys, each with the offset of its latest record.
+struct OffsetMap {
+    latest: HashMap<u128, i64>,
+    /// The map covers offsets below this.
+    end: i64,
+    /// The base offset of each producer's last batch (kept for its sequence state).
+    last_batch_of_producer: HashMap<i64, i64>,
 }
 
 /// Compacts logs. One cleaner should work on a given log at a time.
@@ -216,7 +239,7 @@ impl LogCleaner {
     /// Cleans `log` if a pass [is due](Self::is_due), or whenever it has cleanable segments
     /// if `force`. Returns `None` if there was nothing to do.
     pub fn clean(&self, log: &RwLock<Log>, now_ms: i64, force: bool) -> Result<Option<CleanerStats>> {
-        let (plan, dir, config, name) = {
+        let (plan, pass) = {
             let guard = log.read();
             if !force && !Self::is_due(&guard, now_ms) {
                 return Ok(None);
@@ -224,132 +247,170 @@ impl LogCleaner {
             let Some(plan) = Self::plan(&guard, now_ms) else {
                 return Ok(None);
             };
-            (plan, guard.dir.clone(), guard.config.clone(), guard.name.clone())
+            let config = guard.config.clone();
+            let pass = Pass {
+                dir: guard.dir.clone(),
+                name: guard.name.clone(),
+                max_batch: config.max_batch_bytes(),
+                max_decompressed: config.max_decompressed_bytes(),
+                config,
+                now_ms,
+            };
+            (plan, pass)
         };
-        let max_batch = config.max_batch_bytes();
-        let max_decompressed = config.max_decompressed_bytes();
-
-        // Phase 2a: latest offset per key over the dirty part.
-        let max_entries = (self.config.dedupe_buffer_bytes / MAP_ENTRY_BYTES).max(1);
-        let mut map: HashMap<u128, i64> = HashMap::new();
-        let mut map_end = plan.first_dirty_offset;
-        let mut last_batch_of_producer: HashMap<i64, i64> = HashMap::new();
-        'segments: for s in &plan.segments {
-            let mut batches = SequentialBatches::new(s.file.clone(), 0, s.size, max_batch);
-            while let Some((_, bytes)) = next_batch(&mut batches, &dir)? {
-                let (batch, _) = RecordBatch::parse(bytes).map_err(|e| corrupt(&dir, s, e))?;
-                let h = *batch.header();
-                if h.has_producer_id() {
-                    last_batch_of_producer.insert(h.producer_id, h.base_offset);
-                }
-                if h.last_offset() < plan.first_dirty_offset || h.is_control() {
-                    continue;
-                }
-                if map.len() >= max_entries && map_end > plan.first_dirty_offset {
-                    // The map is full: clean up to here now, the rest on a later pass.
-                    break 'segments;
-                }
-                let payload = batch.records_payload(max_decompressed).map_err(|e| corrupt(&dir, s, e))?;
-                for record in RecordIter::new(&payload, h.records_count) {
-                    let record = record.map_err(|e| corrupt(&dir, s, e))?;
-                    if let Some(key) = record.key {
-                        map.insert(xxh3_128(key), h.base_offset + i64::from(record.offset_delta));
-                    }
-                }
-                map_end = h.next_offset();
-            }
-        }
-        let map_end = map_end.min(plan.first_uncleanable_offset);
-
-        // Phase 2b: rewrite in groups that fit one segment each.
-        let mut stats = CleanerStats { cleaned_up_to: map_end, ..CleanerStats::default() };
-        let groups = group_segments(&plan.segments, config.segment_bytes);
-        for group in groups {
-            let first = &group[0];
-            let mut cleaned = LogSegment::create(&dir, first.base_offset, &config, now_ms, CLEANED_SUFFIX)?;
-            let mut pending = Vec::with_capacity(WRITE_CHUNK_BYTES);
-            let mut pending_meta = Vec::new();
-            let mut changed = group.len() > 1;
-            for s in &group {
-                stats.bytes_before += s.size;
-                let mut batches = SequentialBatches::new(s.file.clone(), 0, s.size, max_batch);
-                while let Some((_, bytes)) = next_batch(&mut batches, &dir)? {
-                    let kept = filter_batch(
-                        bytes,
-                        &map,
-                        &last_batch_of_producer,
-                        plan.delete_retention_ms,
-                        now_ms,
-                        max_decompressed,
-                        &mut stats,
-                    )
-                    .map_err(|e| corrupt(&dir, s, e))?;
-                    let Some((batch_bytes, meta)) = kept else {
-                        changed = true;
-                        continue;
-                    };
-                    changed |= batch_bytes.as_slice() != bytes;
-                    pending.extend_from_slice(&batch_bytes);
-                    pending_meta.push(meta);
-                    if pending.len() >= WRITE_CHUNK_BYTES {
-                        cleaned.append(&pending, &pending_meta)?;
-                        pending.clear();
-                        pending_meta.clear();
-                    }
-                }
-            }
-            cleaned.append(&pending, &pending_meta)?;
-            if !changed {
-                // Nothing to gain from swapping in an identical copy.
-                cleaned.delete()?;
+        let offsets = self.build_offset_map(&plan, &pass)?;
+        let mut stats = CleanerStats { cleaned_up_to: offsets.end, ..CleanerStats::default() };
+        for group in group_segments(&plan.segments, pass.config.segment_bytes) {
+            let Some(cleaned) = Self::write_cleaned(&plan, &pass, &group, &offsets, &mut stats)? else {
                 continue;
-            }
-            cleaned.on_become_inactive()?;
-            cleaned.flush()?;
-            stats.bytes_after += cleaned.size();
-            stats.segments_cleaned += group.len();
+            };
             if self.stop_at == Some(CleanStage::CleanedWritten) {
                 stats.interrupted_at = Some(CleanStage::CleanedWritten);
                 return Ok(Some(stats));
             }
-
-            // Phase 3: swap under the write lock, if the sources are still as planned.
-            let mut guard = log.write();
-            let unchanged = group.iter().all(|s| {
-                guard
-                    .segments
-                    .get(&s.base_offset)
-                    .is_some_and(|cur| Arc::ptr_eq(cur.file(), &s.file) && cur.size() == s.size)
-            });
-            if !unchanged {
-                tracing::info!(log = %name, "segments changed during cleaning; discarding this pass");
-                cleaned.delete()?;
+            if !self.swap_in(log, &pass, &group, cleaned, &mut stats)? {
                 return Ok(Some(stats));
             }
-            cleaned.change_suffix(SWAP_SUFFIX)?;
-            sync_dir(&dir)?;
-            if self.stop_at == Some(CleanStage::SwapRenamed) {
-                stats.interrupted_at = Some(CleanStage::SwapRenamed);
-                return Ok(Some(stats));
-            }
-            for s in &group {
-                if let Some(old) = guard.segments.remove(&s.base_offset) {
-                    guard.retire_segment(old, now_ms)?;
-                }
-            }
-            if self.stop_at == Some(CleanStage::OldSegmentsDeleted) {
-                stats.interrupted_at = Some(CleanStage::OldSegmentsDeleted);
-                return Ok(Some(stats));
-            }
-            cleaned.change_suffix("")?;
-            sync_dir(&dir)?;
-            guard.segments.insert(first.base_offset, cleaned);
         }
         let mut guard = log.write();
-        guard.cleaner_checkpoint = guard.cleaner_checkpoint.max(map_end);
+        guard.cleaner_checkpoint = guard.cleaner_checkpoint.max(offsets.end);
         guard.next_tombstone_horizon_ms = stats.earliest_delete_horizon_ms;
-        tracing::info!(log = %name, ?stats, "cleaned log");
+        tracing::info!(log = %pass.name, ?stats, "cleaned log");
         Ok(Some(stats))
+    }
+
+    /// Phase 2a: the latest offset of each key over the dirty part, as far as the map's
+    /// memory (`log.cleaner.dedupe.buffer.size`) reaches.
+    fn build_offset_map(&self, plan: &CleanPlan, pass: &Pass) -> Result<OffsetMap> {
+        let max_entries = (self.config.dedupe_buffer_bytes / MAP_ENTRY_BYTES).max(1);
+        let mut offsets =
+            OffsetMap { latest: HashMap::new(), end: plan.first_dirty_offset, last_batch_of_producer: HashMap::new() };
+        'segments: for s in &plan.segments {
+            let mut batches = SequentialBatches::new(s.file.clone(), 0, s.size, pass.max_batch);
+            while let Some((_, bytes)) = next_batch(&mut batches, &pass.dir)? {
+                let (batch, _) = RecordBatch::parse(bytes).map_err(|e| corrupt(&pass.dir, s, e))?;
+                let h = *batch.header();
+                if h.has_producer_id() {
+                    offsets.last_batch_of_producer.insert(h.producer_id, h.base_offset);
+                }
+                if h.last_offset() < plan.first_dirty_offset || h.is_control() {
+                    continue;
+                }
+                if offsets.latest.len() >= max_entries && offsets.end > plan.first_dirty_offset {
+                    // The map is full: clean up to here now, the rest on a later pass.
+                    break 'segments;
+                }
+                let payload = batch.records_payload(pass.max_decompressed).map_err(|e| corrupt(&pass.dir, s, e))?;
+                for record in RecordIter::new(&payload, h.records_count) {
+                    let record = record.map_err(|e| corrupt(&pass.dir, s, e))?;
+                    if let Some(key) = record.key {
+                        offsets.latest.insert(xxh3_128(key), h.base_offset + i64::from(record.offset_delta));
+                    }
+                }
+                offsets.end = h.next_offset();
+            }
+        }
+        offsets.end = offsets.end.min(plan.first_uncleanable_offset);
+        Ok(offsets)
+    }
+
+    /// Phase 2b: writes the kept batches of one group of segments into a `.cleaned`
+    /// segment. `None` if nothing would change.
+    fn write_cleaned(
+        plan: &CleanPlan,
+        pass: &Pass,
+        group: &[SegmentSnapshot],
+        offsets: &OffsetMap,
+        stats: &mut CleanerStats,
+    ) -> Result<Option<LogSegment>> {
+        let first = &group[0];
+        let mut cleaned = LogSegment::create(&pass.dir, first.base_offset, &pass.config, pass.now_ms, CLEANED_SUFFIX)?;
+        let mut pending = Vec::with_capacity(WRITE_CHUNK_BYTES);
+        let mut pending_meta = Vec::new();
+        let mut changed = group.len() > 1;
+        for s in group {
+            stats.bytes_before += s.size;
+            let mut batches = SequentialBatches::new(s.file.clone(), 0, s.size, pass.max_batch);
+            while let Some((_, bytes)) = next_batch(&mut batches, &pass.dir)? {
+                let kept = filter_batch(
+                    bytes,
+                    &offsets.latest,
+                    &offsets.last_batch_of_producer,
+                    plan.delete_retention_ms,
+                    pass.now_ms,
+                    pass.max_decompressed,
+                    stats,
+                )
+                .map_err(|e| corrupt(&pass.dir, s, e))?;
+                let Some((batch_bytes, meta)) = kept else {
+                    changed = true;
+                    continue;
+                };
+                changed |= batch_bytes.as_slice() != bytes;
+                pending.extend_from_slice(&batch_bytes);
+                pending_meta.push(meta);
+                if pending.len() >= WRITE_CHUNK_BYTES {
+                    cleaned.append(&pending, &pending_meta)?;
+                    pending.clear();
+                    pending_meta.clear();
+                }
+            }
+        }
+        cleaned.append(&pending, &pending_meta)?;
+        if !changed {
+            // Nothing to gain from swapping in an identical copy.
+            cleaned.delete()?;
+            return Ok(None);
+        }
+        cleaned.on_become_inactive()?;
+        cleaned.flush()?;
+        stats.bytes_after += cleaned.size();
+        stats.segments_cleaned += group.len();
+        Ok(Some(cleaned))
+    }
+
+    /// Phase 3: swaps a cleaned segment in for its group under the write lock, if the
+    /// sources are still as planned. False if the pass stops here (sources changed, or a
+    /// test's `stop_at`).
+    fn swap_in(
+        &self,
+        log: &RwLock<Log>,
+        pass: &Pass,
+        group: &[SegmentSnapshot],
+        mut cleaned: LogSegment,
+        stats: &mut CleanerStats,
+    ) -> Result<bool> {
+        let mut guard = log.write();
+        let unchanged = group.iter().all(|s| {
+            guard
+                .segments
+                .get(&s.base_offset)
+                .is_some_and(|cur| Arc::ptr_eq(cur.file(), &s.file) && cur.size() == s.size)
+        });
+        if !unchanged {
+            tracing::info!(log = %pass.name, "segments changed during cleaning; discarding this pass");
+            cleaned.delete()?;
+            return Ok(false);
+        }
+        cleaned.change_suffix(SWAP_SUFFIX)?;
+        sync_dir(&pass.dir)?;
+        if self.stop_at == Some(CleanStage::SwapRenamed) {
+            stats.interrupted_at = Some(CleanStage::SwapRenamed);
+            return Ok(false);
+        }
+        for s in group {
+            if let Some(old) = guard.segments.remove(&s.base_offset) {
+                guard.retire_segment(old, pass.now_ms)?;
+            }
+        }
+        if self.stop_at == Some(CleanStage::OldSegmentsDeleted) {
+            stats.interrupted_at = Some(CleanStage::OldSegmentsDeleted);
+            return Ok(false);
+        }
+        cleaned.change_suffix("")?;
+        sync_dir(&pass.dir)?;
+        guard.segments.insert(group[0].base_offset, cleaned);
+        Ok(true)
     }
 }
 

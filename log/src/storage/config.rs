@@ -209,6 +209,11 @@ impl LogConfig {
         for (key, value) in props {
             c.set(key, value)?;
         }
+        if c.min_compaction_lag_ms > c.max_compaction_lag_ms {
+            // As Kafka's LogConfig.validate: a record could never be both old enough and due.
+            let value = c.max_compaction_lag_ms.to_string();
+            return Err(invalid("max.compaction.lag.ms", &value, "must not be less than min.compaction.lag.ms"));
+        }
         Ok(c)
     }
 
@@ -385,5 +390,15 @@ mod tests {
             assert!(err.to_string().contains(key), "{err}");
             assert_eq!(err.kafka_code(), super::super::error::codes::INVALID_CONFIG);
         }
+    }
+
+    #[test]
+    fn a_max_compaction_lag_below_the_min_is_refused() {
+        let props = BTreeMap::from([
+            ("min.compaction.lag.ms".to_string(), "60000".to_string()),
+            ("max.compaction.lag.ms".to_string(), "1000".to_string()),
+        ]);
+        let err = LogConfig::default().with_overrides(&props).unwrap_err();
+        assert!(err.to_string().contains("max.compaction.lag.ms"), "{err}");
     }
 }

@@ -138,94 +138,22 @@ impl LogManager {
         clock: Arc<dyn Clock>,
     ) -> Result<(Arc<Self>, ManagerLoadReport)> {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).at(&dir)?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
-        if lock.try_lock().is_err() {
-            return Err(LogError::DirectoryLocked { path: dir });
-        }
+        let lock = lock_data_dir(&dir)?;
         let quarantine = Quarantine::new(&dir);
         let mut report =
             ManagerLoadReport { had_clean_shutdown: dir.join(CLEAN_SHUTDOWN_FILE).exists(), ..Default::default() };
-
-        let mut read_checkpoint = |name: &str| -> Result<BTreeMap<TopicPartition, i64>> {
-            let path = dir.join(name);
-            match read_offsets(&path) {
-                Ok(map) => Ok(map),
-                Err(LogError::Corrupt { reason, .. }) => {
-                    report.quarantined.push(quarantine.move_aside(&path, "checkpoints", reason)?);
-                    Ok(BTreeMap::new())
-                }
-                Err(e) => Err(e),
-            }
-        };
-        let recovery_points = read_checkpoint(RECOVERY_POINT_CHECKPOINT)?;
-        let log_starts = read_checkpoint(LOG_START_OFFSET_CHECKPOINT)?;
-        let cleaner_offsets = read_checkpoint(CLEANER_OFFSET_CHECKPOINT)?;
-
-        let mut to_load = Vec::new();
-        let mut entries: Vec<_> = std::fs::read_dir(&dir).at(&dir)?.collect::<std::io::Result<Vec<_>>>().at(&dir)?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if KNOWN_ROOT_ENTRIES.contains(&name.as_str())
-                || config.owned_root_files.contains(&name)
-                || name.ends_with(".tmp")
-            {
-                continue;
-            }
-            let is_dir = entry.file_type().at(&path)?.is_dir();
-            if is_dir && name.ends_with(DELETE_DIR_SUFFIX) {
-                tracing::info!(dir = %path.display(), "finishing deletion of a deleted partition");
-                std::fs::remove_dir_all(&path).at(&path)?;
-                continue;
-            }
-            match TopicPartition::parse_dir_name(&name).filter(|_| is_dir) {
-                Some(tp) => to_load.push((tp, path)),
-                None => report.quarantined.push(quarantine.move_aside(
-                    &path,
-                    "data-dir",
-                    "not a partition directory (expected <topic>-<partition>)",
-                )?),
-            }
-        }
-
-        let now_ms = clock.now_ms();
+        let checkpoints = Checkpoints::read(&dir, &quarantine, &mut report)?;
+        let to_load = find_partition_dirs(&config, &quarantine, &mut report)?;
         let had_clean_shutdown = report.had_clean_shutdown;
-        let default_config = config.default_log_config.clone();
-        let queue = Mutex::new(to_load);
-        let results = Mutex::new(Vec::new());
-        let threads = config.recovery_threads.max(1);
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    loop {
-                        let Some((tp, path)) = queue.lock().pop() else {
-                            break;
-                        };
-                        let log_config =
-                            topic_configs.get(&tp.topic).cloned().unwrap_or_else(|| default_config.clone());
-                        let options = LogOpenOptions {
-                            recovery_point: recovery_points.get(&tp).copied().unwrap_or(0),
-                            log_start_offset: log_starts.get(&tp).copied(),
-                            had_clean_shutdown,
-                            now_ms,
-                            quarantine: Some(quarantine.clone()),
-                            cleaner_checkpoint: cleaner_offsets.get(&tp).copied(),
-                        };
-                        let loaded = Log::open(path, log_config, options).map(|(mut log, report)| {
-                            // As Kafka does on load: producers that expired while down stay gone.
-                            log.remove_expired_producers(now_ms, config.producer_id_expiration_ms);
-                            (log, report)
-                        });
-                        results.lock().push((tp, loaded));
-                    }
-                });
-            }
-        });
+        let loads = LoadAll {
+            config: &config,
+            topic_configs: &topic_configs,
+            checkpoints: &checkpoints,
+            quarantine: &quarantine,
+        };
+        let results = loads.run(to_load, had_clean_shutdown, clock.now_ms());
         let mut logs = BTreeMap::new();
-        for (tp, loaded) in results.into_inner() {
+        for (tp, loaded) in results {
             let (log, log_report) = loaded?;
             if log_report.recovered_segments > 0 || !log_report.quarantined.is_empty() || log_report.completed_swaps > 0
             {
@@ -342,8 +270,12 @@ impl LogManager {
         for (_, log) in self.logs() {
             let due = log.write().take_due_retired(now_ms);
             for segment in due {
-                segment.delete()?;
-                deleted += 1;
+                // One that cannot be deleted now stays as a `.deleted` file, which the
+                // next start removes; the others still go.
+                match segment.delete() {
+                    Ok(()) => deleted += 1,
+                    Err(e) => tracing::warn!(error = %e, "deleting a retired segment"),
+                }
             }
         }
         Ok(deleted)
@@ -413,7 +345,11 @@ impl LogManager {
                     return false;
                 };
                 let now = m.clock.now_ms();
-                let mut result = m.flush_due().and_then(|()| m.delete_retired_segments().map(|_| ()));
+                // Each step runs whatever became of the one before it.
+                let mut result = m.flush_due();
+                if let Err(e) = m.delete_retired_segments() {
+                    tracing::error!(error = %e, "deleting retired segments failed");
+                }
                 if result.is_ok() && now - last_retention >= m.config.retention_check_interval_ms as i64 {
                     last_retention = now;
                     result = m.run_retention().map(|_| ());
@@ -492,4 +428,133 @@ fn spawn_loop(
             }
         })
         .expect("spawning a log manager thread")
+}
+
+/// Creates the data directory and takes its lock (one manager per directory).
+fn lock_data_dir(dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(dir).at(dir)?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
+    if lock.try_lock().is_err() {
+        return Err(LogError::DirectoryLocked { path: dir.to_path_buf() });
+    }
+    Ok(lock)
+}
+
+/// The offset checkpoints at the top of the data directory.
+struct Checkpoints {
+    recovery_points: BTreeMap<TopicPartition, i64>,
+    log_starts: BTreeMap<TopicPartition, i64>,
+    cleaner_offsets: BTreeMap<TopicPartition, i64>,
+}
+
+impl Checkpoints {
+    /// Reads them; a damaged one is moved to the quarantine and read as empty.
+    fn read(dir: &Path, quarantine: &Quarantine, report: &mut ManagerLoadReport) -> Result<Self> {
+        let mut read = |name: &str| -> Result<BTreeMap<TopicPartition, i64>> {
+            let path = dir.join(name);
+            match read_offsets(&path) {
+                Ok(map) => Ok(map),
+                Err(LogError::Corrupt { reason, .. }) => {
+                    report.quarantined.push(quarantine.move_aside(&path, "checkpoints", reason)?);
+                    Ok(BTreeMap::new())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        Ok(Self {
+            recovery_points: read(RECOVERY_POINT_CHECKPOINT)?,
+            log_starts: read(LOG_START_OFFSET_CHECKPOINT)?,
+            cleaner_offsets: read(CLEANER_OFFSET_CHECKPOINT)?,
+        })
+    }
+}
+
+/// The partition directories to load. Deletions a crash interrupted are finished, and
+/// entries that are neither ours nor the layers' above go to the quarantine.
+fn find_partition_dirs(
+    config: &LogManagerConfig,
+    quarantine: &Quarantine,
+    report: &mut ManagerLoadReport,
+) -> Result<Vec<(TopicPartition, PathBuf)>> {
+    let dir = &config.data_dir;
+    let mut to_load = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).at(dir)?.collect::<std::io::Result<Vec<_>>>().at(dir)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if KNOWN_ROOT_ENTRIES.contains(&name.as_str())
+            || config.owned_root_files.contains(&name)
+            || name.ends_with(".tmp")
+        {
+            continue;
+        }
+        let is_dir = entry.file_type().at(&path)?.is_dir();
+        if is_dir && name.ends_with(DELETE_DIR_SUFFIX) {
+            tracing::info!(dir = %path.display(), "finishing deletion of a deleted partition");
+            std::fs::remove_dir_all(&path).at(&path)?;
+            continue;
+        }
+        match TopicPartition::parse_dir_name(&name).filter(|_| is_dir) {
+            Some(tp) => to_load.push((tp, path)),
+            None => report.quarantined.push(quarantine.move_aside(
+                &path,
+                "data-dir",
+                "not a partition directory (expected <topic>-<partition>)",
+            )?),
+        }
+    }
+    Ok(to_load)
+}
+
+/// Loads partition directories on `recovery.threads` threads.
+struct LoadAll<'a> {
+    config: &'a LogManagerConfig,
+    topic_configs: &'a HashMap<String, LogConfig>,
+    checkpoints: &'a Checkpoints,
+    quarantine: &'a Quarantine,
+}
+
+type Loaded = (TopicPartition, Result<(Log, LoadReport)>);
+
+impl LoadAll<'_> {
+    fn run(&self, to_load: Vec<(TopicPartition, PathBuf)>, had_clean_shutdown: bool, now_ms: i64) -> Vec<Loaded> {
+        let queue = Mutex::new(to_load);
+        let results = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..self.config.recovery_threads.max(1) {
+                scope.spawn(|| {
+                    while let Some((tp, path)) = queue.lock().pop() {
+                        let loaded = self.load_one(&tp, path, had_clean_shutdown, now_ms);
+                        results.lock().push((tp, loaded));
+                    }
+                });
+            }
+        });
+        results.into_inner()
+    }
+
+    fn load_one(
+        &self,
+        tp: &TopicPartition,
+        path: PathBuf,
+        had_clean_shutdown: bool,
+        now_ms: i64,
+    ) -> Result<(Log, LoadReport)> {
+        let log_config =
+            self.topic_configs.get(&tp.topic).cloned().unwrap_or_else(|| self.config.default_log_config.clone());
+        let options = LogOpenOptions {
+            recovery_point: self.checkpoints.recovery_points.get(tp).copied().unwrap_or(0),
+            log_start_offset: self.checkpoints.log_starts.get(tp).copied(),
+            had_clean_shutdown,
+            now_ms,
+            quarantine: Some(self.quarantine.clone()),
+            cleaner_checkpoint: self.checkpoints.cleaner_offsets.get(tp).copied(),
+        };
+        let (mut log, report) = Log::open(path, log_config, options)?;
+        // As Kafka does on load: producers that expired while down stay gone.
+        log.remove_expired_producers(now_ms, self.config.producer_id_expiration_ms);
+        Ok((log, report))
+    }
 }

@@ -30,6 +30,7 @@ mod log;
 pub mod manager;
 pub mod producer_state;
 pub mod quarantine;
+mod retention;
 pub mod segment;
 mod validator;
 

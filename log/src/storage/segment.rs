@@ -199,7 +199,8 @@ impl LogSegment {
             created_ms,
             next_offset: base_offset,
             jitter_seed: jitter_seed(dir, base_offset),
-            preallocated: false,
+            // A reservation a crash left behind is given back when the segment rolls.
+            preallocated: allocated_past_end(&meta),
         };
         if let Some(last) = segment.time_index.last_entry() {
             segment.max_timestamp_so_far = last.timestamp;
@@ -810,6 +811,18 @@ fn preallocate(file: &File, bytes: u64, path: &Path) -> Result<bool> {
             tracing::debug!(path = %path.display(), "the filesystem cannot preallocate; segment left to grow");
             Ok(false)
         }
+        // The appends may well fit without the reservation (Kafka's sparse preallocation
+        // does not reserve either): go on without it.
+        Err(rustix::io::Errno::NOSPC) => {
+            tracing::warn!(path = %path.display(), bytes, "no room to preallocate the segment");
+            Ok(false)
+        }
         Err(e) => Err(LogError::Io { path: path.to_path_buf(), source: e.into() }),
     }
+}
+
+/// Whether the file has blocks allocated well past its length (a preallocation).
+fn allocated_past_end(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.blocks().saturating_mul(512) > meta.len().saturating_add(64 * 1024)
 }

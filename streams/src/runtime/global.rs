@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use freshet_log::client::{AdminClient, ClientConfig, Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+use freshet_log::client::{
+    AdminClient, ClientConfig, Consumer, ConsumerConfig, OffsetReset, TopicInfo, TopicPartition,
+};
 use freshet_log::time::{Clock, SystemClock};
 use parking_lot::Mutex;
 
@@ -105,72 +107,17 @@ fn run(
     ready: &std::sync::mpsc::Sender<Result<()>>,
 ) -> Result<()> {
     let handle = shared.handle.clone();
-    let topology = shared.topology.clone();
-    let mut consumer_config = ConsumerConfig::new(&shared.config.bootstrap_servers);
-    consumer_config.client.client_id = format!("{}-global-consumer", shared.application_id);
-    consumer_config.auto_offset_reset = OffsetReset::Earliest;
-    consumer_config.enable_auto_commit = false;
-    consumer_config.max_poll_records = 10_000;
-    let mut admin_config = ClientConfig::new(&shared.config.bootstrap_servers);
-    admin_config.client_id = format!("{}-global-admin", shared.application_id);
-    let (mut consumer, topics) = handle.block_on(async {
-        let admin = AdminClient::connect(admin_config).await?;
-        let names: Vec<&str> = topology.globals.iter().map(|g| g.topic.as_str()).collect();
-        let topics = admin.describe_topics(&names).await?;
-        let consumer = Consumer::connect(consumer_config).await?;
-        Ok::<_, freshet_log::client::ClientError>((consumer, topics))
-    })?;
+    let (mut consumer, topics) = connect(shared)?;
     let mut parts = Vec::new();
-    let mut partitions: Vec<TopicPartition> = Vec::new();
     // Each partition's log start and end as the thread starts: what a checkpoint must lie
     // between, and what loading the stores must reach.
     let mut watermarks: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
-    for (i, part) in topology.global_parts.iter().enumerate() {
-        let dir = shared.app_dir.join("global").join(i.to_string());
-        let topic = topology.globals.iter().find(|g| part.stores.contains(&g.store)).map(|g| g.topic.clone());
-        let count = topics.iter().find(|t| Some(&t.name) == topic.as_ref()).map_or(0, |t| t.partitions.len() as i32);
-        let own: Vec<TopicPartition> = topic.iter().flat_map(|t| (0..count).map(|p| (t.clone(), p))).collect();
-        for tp in &own {
-            watermarks.insert(tp.clone(), handle.block_on(consumer.watermarks(tp))?);
-        }
-        let persistent =
-            part.stores.iter().all(|s| topology.stores.get(s).is_some_and(|spec| spec.kind == StoreKind::Persistent));
-        // A checkpoint speaks for the stores on disk: each must still be there (a store
-        // renamed since, say, by a new operator before it, starts empty).
-        let on_disk = part.stores.iter().all(|s| dir.join("rocksdb").join(s).is_dir());
-        let resume = if persistent && on_disk { usable_checkpoint(&dir, &own, &watermarks) } else { None };
-        if resume.is_none() {
-            // The checkpoint goes first: a crash while the stores are rebuilt must not
-            // leave it beside them.
-            for path in [dir.join(CHECKPOINT_FILE), dir.join("rocksdb")] {
-                let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-                match removed {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(StreamsError::state_dir(&path, e));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let mut open = |spec: &StoreSpec, _changelog: &str| {
-            let bytes = StoreInner::open_bytes(spec.kind, &spec.name, Some(&dir))?;
-            let store: SharedStore = Arc::new(Mutex::new(StoreInner::new(&spec.name, bytes, 0, false)));
-            Ok(store)
-        };
-        let task = StreamTask::create(
-            topology.clone(),
-            part,
-            shared.application_id.clone(),
-            TaskId::new(GLOBAL, i as i32),
-            Box::new(NoOutput),
-            shared.config.deserialization_handler.clone(),
-            &mut open,
-            SystemClock.now_ms(),
-        )?;
-        registry.lock().extend(task.stores().cloned());
-        partitions.extend(own.iter().cloned());
-        parts.push(GlobalPart { task, dir, partitions: own, persistent, resume });
+    for (i, sub) in shared.topology.global_parts.iter().enumerate() {
+        let part = GlobalPart::open(shared, i, sub, &consumer, &topics, &mut watermarks)?;
+        registry.lock().extend(part.task.stores().cloned());
+        parts.push(part);
     }
+    let partitions: Vec<TopicPartition> = parts.iter().flat_map(|p| p.partitions.iter().cloned()).collect();
     handle.block_on(consumer.assign(&partitions))?;
     for part in &parts {
         match &part.resume {
@@ -184,6 +131,50 @@ fn run(
         }
     }
     let ends: Vec<(TopicPartition, i64)> = watermarks.into_iter().map(|(tp, (_, high))| (tp, high)).collect();
+    let outcome = follow(shared, stop, &mut consumer, &mut parts, &ends, ready);
+    for part in &mut parts {
+        if outcome.is_ok()
+            && let Err(e) = part.checkpoint(&mut consumer, &handle)
+        {
+            tracing::warn!(dir = %part.dir.display(), error = %e, "writing a global store's last checkpoint");
+        }
+        part.task.close();
+    }
+    registry.lock().clear();
+    outcome
+}
+
+/// The global consumer, and the global topics' descriptions.
+fn connect(shared: &Shared) -> Result<(Consumer, Vec<TopicInfo>)> {
+    let mut consumer_config = ConsumerConfig::new(&shared.config.bootstrap_servers);
+    consumer_config.client.client_id = format!("{}-global-consumer", shared.application_id);
+    consumer_config.auto_offset_reset = OffsetReset::Earliest;
+    consumer_config.enable_auto_commit = false;
+    consumer_config.max_poll_records = 10_000;
+    let mut admin_config = ClientConfig::new(&shared.config.bootstrap_servers);
+    admin_config.client_id = format!("{}-global-admin", shared.application_id);
+    let topology = &shared.topology;
+    let connected = shared.handle.block_on(async {
+        let admin = AdminClient::connect(admin_config).await?;
+        let names: Vec<&str> = topology.globals.iter().map(|g| g.topic.as_str()).collect();
+        let topics = admin.describe_topics(&names).await?;
+        let consumer = Consumer::connect(consumer_config).await?;
+        Ok::<_, freshet_log::client::ClientError>((consumer, topics))
+    })?;
+    Ok(connected)
+}
+
+/// Reads the global topics until stopped: first to the ends they had at the start (then
+/// `ready` is told), afterwards as they grow, checkpointing every commit interval.
+fn follow(
+    shared: &Shared,
+    stop: &AtomicBool,
+    consumer: &mut Consumer,
+    parts: &mut [GlobalPart],
+    ends: &[(TopicPartition, i64)],
+    ready: &std::sync::mpsc::Sender<Result<()>>,
+) -> Result<()> {
+    let handle = shared.handle.clone();
     let mut bootstrapped = false;
     let mut last_flush = Instant::now();
     let mut last_progress = Instant::now();
@@ -203,34 +194,27 @@ fn run(
         }
         if !bootstrapped {
             let mut caught_up = true;
-            for (tp, end) in &ends {
+            for (tp, end) in ends {
                 caught_up &= handle.block_on(consumer.position(tp))? >= *end;
             }
             if caught_up {
-                for part in &mut parts {
-                    part.checkpoint(&mut consumer, &handle)?;
+                for part in parts.iter_mut() {
+                    part.checkpoint(consumer, &handle)?;
                 }
                 bootstrapped = true;
-                tracing::info!(partitions = partitions.len(), "global stores loaded");
+                tracing::info!(partitions = ends.len(), "global stores loaded");
                 let _ = ready.send(Ok(()));
             } else if last_progress.elapsed() > Duration::from_secs(60) {
                 return Err(StreamsError::IllegalState("loading the global stores made no progress for 60s".into()));
             }
         }
         if last_flush.elapsed() >= shared.config.commit_interval {
-            for part in &mut parts {
-                part.checkpoint(&mut consumer, &handle)?;
+            for part in parts.iter_mut() {
+                part.checkpoint(consumer, &handle)?;
             }
             last_flush = Instant::now();
         }
     }
-    for part in &mut parts {
-        if let Err(e) = part.checkpoint(&mut consumer, &handle) {
-            tracing::warn!(dir = %part.dir.display(), error = %e, "writing a global store's last checkpoint");
-        }
-        part.task.close();
-    }
-    registry.lock().clear();
     Ok(())
 }
 
@@ -247,6 +231,52 @@ struct GlobalPart {
 }
 
 impl GlobalPart {
+    /// Opens global part `index`: its stores resume from their checkpoint if it is usable,
+    /// else they (and the checkpoint) are removed and rebuilt from the topic. Records the
+    /// watermarks of the topic's partitions.
+    fn open(
+        shared: &Shared,
+        index: usize,
+        sub: &crate::topology::Subtopology,
+        consumer: &Consumer,
+        topics: &[TopicInfo],
+        watermarks: &mut BTreeMap<TopicPartition, (i64, i64)>,
+    ) -> Result<Self> {
+        let topology = &shared.topology;
+        let dir = shared.app_dir.join("global").join(index.to_string());
+        let topic = topology.globals.iter().find(|g| sub.stores.contains(&g.store)).map(|g| g.topic.clone());
+        let count = topics.iter().find(|t| Some(&t.name) == topic.as_ref()).map_or(0, |t| t.partitions.len() as i32);
+        let own: Vec<TopicPartition> = topic.iter().flat_map(|t| (0..count).map(|p| (t.clone(), p))).collect();
+        for tp in &own {
+            watermarks.insert(tp.clone(), shared.handle.block_on(consumer.watermarks(tp))?);
+        }
+        let persistent =
+            sub.stores.iter().all(|s| topology.stores.get(s).is_some_and(|spec| spec.kind == StoreKind::Persistent));
+        // A checkpoint speaks for the stores on disk: each must still be there (a store
+        // renamed since, say, by a new operator before it, starts empty).
+        let on_disk = sub.stores.iter().all(|s| dir.join("rocksdb").join(s).is_dir());
+        let resume = if persistent && on_disk { usable_checkpoint(&dir, &own, watermarks) } else { None };
+        if resume.is_none() {
+            remove_local_state(&dir)?;
+        }
+        let mut open = |spec: &StoreSpec, _changelog: &str| {
+            let bytes = StoreInner::open_bytes(spec.kind, &spec.name, Some(&dir))?;
+            let store: SharedStore = Arc::new(Mutex::new(StoreInner::new(&spec.name, bytes, 0, false)));
+            Ok(store)
+        };
+        let task = StreamTask::create(
+            topology.clone(),
+            sub,
+            shared.application_id.clone(),
+            TaskId::new(GLOBAL, index as i32),
+            Box::new(NoOutput),
+            shared.config.deserialization_handler.clone(),
+            &mut open,
+            SystemClock.now_ms(),
+        )?;
+        Ok(GlobalPart { task, dir, partitions: own, persistent, resume })
+    }
+
     /// Flushes the caches and, for persistent stores, makes them durable and writes the
     /// consumer's positions (every polled record is processed by now) as the checkpoint.
     fn checkpoint(&mut self, consumer: &mut Consumer, handle: &tokio::runtime::Handle) -> Result<()> {
@@ -261,6 +291,19 @@ impl GlobalPart {
         }
         checkpoint::write(&self.dir.join(CHECKPOINT_FILE), &offsets)
     }
+}
+
+/// Removes a global part's checkpoint and stores. The checkpoint goes first: a crash
+/// while the stores are rebuilt must not leave it beside them.
+fn remove_local_state(dir: &std::path::Path) -> Result<()> {
+    for path in [dir.join(CHECKPOINT_FILE), dir.join("rocksdb")] {
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StreamsError::state_dir(&path, e)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The checkpoint of a global part, if it can be resumed from: it names every partition

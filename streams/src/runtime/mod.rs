@@ -235,9 +235,6 @@ impl Shared {
         }
         let mut restore = consumer.clone();
         restore.client.client_id = format!("{client_id}-restore-consumer");
-        restore.group_id = None;
-        restore.enable_auto_commit = false;
-        restore.auto_offset_reset = OffsetReset::Earliest;
         restore.max_poll_records = 10_000;
         for (key, value) in restore_only {
             let name = &key[RESTORE_CONSUMER_PREFIX.len()..];
@@ -245,6 +242,10 @@ impl Shared {
                 .set(name, value)
                 .map_err(|_| StreamsError::config(key, value.as_str(), "no consumer property of that name"))?;
         }
+        // What restoring relies on, whatever the overrides said (Kafka forces these too).
+        restore.group_id = None;
+        restore.enable_auto_commit = false;
+        restore.auto_offset_reset = OffsetReset::Earliest;
         consumer.group_id = Some(app.clone());
         consumer.enable_auto_commit = false;
         consumer.auto_offset_reset = OffsetReset::Earliest;

@@ -104,6 +104,18 @@ impl ChangelogReader {
         Ok(())
     }
 
+    /// Where the restorations of `task` have got to.
+    pub fn positions(&mut self, task: TaskId) -> Result<Vec<(TopicPartition, i64)>> {
+        let tps: Vec<TopicPartition> =
+            self.pending.iter().filter(|(_, r)| r.task == task).map(|(tp, _)| tp.clone()).collect();
+        let mut out = Vec::with_capacity(tps.len());
+        for tp in tps {
+            let position = self.handle.block_on(self.consumer.position(&tp))?;
+            out.push((tp, position));
+        }
+        Ok(out)
+    }
+
     /// Stops restoring every store of the tasks `keep` rejects (their tasks were closed).
     pub fn retain_tasks(&mut self, keep: impl Fn(TaskId) -> bool) -> Result<()> {
         let before = self.pending.len();
@@ -124,10 +136,7 @@ impl ChangelogReader {
         let records = self.handle.block_on(self.consumer.poll(timeout))?;
         let mut done = Vec::new();
         let mut restored = 0;
-        if records.is_empty() {
-            self.check_stall()?;
-        } else {
-            self.last_progress = Instant::now();
+        if !records.is_empty() {
             let all: Vec<&ConsumerRecord> = records.iter().collect();
             for run in all.chunk_by(|a, b| a.topic == b.topic && a.partition == b.partition) {
                 let tp = (run[0].topic.to_string(), run[0].partition);
@@ -149,8 +158,18 @@ impl ChangelogReader {
             }
         }
         self.restored += restored;
+        if restored > 0 || !done.is_empty() {
+            self.last_progress = Instant::now();
+        } else {
+            self.check_stall()?;
+        }
         if self.pending.is_empty() {
             self.finish()?;
+        } else if !done.is_empty() {
+            // Stop reading what is restored: a running task's new changelog writes would
+            // take the places of the records still needed.
+            let partitions: Vec<TopicPartition> = self.pending.keys().cloned().collect();
+            self.handle.block_on(self.consumer.assign(&partitions))?;
         }
         Ok((done, restored))
     }

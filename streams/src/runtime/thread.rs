@@ -298,7 +298,13 @@ impl StreamThread {
         let timeout = if self.restoring.is_empty() { self.shared.config.poll } else { Duration::ZERO };
         let handle = self.shared.handle.clone();
         let polled = if self.consumer.rebalance_pending() {
-            if !self.active.is_empty() {
+            if self.consumer.partitions_lost() {
+                // Others may own the tasks already: nothing of theirs is written now, and
+                // their state stays only if nothing was processed since the last commit.
+                if !self.active.is_empty() || !self.restoring.is_empty() {
+                    self.close_all(!self.dirty);
+                }
+            } else if !self.active.is_empty() {
                 self.commit(true)?;
             }
             handle.block_on(self.consumer.poll(timeout))
@@ -460,8 +466,20 @@ impl StreamThread {
         Ok(())
     }
 
+    /// Closes the tasks still restoring, with a checkpoint at the positions they reached,
+    /// so that restoring them here again goes on from there.
     fn close_restoring(&mut self) -> Result<()> {
-        for (_, mut running) in std::mem::take(&mut self.restoring) {
+        for (id, mut running) in std::mem::take(&mut self.restoring) {
+            let reached = self.changelogs.positions(id)?;
+            running.checkpointed.extend(reached);
+            let written = running
+                .task
+                .flush_stores()
+                .and_then(|()| checkpoint::write(&running.dir.join(CHECKPOINT_FILE), &running.checkpointed));
+            if let Err(e) = written {
+                tracing::warn!(task = %id, error = %e, "checkpointing a restore cut short; it starts over next time");
+                let _ = std::fs::remove_file(running.dir.join(CHECKPOINT_FILE));
+            }
             running.task.close();
         }
         self.changelogs.retain_tasks(|_| false)
@@ -578,10 +596,14 @@ impl StreamThread {
             self.shared.add_restored(records);
             done.extend(finished);
         }
-        for r in done {
+        // Every finished changelog is recorded before any task starts: a task may finish
+        // several in one step.
+        for r in &done {
             if let Some(running) = self.restoring.get_mut(&r.task) {
-                running.checkpointed.insert(r.tp, r.end);
+                running.checkpointed.insert(r.tp.clone(), r.end);
             }
+        }
+        for r in done {
             if !self.changelogs.is_restoring(r.task)
                 && let Some(running) = self.restoring.remove(&r.task)
             {
@@ -692,6 +714,13 @@ impl StreamThread {
             &mut open,
             SystemClock.now_ms(),
         )?;
+        // A checkpoint entry not used (the store is rebuilt) must not outlive this
+        // incarnation: a rebuild cut short would otherwise resume from it.
+        let used: checkpoint::Offsets =
+            starts.values().filter_map(|(tp, start, _)| start.map(|s| (tp.clone(), s))).collect();
+        if used.len() != checkpoint.len() {
+            checkpoint::write(&checkpoint_path, &used)?;
+        }
         let restores = opened
             .into_iter()
             .filter_map(|(name, store)| {
@@ -710,12 +739,16 @@ impl StreamThread {
     }
 
     /// Commits (checkpointing everything), closes the tasks and the clients.
-    fn shutdown(mut self, clean: bool) {
+    fn shutdown(mut self, mut clean: bool) {
         self.shared.set_thread_state(self.index, ThreadState::PendingShutdown);
         if clean && !self.active.is_empty() {
             match self.commit(true) {
                 Ok(_) => {}
-                Err(e) => tracing::warn!(thread = self.index, error = %e, "the final commit failed"),
+                Err(e) => {
+                    // The stores may now be ahead of their changelogs: not a clean close.
+                    tracing::warn!(thread = self.index, error = %e, "the final commit failed");
+                    clean = false;
+                }
             }
         }
         if let Err(e) = self.close_restoring() {

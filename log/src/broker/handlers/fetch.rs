@@ -86,15 +86,24 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchReply {
 
     let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0).min(broker.config.max_fetch_wait_ms));
     let deadline = tokio::time::Instant::now() + wait;
-    let waiter = Arc::new(Notify::new());
-    let reads = loop {
-        // Registered before reading, so an append in between still wakes the wait.
-        broker.fetch_purgatory.watch(&waiter, plan.partitions.iter().map(|(tp, _)| tp));
-        let reads = read(broker, &req, &plan.partitions);
+    let min_bytes = u64::try_from(req.min_bytes).unwrap_or(0);
+    let satisfied = |reads: &[PartitionRead]| {
         let bytes: u64 = reads.iter().map(|r| r.bytes).sum();
         let has_error = reads.iter().any(|r| r.summary.error_code != codes::NONE);
-        let enough = bytes >= u64::try_from(req.min_bytes).unwrap_or(0) && (bytes > 0 || req.min_bytes <= 0);
-        if enough || has_error || tokio::time::Instant::now() >= deadline {
+        has_error || (bytes >= min_bytes && (bytes > 0 || req.min_bytes <= 0))
+    };
+    let waiter = Arc::new(Notify::new());
+    let mut first = Some(read(broker, &req, &plan.partitions));
+    let reads = loop {
+        if let Some(reads) = first.take()
+            && (satisfied(&reads) || tokio::time::Instant::now() >= deadline)
+        {
+            break reads;
+        }
+        // Registered before reading again, so an append in between still wakes the wait.
+        broker.fetch_purgatory.watch(&waiter, plan.partitions.iter().map(|(tp, _)| tp));
+        let reads = read(broker, &req, &plan.partitions);
+        if satisfied(&reads) {
             break reads;
         }
         if tokio::time::timeout_at(deadline, waiter.notified()).await.is_err() {

@@ -203,19 +203,18 @@ async fn fetch(
     let _ = done.send(FetchDone { node, parts, result });
 }
 
+/// Takes a fetch's answer into the partitions' buffers: refused as a whole, every partition
+/// retries after the backoff; otherwise each partition's answer is decoded (without the
+/// lock) and applied, unless the partition was seeked while the fetch was out.
 fn settle(core: &ConsumerCore, busy_nodes: &mut HashSet<i32>, answer: FetchDone) {
     busy_nodes.remove(&answer.node);
     let backoff = Instant::now() + core.config.client.retry_backoff;
-    let mut state = core.state.lock();
-    let refused = match answer.result {
-        Ok(response) if response.error_code == codes::NONE => Ok(response),
-        Ok(response) => Err(format!("Kafka error {}", response.error_code)),
-        Err(e) => Err(e.to_string()),
-    };
-    let response = match refused {
-        Ok(response) => response,
-        Err(why) => {
+    let response = match answer.result {
+        Ok(response) if response.error_code == codes::NONE => response,
+        refused => {
+            let why = refused.map_or_else(|e| e.to_string(), |r| format!("Kafka error {}", r.error_code));
             tracing::debug!(node = answer.node, %why, "fetch failed; retrying after the backoff");
+            let mut state = core.state.lock();
             for part in &answer.parts {
                 if let Some(p) = state.partitions.get_mut(&part.tp) {
                     p.in_flight = false;
@@ -225,26 +224,49 @@ fn settle(core: &ConsumerCore, busy_nodes: &mut HashSet<i32>, answer: FetchDone)
             return;
         }
     };
-    let read_committed = core.config.isolation_level == IsolationLevel::ReadCommitted;
     let mut answers = HashMap::new();
     for topic in &response.responses {
         for data in &topic.partitions {
             answers.insert((topic.topic.0.as_str(), data.partition_index), data);
         }
     }
-    // Which answers are still wanted (no seek since the fetch went out), with their topic
-    // names; then decode them without the lock.
-    let wanted: Vec<Option<Arc<str>>> = answer
-        .parts
-        .iter()
-        .map(|part| {
-            let p = state.partitions.get(&part.tp)?;
-            (p.epoch == part.epoch && p.fetch_offset() == Some(part.offset)).then(|| p.topic.clone())
-        })
-        .collect();
+    let decoded = decode_wanted(core, &answer.parts, &answers);
+    let mut outcome = Outcome::default();
+    let mut state = core.state.lock();
+    for (part, decoded) in answer.parts.iter().zip(decoded) {
+        let Some(p) = state.partitions.get_mut(&part.tp) else { continue };
+        p.in_flight = false;
+        if p.epoch != part.epoch || p.fetch_offset() != Some(part.offset) {
+            continue; // Seeked while the fetch was out: its data is for an old position.
+        }
+        let Some(data) = answers.get(&(part.tp.0.as_str(), part.tp.1)) else { continue };
+        outcome.add(apply(core, p, part, data, decoded, backoff));
+    }
     drop(state);
-    let decoded: Vec<Option<Result<Decoded>>> = answer
-        .parts
+    if outcome.refresh {
+        core.wake_fetcher.notify_one();
+    }
+    if outcome.arrived {
+        core.data.notify_waiters();
+    }
+}
+
+type PartitionAnswers<'a> = HashMap<(&'a str, i32), &'a kafka_protocol::messages::fetch_response::PartitionData>;
+
+/// Decodes the answers still wanted (no seek since the fetch went out), without the lock.
+fn decode_wanted(core: &ConsumerCore, parts: &[Part], answers: &PartitionAnswers<'_>) -> Vec<Option<Result<Decoded>>> {
+    let wanted: Vec<Option<Arc<str>>> = {
+        let state = core.state.lock();
+        parts
+            .iter()
+            .map(|part| {
+                let p = state.partitions.get(&part.tp)?;
+                (p.epoch == part.epoch && p.fetch_offset() == Some(part.offset)).then(|| p.topic.clone())
+            })
+            .collect()
+    };
+    let read_committed = core.config.isolation_level == IsolationLevel::ReadCommitted;
+    parts
         .iter()
         .zip(&wanted)
         .map(|(part, topic)| {
@@ -258,85 +280,107 @@ fn settle(core: &ConsumerCore, busy_nodes: &mut HashSet<i32>, answer: FetchDone)
             let bytes = data.records.clone().unwrap_or_default();
             Some(decode(topic, part.tp.1, part.offset, &bytes, &aborted, read_committed, core.config.check_crcs))
         })
-        .collect();
-    let mut state = core.state.lock();
-    let mut refresh = false;
-    let mut arrived = false;
-    for (part, decoded) in answer.parts.iter().zip(decoded) {
-        let Some(p) = state.partitions.get_mut(&part.tp) else { continue };
-        p.in_flight = false;
-        if p.epoch != part.epoch || p.fetch_offset() != Some(part.offset) {
-            continue; // Seeked while the fetch was out: its data is for an old position.
+        .collect()
+}
+
+/// What settling a fetch calls for: a metadata refresh, and waking `poll`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Outcome {
+    refresh: bool,
+    arrived: bool,
+}
+
+impl Outcome {
+    fn add(&mut self, other: Outcome) {
+        self.refresh |= other.refresh;
+        self.arrived |= other.arrived;
+    }
+}
+
+/// Applies one partition's answer to its state.
+fn apply(
+    core: &ConsumerCore,
+    p: &mut super::PartitionState,
+    part: &Part,
+    data: &kafka_protocol::messages::fetch_response::PartitionData,
+    decoded: Option<Result<Decoded>>,
+    backoff: Instant,
+) -> Outcome {
+    match data.error_code {
+        codes::NONE => {
+            p.high_watermark = data.high_watermark;
+            let size = data.records.as_ref().map_or(0, Bytes::len);
+            Outcome { refresh: false, arrived: buffer(core, p, part, size, decoded) }
         }
-        let Some(data) = answers.get(&(part.tp.0.as_str(), part.tp.1)) else { continue };
-        match data.error_code {
-            codes::NONE => {
-                p.high_watermark = data.high_watermark;
-                let size = data.records.as_ref().map_or(0, Bytes::len);
-                match decoded {
-                    None => {}
-                    Some(Ok((records, next_offset))) => {
-                        if records.is_empty() {
-                            // Only control batches or records before the position: move past them.
-                            if next_offset > part.offset {
-                                match &mut p.buffered {
-                                    Some(fetched) => fetched.next_offset = next_offset,
-                                    None => p.position = Some(next_offset),
-                                }
-                            } else if size > 0 {
-                                p.error = Some(ClientError::RecordTooLarge {
-                                    topic: part.tp.0.clone(),
-                                    size,
-                                    limit: core.config.max_partition_fetch_bytes as usize,
-                                    setting: "max.partition.fetch.bytes (the batch at the position is larger)",
-                                });
-                                arrived = true;
-                            }
-                        } else {
-                            match &mut p.buffered {
-                                Some(fetched) => fetched.extend(records, next_offset),
-                                None => p.buffered = Some(Fetched::new(records, next_offset)),
-                            }
-                            arrived = true;
-                        }
-                    }
-                    Some(Err(e)) => {
-                        p.error = Some(e);
-                        arrived = true;
-                    }
+        codes::OFFSET_OUT_OF_RANGE if core.config.auto_offset_reset != OffsetReset::None => {
+            tracing::info!(topic = %part.tp.0, partition = part.tp.1, offset = part.offset, "offset out of range; resetting");
+            p.position = None;
+            p.reset = core.config.auto_offset_reset;
+            Outcome::default()
+        }
+        codes::NOT_LEADER_OR_FOLLOWER
+        | codes::UNKNOWN_TOPIC_OR_PARTITION
+        | codes::LEADER_NOT_AVAILABLE
+        | codes::FENCED_LEADER_EPOCH
+        | codes::UNKNOWN_LEADER_EPOCH
+        | codes::KAFKA_STORAGE_ERROR
+        | codes::REQUEST_TIMED_OUT => {
+            p.retry_at = Some(backoff);
+            Outcome { refresh: true, arrived: false }
+        }
+        code => {
+            p.error = ClientError::from_code(
+                code,
+                format!("fetching {}-{} at offset {}", part.tp.0, part.tp.1, part.offset),
+                None,
+            );
+            Outcome { refresh: false, arrived: true }
+        }
+    }
+}
+
+/// Buffers decoded records (or the error decoding found). Returns whether `poll` has
+/// something new to return.
+fn buffer(
+    core: &ConsumerCore,
+    p: &mut super::PartitionState,
+    part: &Part,
+    size: usize,
+    decoded: Option<Result<Decoded>>,
+) -> bool {
+    match decoded {
+        None => false,
+        Some(Ok((records, next_offset))) if records.is_empty() => {
+            // Only control batches or records before the position: move past them.
+            if next_offset > part.offset {
+                match &mut p.buffered {
+                    Some(fetched) => fetched.next_offset = next_offset,
+                    None => p.position = Some(next_offset),
                 }
-            }
-            codes::OFFSET_OUT_OF_RANGE if core.config.auto_offset_reset != OffsetReset::None => {
-                tracing::info!(topic = %part.tp.0, partition = part.tp.1, offset = part.offset, "offset out of range; resetting");
-                p.position = None;
-                p.reset = core.config.auto_offset_reset;
-            }
-            codes::NOT_LEADER_OR_FOLLOWER
-            | codes::UNKNOWN_TOPIC_OR_PARTITION
-            | codes::LEADER_NOT_AVAILABLE
-            | codes::FENCED_LEADER_EPOCH
-            | codes::UNKNOWN_LEADER_EPOCH
-            | codes::KAFKA_STORAGE_ERROR
-            | codes::REQUEST_TIMED_OUT => {
-                refresh = true;
-                p.retry_at = Some(backoff);
-            }
-            code => {
-                p.error = ClientError::from_code(
-                    code,
-                    format!("fetching {}-{} at offset {}", part.tp.0, part.tp.1, part.offset),
-                    None,
-                );
-                arrived = true;
+                false
+            } else if size > 0 {
+                p.error = Some(ClientError::RecordTooLarge {
+                    topic: part.tp.0.clone(),
+                    size,
+                    limit: core.config.max_partition_fetch_bytes as usize,
+                    setting: "max.partition.fetch.bytes (the batch at the position is larger)",
+                });
+                true
+            } else {
+                false
             }
         }
-    }
-    drop(state);
-    if refresh {
-        core.wake_fetcher.notify_one();
-    }
-    if arrived {
-        core.data.notify_waiters();
+        Some(Ok((records, next_offset))) => {
+            match &mut p.buffered {
+                Some(fetched) => fetched.extend(records, next_offset),
+                None => p.buffered = Some(Fetched::new(records, next_offset)),
+            }
+            true
+        }
+        Some(Err(e)) => {
+            p.error = Some(e);
+            true
+        }
     }
 }
 

@@ -423,6 +423,13 @@ impl Consumer {
             })
     }
 
+    /// Whether the group moved on without this member (its session expired, or it was
+    /// fenced): its partitions may be others' already, and its commits will be refused.
+    /// The next `poll` rejoins.
+    pub fn partitions_lost(&self) -> bool {
+        self.membership.as_ref().is_some_and(|m| m.state.lock().lost)
+    }
+
     /// Stops reading everything, leaving the group if subscribed.
     pub async fn unsubscribe(&mut self) {
         if self.subscription.take().is_some()
@@ -464,10 +471,14 @@ impl Consumer {
             }
         }
         loop {
-            if defer_rebalance && self.rebalance_pending() {
+            if self.ensure_group(defer_rebalance).await? {
+                // What is buffered is still this member's, unless the group moved on
+                // without it: then others may be processing it already.
+                if self.partitions_lost() {
+                    return Ok(ConsumerRecords::default());
+                }
                 return self.take_buffered();
             }
-            self.ensure_group().await?;
             let data = self.core.data.notified();
             tokio::pin!(data);
             data.as_mut().enable();
@@ -484,20 +495,27 @@ impl Consumer {
         }
     }
 
-    /// Joins or rejoins the group if a rebalance is due.
-    async fn ensure_group(&mut self) -> Result<()> {
-        let Some(m) = self.membership.clone() else { return Ok(()) };
+    /// Joins or rejoins the group if a rebalance is due; with `defer`, only says that one
+    /// is (true), deciding under the same lock that the heartbeat sets it under.
+    async fn ensure_group(&mut self, defer: bool) -> Result<bool> {
+        let Some(m) = self.membership.clone() else { return Ok(false) };
         if self.subscription.is_none() {
-            return Ok(());
+            return Ok(false);
         }
         let (rejoin, fatal) = {
             let mut state = m.state.lock();
+            if defer && (state.rejoin || state.lost || state.fatal.is_some()) {
+                return Ok(true);
+            }
             (state.rejoin, state.fatal.take())
         };
         if let Some(e) = fatal {
             return Err(e);
         }
-        if rejoin { self.rebalance(&m).await } else { Ok(()) }
+        if rejoin {
+            self.rebalance(&m).await?;
+        }
+        Ok(false)
     }
 
     async fn rebalance(&mut self, m: &Arc<Membership>) -> Result<()> {
