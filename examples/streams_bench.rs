@@ -126,7 +126,7 @@ impl Bench {
     fn wait_committed(&self, app: &str, topics: &[String]) {
         let admin = self.admin();
         self.runtime.block_on(async {
-            let partitions: Vec<TopicPartition> = topics.iter().map(|t| (t.clone(), 0)).collect();
+            let partitions: Vec<TopicPartition> = topics.iter().map(|t| TopicPartition::new(t.clone(), 0)).collect();
             let specs: Vec<_> = partitions.iter().map(|tp| (tp.clone(), OffsetSpec::Latest)).collect();
             loop {
                 let ends: BTreeMap<_, _> = admin

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use freshet::client::{
     AdminClient, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetReset, OffsetSpec, Producer, ProducerConfig,
-    ProducerRecord,
+    ProducerRecord, TopicPartition,
 };
 use freshet::{Broker, BrokerConfig};
 
@@ -103,8 +103,10 @@ async fn produce(addr: &str, lines: &[String]) {
 async fn wait_committed(admin: &AdminClient, topics: &[&str]) {
     let deadline = Instant::now() + WAIT;
     let info = admin.describe_topics(topics).await.unwrap();
-    let partitions: Vec<_> =
-        info.iter().flat_map(|t| (0..t.partitions.len() as i32).map(|p| (t.name.clone(), p))).collect();
+    let partitions: Vec<_> = info
+        .iter()
+        .flat_map(|t| (0..t.partitions.len() as i32).map(|p| TopicPartition::new(t.name.clone(), p)))
+        .collect();
     loop {
         let specs: Vec<_> = partitions.iter().map(|tp| (tp.clone(), OffsetSpec::Latest)).collect();
         let ends: BTreeMap<_, _> = admin
@@ -132,7 +134,7 @@ async fn latest_counts(addr: &str) -> BTreeMap<String, i64> {
     let mut config = ConsumerConfig::new(addr);
     config.auto_offset_reset = OffsetReset::Earliest;
     let mut consumer = Consumer::connect(config).await.unwrap();
-    let partitions: Vec<_> = (0..4).map(|p| ("counts".to_string(), p)).collect();
+    let partitions: Vec<_> = (0..4).map(|p| TopicPartition::new("counts", p)).collect();
     consumer.assign(&partitions).await.unwrap();
     let mut ends = BTreeMap::new();
     for tp in &partitions {

@@ -33,3 +33,6 @@ pub mod record;
 pub mod server;
 pub mod storage;
 pub mod time;
+pub mod topic_partition;
+
+pub use topic_partition::TopicPartition;

@@ -5,6 +5,7 @@
 
 mod support;
 
+use freshet_log::TopicPartition;
 use std::time::{Duration, Instant};
 
 use freshet_log::client::{
@@ -51,7 +52,10 @@ async fn every_codec_round_trips_keys_values_and_headers_in_order() {
         producer.close().await.unwrap();
 
         let mut consumer = consumer(&addr, &[("max.poll.records", "300")]).await;
-        consumer.assign(&[(codec.to_string(), 0), (codec.to_string(), 1)]).await.unwrap();
+        consumer
+            .assign(&[TopicPartition::new(codec.to_string(), 0), TopicPartition::new(codec.to_string(), 1)])
+            .await
+            .unwrap();
         let records = poll_n(&mut consumer, 2000).await;
         assert_eq!(records.len(), 2000, "{codec}: nothing more than was sent");
         for p in 0..2 {
@@ -65,7 +69,7 @@ async fn every_codec_round_trips_keys_values_and_headers_in_order() {
                 assert_eq!(r.headers, [("n".to_string(), r.key.clone())]);
             }
         }
-        assert_eq!(consumer.position(&(codec.to_string(), 0)).await.unwrap(), 1000);
+        assert_eq!(consumer.position(&TopicPartition::new(codec.to_string(), 0)).await.unwrap(), 1000);
     }
     broker.shutdown().await.unwrap();
 }
@@ -83,7 +87,7 @@ async fn seek_offsets_for_times_and_pause_resume() {
         drop(producer.send(record).await.unwrap());
     }
     producer.flush().await;
-    let (p0, p1) = (("events".to_string(), 0), ("events".to_string(), 1));
+    let (p0, p1) = (TopicPartition::new("events".to_string(), 0), TopicPartition::new("events".to_string(), 1));
 
     let mut consumer = consumer(&addr, &[("auto.offset.reset", "latest")]).await;
     consumer.assign(&[p0.clone(), p1.clone()]).await.unwrap();
@@ -131,7 +135,7 @@ async fn out_of_range_positions_reset_or_fail_as_configured() {
         drop(producer.send(ProducerRecord::new("short").value(&format!("{i}"))).await.unwrap());
     }
     producer.close().await.unwrap();
-    let tp = ("short".to_string(), 0);
+    let tp = TopicPartition::new("short".to_string(), 0);
     admin.delete_records(&[(tp.clone(), 6)]).await.unwrap();
 
     let mut resetting = consumer(&addr, &[]).await;
@@ -158,11 +162,11 @@ async fn bad_assignments_and_settings_are_typed_errors() {
     let admin = AdminClient::connect(ClientConfig::new(&addr)).await.unwrap();
     admin.create_topic(NewTopic::new("one", 1)).await.unwrap();
     let mut consumer = consumer(&addr, &[]).await;
-    let e = consumer.assign(&[("missing".to_string(), 0)]).await.unwrap_err();
+    let e = consumer.assign(&[TopicPartition::new("missing".to_string(), 0)]).await.unwrap_err();
     assert_eq!(e.code(), Some(3), "{e}");
-    let e = consumer.assign(&[("one".to_string(), 4)]).await.unwrap_err();
+    let e = consumer.assign(&[TopicPartition::new("one".to_string(), 4)]).await.unwrap_err();
     assert!(e.to_string().contains("the topic has 1 partitions"), "{e}");
-    let e = consumer.seek(&("one".to_string(), 0), 0).unwrap_err();
+    let e = consumer.seek(&TopicPartition::new("one".to_string(), 0), 0).unwrap_err();
     assert!(e.to_string().contains("not assigned"), "{e}");
     let mut config = ConsumerConfig::new(&addr);
     assert!(matches!(config.set("isolation.level", "serializable"), Err(ClientError::Config { .. })));
@@ -194,7 +198,7 @@ async fn fetching_ahead_keeps_every_offset_once_and_a_seek_drops_it() {
     // 4 KiB fetches: a couple of batches each, so the buffer is refilled hundreds of times.
     let props = [("max.partition.fetch.bytes", "4096"), ("max.poll.records", "97")];
     let mut consumer = consumer(&addr, &props).await;
-    let tp = ("ahead".to_string(), 0);
+    let tp = TopicPartition::new("ahead".to_string(), 0);
     consumer.assign(std::slice::from_ref(&tp)).await.unwrap();
     let records = poll_n(&mut consumer, n).await;
     let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
@@ -233,7 +237,10 @@ async fn an_idle_partition_does_not_hold_back_a_busy_one() {
     // idle partition, reading them would take minutes; the bound below is far from both.
     let props = [("max.partition.fetch.bytes", "32768"), ("fetch.max.wait.ms", "3000"), ("max.poll.records", "50")];
     let mut consumer = consumer(&addr, &props).await;
-    consumer.assign(&[("busy".to_string(), 0), ("idle".to_string(), 0)]).await.unwrap();
+    consumer
+        .assign(&[TopicPartition::new("busy".to_string(), 0), TopicPartition::new("idle".to_string(), 0)])
+        .await
+        .unwrap();
     let began = Instant::now();
     let records = poll_n(&mut consumer, n).await;
     assert_eq!(records.len(), n);

@@ -271,13 +271,19 @@ async fn committed_offsets_and_metadata_survive_clean_and_crash_restarts() {
     for (round, clean) in [(1, true), (2, false)] {
         let mut consumer = Consumer::connect(member_config(&addr, "durable-group", &[])).await.unwrap();
         let offsets: Vec<(TopicPartition, i64, Option<String>)> = (0..3)
-            .map(|p| (("durable".to_string(), p), i64::from(p) * 10 + round, Some(format!("round {round}"))))
+            .map(|p| {
+                (
+                    TopicPartition::new("durable".to_string(), p),
+                    i64::from(p) * 10 + round,
+                    Some(format!("round {round}")),
+                )
+            })
             .collect();
         consumer.commit_offsets_sync(&offsets).await.unwrap();
         drop(consumer);
         broker = support::restart(&dir, broker, clean, fast_groups).await;
         let consumer = Consumer::connect(member_config(&addr, "durable-group", &[])).await.unwrap();
-        let partitions: Vec<TopicPartition> = (0..3).map(|p| ("durable".to_string(), p)).collect();
+        let partitions: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new("durable".to_string(), p)).collect();
         let committed = consumer.committed(&partitions).await.unwrap();
         for (tp, offset, metadata) in &offsets {
             let c = committed[tp].as_ref().unwrap();
@@ -286,7 +292,7 @@ async fn committed_offsets_and_metadata_survive_clean_and_crash_restarts() {
     }
     // A group with no members can be reset by tools and deleted.
     let admin = AdminClient::connect(ClientConfig::new(&addr)).await.unwrap();
-    admin.alter_group_offsets("durable-group", &[(("durable".to_string(), 0), 0)]).await.unwrap();
+    admin.alter_group_offsets("durable-group", &[(TopicPartition::new("durable".to_string(), 0), 0)]).await.unwrap();
     let listed = admin.list_group_offsets("durable-group", None).await.unwrap();
     assert_eq!(listed[0].1.as_ref().unwrap().offset, 0);
     let deleted = admin.delete_groups(&["durable-group", "never-was"]).await.unwrap();
@@ -398,18 +404,18 @@ async fn auto_commit_async_commits_pattern_subscriptions_and_lost_partitions() {
         assert!(Instant::now() < deadline, "only {seen} of 20 records");
         seen += consumer.poll(Duration::from_millis(100)).await.unwrap().len();
     }
-    let topics: BTreeSet<String> = consumer.assignment().into_iter().map(|(t, _)| t).collect();
+    let topics: BTreeSet<String> = consumer.assignment().into_iter().map(|tp| tp.topic).collect();
     assert_eq!(topics, BTreeSet::from(["pat-a".to_string(), "pat-b".to_string()]));
     admin.create_topic(NewTopic::new("pat-c", 1)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !consumer.assignment().contains(&("pat-c".to_string(), 0)) {
+    while !consumer.assignment().contains(&TopicPartition::new("pat-c".to_string(), 0)) {
         assert!(Instant::now() < deadline, "the new matching topic was never assigned");
         consumer.poll(Duration::from_millis(100)).await.unwrap();
     }
 
     // Auto-commit: the positions reach the coordinator without an explicit commit.
     let partitions: Vec<TopicPartition> =
-        ["pat-a", "pat-b"].iter().flat_map(|t| (0..2).map(move |p| (t.to_string(), p))).collect();
+        ["pat-a", "pat-b"].iter().flat_map(|t| (0..2).map(move |p| TopicPartition::new(t.to_string(), p))).collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         consumer.poll(Duration::from_millis(50)).await.unwrap();
@@ -422,7 +428,7 @@ async fn auto_commit_async_commits_pattern_subscriptions_and_lost_partitions() {
     }
 
     // commit_async resolves once the coordinator has the offsets.
-    let tp = ("pat-a".to_string(), 0);
+    let tp = TopicPartition::new("pat-a".to_string(), 0);
     consumer.seek(&tp, 1).unwrap();
     consumer.commit_async().unwrap().await.unwrap();
     assert_eq!(consumer.committed(std::slice::from_ref(&tp)).await.unwrap()[&tp].as_ref().unwrap().offset, 1);
@@ -467,7 +473,7 @@ impl freshet_log::client::GroupAssignor for FirstTakesAll {
     ) -> freshet_log::client::Result<BTreeMap<String, freshet_log::client::GroupAssignment>> {
         let first = members.iter().min_by_key(|m| m.user_data.clone()).unwrap();
         let all: Vec<TopicPartition> =
-            partitions.iter().flat_map(|(t, n)| (0..*n).map(move |p| (t.clone(), p))).collect();
+            partitions.iter().flat_map(|(t, n)| (0..*n).map(move |p| TopicPartition::new(t.clone(), p))).collect();
         let note = bytes::Bytes::from(format!("{} members", members.len()));
         Ok(members
             .iter()

@@ -5,6 +5,7 @@
 
 mod support;
 
+use freshet_log::TopicPartition;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -28,9 +29,10 @@ async fn slow_topic_behind_a_proxy()
 }
 
 async fn latest_offsets(admin: &AdminClient, topic: &str, partitions: i32) -> Vec<i64> {
-    let specs: Vec<_> = (0..partitions).map(|p| ((topic.to_string(), p), OffsetSpec::Latest)).collect();
+    let specs: Vec<_> =
+        (0..partitions).map(|p| (TopicPartition::new(topic.to_string(), p), OffsetSpec::Latest)).collect();
     let mut listed = admin.list_offsets(&specs, false).await.unwrap();
-    listed.sort_by_key(|(tp, _)| tp.1);
+    listed.sort_by_key(|(tp, _)| tp.partition);
     listed.into_iter().map(|(_, r)| r.unwrap().offset).collect()
 }
 
@@ -348,7 +350,7 @@ async fn admin_manages_topics_configs_partitions_and_records() {
         drop(producer.send(record).await.unwrap());
     }
     producer.flush().await;
-    let tp = ("b".to_string(), 0);
+    let tp = TopicPartition::new("b".to_string(), 0);
     let listed = admin
         .list_offsets(
             &[

@@ -75,5 +75,5 @@ pub async fn partitions_of(admin: &AdminClient, topic: &str, only: &[i32]) -> an
         anyhow::ensure!(all.contains(p), "topic '{topic}' has no partition {p} (it has {})", all.len());
     }
     let chosen = if only.is_empty() { all } else { only.to_vec() };
-    Ok(chosen.into_iter().map(|p| (topic.to_string(), p)).collect())
+    Ok(chosen.into_iter().map(|p| TopicPartition::new(topic, p)).collect())
 }

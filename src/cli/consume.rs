@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use freshet::client::{Consumer, ConsumerRecord};
+use freshet::client::{Consumer, ConsumerRecord, TopicPartition};
 
 use super::client::{ClusterArgs, partitions_of, runtime};
 
@@ -206,7 +206,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             for record in records.iter() {
                 render(&tokens, record, &mut out)?;
                 printed += 1;
-                let tp = (record.topic.to_string(), record.partition);
+                let tp = TopicPartition::new(record.topic.to_string(), record.partition);
                 if remaining.get(&tp).is_some_and(|end| record.offset + 1 >= *end) {
                     remaining.remove(&tp);
                 }
@@ -239,14 +239,14 @@ async fn consume_in_group(args: ConsumeArgs, tokens: Vec<Token>) -> anyhow::Resu
     while args.count.is_none_or(|n| printed < n) {
         let records = consumer.poll(Duration::from_millis(500)).await?;
         // Only what was printed is committed: records past --count stay for the next reader.
-        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        let mut next: HashMap<TopicPartition, i64> = HashMap::new();
         for record in records.iter() {
             if args.count.is_some_and(|n| printed >= n) {
                 break;
             }
             render(&tokens, record, &mut out)?;
             printed += 1;
-            next.insert((record.topic.to_string(), record.partition), record.offset + 1);
+            next.insert(TopicPartition::new(record.topic.to_string(), record.partition), record.offset + 1);
         }
         out.flush()?;
         if !next.is_empty() {

@@ -56,7 +56,7 @@ pub fn run(args: RebalancePerfArgs) -> anyhow::Result<()> {
             Err(e) if e.code() == Some(36) => {}
             other => other?,
         }
-        let all: BTreeSet<TopicPartition> = (0..args.partitions).map(|p| (args.topic.clone(), p)).collect();
+        let all: BTreeSet<TopicPartition> = (0..args.partitions).map(|p| TopicPartition::new(args.topic.clone(), p)).collect();
         let limit = Duration::from_millis(args.session_timeout_ms * 3 + 30_000);
         for round in 0..args.rounds {
             let group = format!("perf-rebalance-{}-{round}", std::process::id());

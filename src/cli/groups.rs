@@ -168,8 +168,8 @@ async fn describe(admin: &AdminClient, group: &str) -> anyhow::Result<()> {
         println!(
             "{:<24} {:<24} {:>9} {:>15} {:>15} {:>8} {:<50} {:<16} {}",
             group,
-            tp.0,
-            tp.1,
+            tp.topic,
+            tp.partition,
             current.map_or_else(dash, |c| c.to_string()),
             end.map_or_else(dash, |e| e.to_string()),
             lag,
@@ -247,7 +247,7 @@ async fn reset(args: ResetArgs) -> anyhow::Result<()> {
         unreachable!("clap requires one target")
     };
     println!("{:<24} {:<24} {:>9} NEW-OFFSET", "GROUP", "TOPIC", "PARTITION");
-    for ((topic, partition), offset) in &targets {
+    for (TopicPartition { topic, partition }, offset) in &targets {
         println!("{:<24} {:<24} {:>9} {offset}", group, topic, partition);
     }
     if args.execute {

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use freshet_log::TopicPartition;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -436,7 +437,7 @@ fn a_persistent_global_store_resumes_from_its_checkpoint_and_rebuilds_when_it_ca
     // The topic loses its first ten records and gains five. Resuming from the checkpoint
     // keeps the ten in the local store; reading the topic again could not have them.
     let admin = cluster.admin();
-    let deleted = cluster.rt.block_on(admin.delete_records(&[(("countries".to_string(), 0), 10)])).unwrap();
+    let deleted = cluster.rt.block_on(admin.delete_records(&[(TopicPartition::new("countries", 0), 10)])).unwrap();
     assert_eq!(deleted[0].1.as_ref().unwrap(), &10);
     cluster.produce("countries", &countries(10..15));
     assert_eq!(run(), names(0..15));

@@ -6,6 +6,7 @@
 
 mod support;
 
+use freshet_log::TopicPartition;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +35,8 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 /// Records in every partition of `topic` (none was compacted: segments are 1 GiB).
 fn records_in(cluster: &Cluster, topic: &str, partitions: i32) -> u64 {
     let admin = cluster.admin();
-    let specs: Vec<_> = (0..partitions).map(|p| ((topic.to_string(), p), OffsetSpec::Latest)).collect();
+    let specs: Vec<_> =
+        (0..partitions).map(|p| (TopicPartition::new(topic.to_string(), p), OffsetSpec::Latest)).collect();
     let ends = cluster.rt.block_on(admin.list_offsets(&specs, false)).unwrap();
     ends.into_iter().map(|(_, o)| o.unwrap().offset as u64).sum()
 }

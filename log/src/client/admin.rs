@@ -171,8 +171,7 @@ pub struct ClusterDescription {
     pub brokers: Vec<BrokerInfo>,
 }
 
-/// A topic partition.
-pub type TopicPartition = (String, i32);
+pub use crate::topic_partition::TopicPartition;
 
 /// The admin client.
 #[derive(Clone)]
@@ -464,7 +463,7 @@ impl AdminClient {
         let (by_leader, mut results) = group_by_leader(&self.cluster, before).await;
         for (leader, items) in by_leader {
             let mut topics: Vec<DeleteRecordsTopic> = Vec::new();
-            for ((topic, partition), offset) in &items {
+            for (TopicPartition { topic, partition }, offset) in &items {
                 let p = DeleteRecordsPartition::default().with_partition_index(*partition).with_offset(*offset);
                 match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
                     Some(t) => t.partitions.push(p),
@@ -477,8 +476,8 @@ impl AdminClient {
             let response = self.cluster.broker(leader).await?.send(&request).await?;
             for t in &response.topics {
                 for p in &t.partitions {
-                    let tp = (t.name.0.to_string(), p.partition_index);
-                    let context = format!("deleting records of {}-{}", tp.0, tp.1);
+                    let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                    let context = format!("deleting records of {}-{}", tp.topic, tp.partition);
                     let result = broker_error(p.error_code, context, None).map_or(Ok(p.low_watermark), Err);
                     results.push((tp, result));
                 }
@@ -602,7 +601,10 @@ impl AdminClient {
         let connection = find_coordinator(&self.cluster, group).await?;
         let offsets: Vec<_> = offsets.iter().map(|(tp, o)| (tp.clone(), *o, None)).collect();
         let results = commit_offsets(&connection, group, &CommitIdentity::standalone(), &offsets).await?;
-        first_error(results.into_iter().map(|((t, p), r)| (format!("{t}-{p}"), r)).collect()).map(drop)
+        first_error(
+            results.into_iter().map(|(TopicPartition { topic: t, partition: p }, r)| (format!("{t}-{p}"), r)).collect(),
+        )
+        .map(drop)
     }
 
     /// Deletes empty groups with their offsets; one result per group (a group with
@@ -626,7 +628,7 @@ impl AdminClient {
     pub async fn delete_group_offsets(&self, group: &str, partitions: &[TopicPartition]) -> Result<()> {
         let connection = find_coordinator(&self.cluster, group).await?;
         let mut topics: Vec<OffsetDeleteRequestTopic> = Vec::new();
-        for (topic, p) in partitions {
+        for TopicPartition { topic, partition: p } in partitions {
             let partition = OffsetDeleteRequestPartition::default().with_partition_index(*p);
             match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
                 Some(t) => t.partitions.push(partition),
@@ -691,7 +693,7 @@ fn config_source_name(source: i8) -> &'static str {
 }
 
 /// The leader of a partition, refreshing metadata once if it is not known.
-pub(crate) async fn leader_of(cluster: &Cluster, (topic, partition): &TopicPartition) -> Result<i32> {
+pub(crate) async fn leader_of(cluster: &Cluster, TopicPartition { topic, partition }: &TopicPartition) -> Result<i32> {
     let lookup = |info: &TopicInfo| info.partitions.get(*partition as usize).map(|p| p.leader).filter(|&l| l >= 0);
     if let Some(leader) = cluster.cached_topic(topic).as_deref().and_then(lookup) {
         return Ok(leader);
@@ -741,7 +743,7 @@ pub(crate) async fn list_offsets(
     let (by_leader, mut results) = group_by_leader(cluster, specs).await;
     for (leader, items) in by_leader {
         let mut topics: Vec<ListOffsetsTopic> = Vec::new();
-        for ((topic, partition), spec) in &items {
+        for (TopicPartition { topic, partition }, spec) in &items {
             let p = ListOffsetsPartition::default().with_partition_index(*partition).with_timestamp(spec.wire());
             match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
                 Some(t) => t.partitions.push(p),
@@ -755,8 +757,8 @@ pub(crate) async fn list_offsets(
         let response = cluster.broker(leader).await?.send(&request).await?;
         for t in &response.topics {
             for p in &t.partitions {
-                let tp = (t.name.0.to_string(), p.partition_index);
-                let context = format!("listing offsets of {}-{}", tp.0, tp.1);
+                let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                let context = format!("listing offsets of {}-{}", tp.topic, tp.partition);
                 let listed = ListedOffset { offset: p.offset, timestamp: p.timestamp, leader_epoch: p.leader_epoch };
                 results.push((tp, broker_error(p.error_code, context, None).map_or(Ok(listed), Err)));
             }

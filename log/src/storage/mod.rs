@@ -44,21 +44,10 @@ pub use producer_state::{ProducerStateManager, SequenceError};
 pub use quarantine::{Quarantine, Quarantined};
 pub use segment::{FileRange, LogSegment};
 
-/// A topic name and partition number; its directory is `<topic>-<partition>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// Topic name.
-    pub topic: String,
-    /// Partition number.
-    pub partition: i32,
-}
+pub use crate::topic_partition::TopicPartition;
 
+/// A partition's directory is `<topic>-<partition>`.
 impl TopicPartition {
-    /// A topic-partition.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self { topic: topic.into(), partition }
-    }
-
     /// The directory name, `<topic>-<partition>`.
     pub fn dir_name(&self) -> String {
         format!("{}-{}", self.topic, self.partition)
@@ -73,12 +62,6 @@ impl TopicPartition {
         }
         validate_topic_name(topic).ok()?;
         Some(Self::new(topic, partition.parse().ok()?))
-    }
-}
-
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
     }
 }
 

@@ -246,7 +246,8 @@ impl GlobalPart {
         let dir = shared.app_dir.join("global").join(index.to_string());
         let topic = topology.globals.iter().find(|g| sub.stores.contains(&g.store)).map(|g| g.topic.clone());
         let count = topics.iter().find(|t| Some(&t.name) == topic.as_ref()).map_or(0, |t| t.partitions.len() as i32);
-        let own: Vec<TopicPartition> = topic.iter().flat_map(|t| (0..count).map(|p| (t.clone(), p))).collect();
+        let own: Vec<TopicPartition> =
+            topic.iter().flat_map(|t| (0..count).map(|p| TopicPartition::new(t.clone(), p))).collect();
         for tp in &own {
             watermarks.insert(tp.clone(), shared.handle.block_on(consumer.watermarks(tp))?);
         }
@@ -330,7 +331,7 @@ fn usable_checkpoint(
             Some(&offset) if (low..=high).contains(&offset) => {}
             found => {
                 tracing::warn!(
-                    checkpoint = %path.display(), topic = %tp.0, partition = tp.1, offset = ?found, low, high,
+                    checkpoint = %path.display(), topic = %tp.topic, partition = tp.partition, offset = ?found, low, high,
                     "the global store's checkpoint is outside its topic; the store is rebuilt"
                 );
                 return None;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use freshet_log::client::{ClientError, GroupAssignment, GroupAssignor, MemberSubscription};
+use freshet_log::client::{ClientError, GroupAssignment, GroupAssignor, MemberSubscription, TopicPartition};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -165,7 +165,7 @@ impl GroupAssignor for StreamsAssignor {
             for task in &list {
                 for topic in &topics[task.subtopology as usize] {
                     if task.partition < partitions[topic] {
-                        assigned.push((topic.clone(), task.partition));
+                        assigned.push(TopicPartition::new(topic.clone(), task.partition));
                     }
                 }
             }

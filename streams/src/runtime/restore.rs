@@ -139,7 +139,7 @@ impl ChangelogReader {
         if !records.is_empty() {
             let all: Vec<&ConsumerRecord> = records.iter().collect();
             for run in all.chunk_by(|a, b| a.topic == b.topic && a.partition == b.partition) {
-                let tp = (run[0].topic.to_string(), run[0].partition);
+                let tp = TopicPartition::new(run[0].topic.to_string(), run[0].partition);
                 let Some(restore) = self.pending.get(&tp) else { continue };
                 let batch = run.iter().filter(|r| r.offset < restore.end);
                 let mut pairs = batch.clone().filter_map(|r| r.key.as_deref().map(|k| (k, r.value.as_deref())));
@@ -178,7 +178,7 @@ impl ChangelogReader {
         if self.last_progress.elapsed() <= RESTORE_STALL {
             return Ok(());
         }
-        let left: Vec<String> = self.pending.keys().map(|(t, p)| format!("{t}-{p}")).collect();
+        let left: Vec<String> = self.pending.keys().map(ToString::to_string).collect();
         Err(StreamsError::IllegalState(format!(
             "restoring {} made no progress for {}s",
             left.join(", "),

@@ -171,7 +171,7 @@ struct RunningTask {
     single_input: bool,
     dir: PathBuf,
     /// Changelog partition -> the offset the last checkpoint (or restoration) reached.
-    checkpointed: BTreeMap<(String, i32), i64>,
+    checkpointed: BTreeMap<TopicPartition, i64>,
     /// Input partition -> the offset last committed.
     committed: BTreeMap<(Arc<str>, i32), i64>,
 }
@@ -349,7 +349,7 @@ impl StreamThread {
         };
         let Some(task) = self.active.get_mut(&id) else {
             if self.restoring.contains_key(&id) {
-                rewind.entry((record.topic.to_string(), record.partition)).or_insert(record.offset);
+                rewind.entry(TopicPartition::new(record.topic.to_string(), record.partition)).or_insert(record.offset);
             }
             return Ok(());
         };
@@ -403,7 +403,7 @@ impl StreamThread {
         for running in self.active.values() {
             for (topic, partition, offset) in running.task.consumed() {
                 if running.committed.get(&(topic.clone(), partition)) != Some(&offset) {
-                    offsets.push(((topic.to_string(), partition), offset, None));
+                    offsets.push((TopicPartition::new(topic.to_string(), partition), offset, None));
                 }
             }
         }
@@ -519,7 +519,7 @@ impl StreamThread {
         self.create_tasks(&new)?;
         *self.link.previous.lock() = tasks.clone();
         self.routes.clear();
-        for (topic, partition) in self.consumer.assignment() {
+        for TopicPartition { topic, partition } in self.consumer.assignment() {
             let Some(sub) = self.shared.topology.subtopology_of_topic(&topic, &self.shared.application_id) else {
                 continue;
             };
@@ -528,7 +528,7 @@ impl StreamThread {
                 self.routes.insert(topic.as_str().into(), partition, id);
             }
             if self.restoring.contains_key(&id) {
-                self.consumer.pause(&[(topic.clone(), partition)])?;
+                self.consumer.pause(&[TopicPartition::new(topic.clone(), partition)])?;
             }
         }
         for (id, running) in self.active.iter_mut().chain(self.restoring.iter_mut()) {
@@ -617,8 +617,13 @@ impl StreamThread {
     }
 
     fn start_restored(&mut self, id: TaskId, running: RunningTask) -> Result<()> {
-        let inputs: Vec<TopicPartition> =
-            self.routes.map.iter().filter(|(_, t)| **t == id).map(|((topic, p), _)| (topic.to_string(), *p)).collect();
+        let inputs: Vec<TopicPartition> = self
+            .routes
+            .map
+            .iter()
+            .filter(|(_, t)| **t == id)
+            .map(|((topic, p), _)| TopicPartition::new(topic.to_string(), *p))
+            .collect();
         self.consumer.resume(&inputs)?;
         self.shared.register_stores(id, running.task.stores().cloned().collect());
         tracing::debug!(thread = self.index, task = %id, "restored; the task runs");
@@ -647,7 +652,7 @@ impl StreamThread {
             if !spec.logging {
                 continue;
             }
-            let tp = (crate::topology::changelog_topic(&shared.application_id, name), id.partition);
+            let tp = TopicPartition::new(crate::topology::changelog_topic(&shared.application_id, name), id.partition);
             let (low, high) = self.shared.handle.block_on(self.changelogs.consumer().watermarks(&tp))?;
             let start = match (spec.kind, checkpoint.get(&tp)) {
                 (StoreKind::Persistent, Some(&offset)) if (low..=high).contains(&offset) => Some(offset),
@@ -780,7 +785,7 @@ fn checkpoint_task(running: &mut RunningTask, collector: &ProducerCollector, for
         if !store.spec.logging || store.spec.kind != StoreKind::Persistent {
             continue;
         }
-        let tp = (store.changelog.to_string(), partition);
+        let tp = TopicPartition::new(store.changelog.to_string(), partition);
         let base = running.checkpointed.get(&tp).copied();
         let offset = match (collector.acked(&store.changelog, partition), base) {
             (Some(a), Some(b)) => a.max(b),

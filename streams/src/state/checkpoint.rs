@@ -3,6 +3,7 @@
 //! which changelog offset each store is on disk; and the `.lock` file that keeps two
 //! instances from sharing one state directory.
 
+use freshet_log::client::TopicPartition;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -14,7 +15,7 @@ pub(crate) const CHECKPOINT_FILE: &str = ".checkpoint";
 const VERSION: u32 = 0;
 
 /// Changelog partition -> the next offset to restore from.
-pub(crate) type Offsets = BTreeMap<(String, i32), i64>;
+pub(crate) type Offsets = BTreeMap<TopicPartition, i64>;
 
 /// Reads a checkpoint file; a missing file is no checkpoint. A file that does not parse is
 /// an error that names it and the line, because restoring from a guess could lose writes.
@@ -40,7 +41,7 @@ pub(crate) fn read(path: &Path) -> Result<Offsets> {
         };
         let partition: i32 = partition.parse().map_err(|_| bad(i + 3, "partition is not a number"))?;
         let offset: i64 = offset.parse().map_err(|_| bad(i + 3, "offset is not a number"))?;
-        offsets.insert((topic.to_string(), partition), offset);
+        offsets.insert(TopicPartition::new(topic, partition), offset);
     }
     if offsets.len() != count {
         return Err(bad(2, &format!("says {count} entries, the file has {}", offsets.len())));
@@ -51,7 +52,7 @@ pub(crate) fn read(path: &Path) -> Result<Offsets> {
 /// Writes a checkpoint atomically: a temporary file, synced, then renamed over the old one.
 pub(crate) fn write(path: &Path, offsets: &Offsets) -> Result<()> {
     let mut text = format!("{VERSION}\n{}\n", offsets.len());
-    for ((topic, partition), offset) in offsets {
+    for (TopicPartition { topic, partition }, offset) in offsets {
         text.push_str(&format!("{topic} {partition} {offset}\n"));
     }
     let tmp = path.with_extension("tmp");
@@ -98,7 +99,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(CHECKPOINT_FILE);
         assert!(read(&path).unwrap().is_empty());
-        let offsets: Offsets = [(("app-counts-changelog".to_string(), 2), 1500)].into_iter().collect();
+        let offsets: Offsets = [(TopicPartition::new("app-counts-changelog", 2), 1500)].into_iter().collect();
         write(&path, &offsets).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "0\n1\napp-counts-changelog 2 1500\n");
         assert_eq!(read(&path).unwrap(), offsets);

@@ -2,6 +2,7 @@
 //! tests share.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use freshet_log::TopicPartition;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -76,7 +77,8 @@ impl Cluster {
         self.rt.block_on(async {
             let admin = AdminClient::connect(ClientConfig::new(&self.addr)).await.unwrap();
             let info = admin.describe_topics(&[topic]).await.unwrap();
-            let partitions: Vec<_> = (0..info[0].partitions.len() as i32).map(|p| (topic.to_string(), p)).collect();
+            let partitions: Vec<_> =
+                (0..info[0].partitions.len() as i32).map(|p| TopicPartition::new(topic.to_string(), p)).collect();
             let mut config = ConsumerConfig::new(&self.addr);
             config.auto_offset_reset = OffsetReset::Earliest;
             let mut consumer = Consumer::connect(config).await.unwrap();
@@ -103,7 +105,8 @@ impl Cluster {
         let deadline = Instant::now() + WAIT;
         self.rt.block_on(async {
             let info = admin.describe_topics(&[topic]).await.unwrap();
-            let partitions: Vec<_> = (0..info[0].partitions.len() as i32).map(|p| (topic.to_string(), p)).collect();
+            let partitions: Vec<_> =
+                (0..info[0].partitions.len() as i32).map(|p| TopicPartition::new(topic.to_string(), p)).collect();
             let specs: Vec<_> = partitions.iter().map(|tp| (tp.clone(), OffsetSpec::Latest)).collect();
             let ends: BTreeMap<_, _> = admin
                 .list_offsets(&specs, false)

@@ -91,8 +91,8 @@ fn plan(
     let mut refill_soon: HashSet<i32> = HashSet::new();
     let leader_of = |tp: &TopicPartition| {
         core.cluster
-            .cached_topic(&tp.0)
-            .and_then(|t| t.partitions.get(tp.1 as usize).map(|p| p.leader))
+            .cached_topic(&tp.topic)
+            .and_then(|t| t.partitions.get(tp.partition as usize).map(|p| p.leader))
             .filter(|&l| l >= 0)
     };
     let mut state = core.state.lock();
@@ -178,14 +178,14 @@ async fn fetch(
     let mut topics: Vec<FetchTopic> = Vec::new();
     for part in &parts {
         let p = FetchPartition::default()
-            .with_partition(part.tp.1)
+            .with_partition(part.tp.partition)
             .with_fetch_offset(part.offset)
             .with_partition_max_bytes(config.max_partition_fetch_bytes);
-        match topics.iter_mut().find(|t| t.topic.0.as_str() == part.tp.0) {
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == part.tp.topic) {
             Some(t) => t.partitions.push(p),
             None => topics.push(
                 FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(part.tp.0.clone())))
+                    .with_topic(TopicName(StrBytes::from_string(part.tp.topic.clone())))
                     .with_partitions(vec![p]),
             ),
         }
@@ -239,7 +239,7 @@ fn settle(core: &ConsumerCore, busy_nodes: &mut HashSet<i32>, answer: FetchDone)
         if p.epoch != part.epoch || p.fetch_offset() != Some(part.offset) {
             continue; // Seeked while the fetch was out: its data is for an old position.
         }
-        let Some(data) = answers.get(&(part.tp.0.as_str(), part.tp.1)) else { continue };
+        let Some(data) = answers.get(&(part.tp.topic.as_str(), part.tp.partition)) else { continue };
         outcome.add(apply(core, p, part, data, decoded, backoff));
     }
     drop(state);
@@ -271,14 +271,22 @@ fn decode_wanted(core: &ConsumerCore, parts: &[Part], answers: &PartitionAnswers
         .zip(&wanted)
         .map(|(part, topic)| {
             let topic = topic.as_ref()?;
-            let data = answers.get(&(part.tp.0.as_str(), part.tp.1))?;
+            let data = answers.get(&(part.tp.topic.as_str(), part.tp.partition))?;
             if data.error_code != codes::NONE {
                 return None;
             }
             let aborted: Vec<(i64, i64)> =
                 data.aborted_transactions.iter().flatten().map(|a| (a.producer_id.0, a.first_offset)).collect();
             let bytes = data.records.clone().unwrap_or_default();
-            Some(decode(topic, part.tp.1, part.offset, &bytes, &aborted, read_committed, core.config.check_crcs))
+            Some(decode(
+                topic,
+                part.tp.partition,
+                part.offset,
+                &bytes,
+                &aborted,
+                read_committed,
+                core.config.check_crcs,
+            ))
         })
         .collect()
 }
@@ -313,7 +321,7 @@ fn apply(
             Outcome { refresh: false, arrived: buffer(core, p, part, size, decoded) }
         }
         codes::OFFSET_OUT_OF_RANGE if core.config.auto_offset_reset != OffsetReset::None => {
-            tracing::info!(topic = %part.tp.0, partition = part.tp.1, offset = part.offset, "offset out of range; resetting");
+            tracing::info!(topic = %part.tp.topic, partition = part.tp.partition, offset = part.offset, "offset out of range; resetting");
             p.position = None;
             p.reset = core.config.auto_offset_reset;
             Outcome::default()
@@ -331,7 +339,7 @@ fn apply(
         code => {
             p.error = ClientError::from_code(
                 code,
-                format!("fetching {}-{} at offset {}", part.tp.0, part.tp.1, part.offset),
+                format!("fetching {}-{} at offset {}", part.tp.topic, part.tp.partition, part.offset),
                 None,
             );
             Outcome { refresh: false, arrived: true }
@@ -360,7 +368,7 @@ fn buffer(
                 false
             } else if size > 0 {
                 p.error = Some(ClientError::RecordTooLarge {
-                    topic: part.tp.0.clone(),
+                    topic: part.tp.topic.clone(),
                     size,
                     limit: core.config.max_partition_fetch_bytes as usize,
                     setting: "max.partition.fetch.bytes (the batch at the position is larger)",

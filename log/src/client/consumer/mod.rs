@@ -6,12 +6,12 @@
 //! ```no_run
 //! # async fn example() -> freshet_log::client::Result<()> {
 //! use std::time::Duration;
-//! use freshet_log::client::{Consumer, ConsumerConfig};
+//! use freshet_log::client::{Consumer, ConsumerConfig, TopicPartition};
 //!
 //! let mut config = ConsumerConfig::new("localhost:9092");
 //! config.set("auto.offset.reset", "earliest")?;
 //! let mut consumer = Consumer::connect(config).await?;
-//! consumer.assign(&[("events".to_string(), 0)]).await?;
+//! consumer.assign(&[TopicPartition::new("events", 0)]).await?;
 //! loop {
 //!     for record in consumer.poll(Duration::from_secs(1)).await?.iter() {
 //!         println!("{}@{}: {:?}", record.partition, record.offset, record.value);
@@ -283,7 +283,7 @@ impl Consumer {
     /// where `auto.offset.reset` says until `seek` moves it. An unknown topic or partition
     /// is an UNKNOWN_TOPIC_OR_PARTITION error.
     pub async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        for (topic, partition) in partitions {
+        for TopicPartition { topic, partition } in partitions {
             let info = self.core.cluster.topic(topic).await?;
             if *partition < 0 || *partition as usize >= info.partitions.len() {
                 return Err(ClientError::Broker {
@@ -303,7 +303,7 @@ impl Consumer {
         let mut state = self.core.state.lock();
         let mut kept = IndexMap::new();
         for tp in partitions {
-            let partition = state.partitions.swap_remove(tp).unwrap_or_else(|| PartitionState::new(&tp.0, reset));
+            let partition = state.partitions.swap_remove(tp).unwrap_or_else(|| PartitionState::new(&tp.topic, reset));
             kept.insert(tp.clone(), partition);
         }
         state.partitions = kept;
@@ -863,7 +863,11 @@ impl Consumer {
 }
 
 fn not_assigned(tp: &TopicPartition) -> ClientError {
-    ClientError::config("assignment", format!("{}-{}", tp.0, tp.1), "the partition is not assigned to this consumer")
+    ClientError::config(
+        "assignment",
+        format!("{}-{}", tp.topic, tp.partition),
+        "the partition is not assigned to this consumer",
+    )
 }
 
 /// Looks a position up by `reset`; `OffsetReset::None` is an error, as Kafka's
@@ -875,7 +879,7 @@ async fn resolve_position(core: &ConsumerCore, tp: &TopicPartition, reset: Offse
         OffsetReset::None => {
             return Err(ClientError::Broker {
                 code: crate::codes::OFFSET_OUT_OF_RANGE,
-                context: format!("{}-{}", tp.0, tp.1),
+                context: format!("{}-{}", tp.topic, tp.partition),
                 message: Some("no valid position and auto.offset.reset=none".into()),
             });
         }
@@ -884,7 +888,7 @@ async fn resolve_position(core: &ConsumerCore, tp: &TopicPartition, reset: Offse
     let listed = list_offsets(&core.cluster, &[(tp.clone(), spec)], read_committed).await?;
     let (_, result) = listed.into_iter().next().ok_or_else(|| ClientError::Protocol {
         addr: String::new(),
-        reason: format!("ListOffsets answered nothing for {}-{}", tp.0, tp.1),
+        reason: format!("ListOffsets answered nothing for {}-{}", tp.topic, tp.partition),
     })?;
     Ok(result?.offset)
 }

@@ -192,7 +192,7 @@ fn range(group: &Group<'_>) -> Vec<Vec<TopicPartition>> {
         let mut start = 0;
         for (i, &m) in topic.subscribers.iter().enumerate() {
             let end = start + per_member + usize::from(i < with_extra);
-            out[m].extend(ids[start..end].iter().map(|&p| (name.to_owned(), p)));
+            out[m].extend(ids[start..end].iter().map(|&p| TopicPartition::new(name.to_owned(), p)));
             start = end;
         }
     }
@@ -212,7 +212,7 @@ fn round_robin(group: &Group<'_>) -> Vec<Vec<TopicPartition>> {
         let Some(m) = (0..n).map(|k| (cursor + k) % n).find(|&m| group.subscriptions[m].contains(name)) else {
             continue;
         };
-        out[m].push((name.to_owned(), p));
+        out[m].push(TopicPartition::new(name.to_owned(), p));
         cursor = (m + 1) % n;
     }
     out
@@ -257,7 +257,7 @@ fn cooperative_sticky(group: &Group<'_>) -> Vec<Vec<TopicPartition>> {
     let mut kept: Vec<BTreeSet<TopicPartition>> = vec![BTreeSet::new(); n];
     let mut unowned = Vec::new();
     for (name, p, topic) in group.partitions() {
-        let tp = (name.to_owned(), p);
+        let tp = TopicPartition::new(name.to_owned(), p);
         match owners.get(&tp).map(Vec::as_slice) {
             Some(&[owner]) if group.subscriptions[owner].contains(name) => {
                 kept[owner].insert(tp.clone());
@@ -313,8 +313,8 @@ fn next_move(
         let owned = assigned[from].iter().rev().filter(|tp| kept[from].contains(*tp));
         let mut receivers: BTreeMap<&str, Option<usize>> = BTreeMap::new();
         for tp in fresh.chain(owned) {
-            let to = *receivers.entry(tp.0.as_str()).or_insert_with(|| {
-                topics.get(tp.0.as_str()).and_then(|topic| least_loaded(assigned, &topic.subscribers, Some(from)))
+            let to = *receivers.entry(tp.topic.as_str()).or_insert_with(|| {
+                topics.get(tp.topic.as_str()).and_then(|topic| least_loaded(assigned, &topic.subscribers, Some(from)))
             });
             if let Some(to) = to
                 && assigned[to].len() + 2 <= load
@@ -347,7 +347,7 @@ mod tests {
     }
 
     fn tps(list: &[(&str, i32)]) -> Vec<TopicPartition> {
-        list.iter().map(|(t, p)| ((*t).to_owned(), *p)).collect()
+        list.iter().map(|(t, p)| TopicPartition::new(*t, *p)).collect()
     }
 
     fn counts(list: &[(&str, i32)]) -> BTreeMap<String, i32> {
@@ -377,7 +377,7 @@ mod tests {
         partitions
             .iter()
             .filter(|(t, _)| subscribed.contains(t))
-            .flat_map(|(t, n)| (0..*n).map(move |p| (t.clone(), p)))
+            .flat_map(|(t, n)| (0..*n).map(move |p| TopicPartition::new(t.clone(), p)))
             .collect()
     }
 
@@ -397,8 +397,11 @@ mod tests {
             assert!(list.is_sorted(), "{id}: {list:?} not sorted");
             let member = members.iter().find(|m| &m.member_id == id).unwrap();
             for tp in list {
-                assert!(tp.1 >= 0 && tp.1 < partitions.get(&tp.0).copied().unwrap_or(0), "{id} got {tp:?}");
-                assert!(member.topics.contains(&tp.0), "{id} got {tp:?} outside its subscription");
+                assert!(
+                    tp.partition >= 0 && tp.partition < partitions.get(&tp.topic).copied().unwrap_or(0),
+                    "{id} got {tp:?}"
+                );
+                assert!(member.topics.contains(&tp.topic), "{id} got {tp:?} outside its subscription");
                 assert!(seen.insert(tp.clone()), "{tp:?} assigned twice");
             }
         }
@@ -622,7 +625,7 @@ mod tests {
                     .filter(|(b, _)| mask & (1 << b) != 0)
                     .map(|(_, t)| (*t).into())
                     .collect(),
-                owned: owned.into_iter().map(|(t, p)| (TOPICS[t].to_owned(), p)).collect(),
+                owned: owned.into_iter().map(|(t, p)| TopicPartition::new(TOPICS[t], p)).collect(),
                 generation,
                 user_data: bytes::Bytes::new(),
             })
@@ -682,7 +685,7 @@ mod tests {
             // Settled means balanced: no partition could go to a subscriber with two fewer.
             for (id, list) in &result {
                 for tp in list {
-                    for other in members.iter().filter(|o| o.topics.contains(&tp.0)) {
+                    for other in members.iter().filter(|o| o.topics.contains(&tp.topic)) {
                         prop_assert!(
                             result[&other.member_id].len() + 2 > list.len(),
                             "{} could take {:?} from {}", other.member_id, tp, id

@@ -119,7 +119,7 @@ pub(crate) async fn commit_offsets(
     offsets: &[(TopicPartition, i64, Option<String>)],
 ) -> Result<Vec<(TopicPartition, Result<()>)>> {
     let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
-    for ((topic, partition), offset, metadata) in offsets {
+    for (TopicPartition { topic, partition }, offset, metadata) in offsets {
         let p = OffsetCommitRequestPartition::default()
             .with_partition_index(*partition)
             .with_committed_offset(*offset)
@@ -142,8 +142,8 @@ pub(crate) async fn commit_offsets(
     let mut results = Vec::with_capacity(offsets.len());
     for t in &response.topics {
         for p in &t.partitions {
-            let tp = (t.name.0.to_string(), p.partition_index);
-            let context = format!("committing the offset of {}-{} for group '{group}'", tp.0, tp.1);
+            let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+            let context = format!("committing the offset of {}-{} for group '{group}'", tp.topic, tp.partition);
             results.push((tp, ClientError::from_code(p.error_code, context, None).map_or(Ok(()), Err)));
         }
     }
@@ -218,7 +218,7 @@ pub(crate) async fn fetch_offsets(
             metadata: metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
             leader_epoch: (epoch >= 0).then_some(epoch),
         });
-        found.push(((topic.0.to_string(), partition), committed));
+        found.push((TopicPartition::new(topic.0.to_string(), partition), committed));
     }
     Ok(found)
 }

@@ -35,7 +35,7 @@ pub(crate) struct Subscription {
 /// Partitions grouped by topic, topics in first-seen order.
 pub(crate) fn group_by_topic(partitions: &[TopicPartition]) -> Vec<(String, Vec<i32>)> {
     let mut topics: Vec<(String, Vec<i32>)> = Vec::new();
-    for (topic, p) in partitions {
+    for TopicPartition { topic, partition: p } in partitions {
         match topics.iter_mut().find(|(t, _)| t == topic) {
             Some((_, ps)) => ps.push(*p),
             None => topics.push((topic.clone(), vec![*p])),
@@ -73,7 +73,7 @@ pub(crate) fn decode_subscription(bytes: &[u8]) -> Result<Subscription> {
         owned: message
             .owned_partitions
             .iter()
-            .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p)))
+            .flat_map(|t| t.partitions.iter().map(move |p| TopicPartition::new(t.topic.0.to_string(), *p)))
             .collect(),
         generation: message.generation_id,
         user_data: message.user_data.unwrap_or_default(),
@@ -106,7 +106,7 @@ pub(crate) fn decode_assignment(bytes: &[u8]) -> Result<GroupAssignment> {
         partitions: message
             .assigned_partitions
             .iter()
-            .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p)))
+            .flat_map(|t| t.partitions.iter().map(move |p| TopicPartition::new(t.topic.0.to_string(), *p)))
             .collect(),
         user_data: message.user_data.unwrap_or_default(),
     })
@@ -142,13 +142,13 @@ mod tests {
     fn subscriptions_and_assignments_round_trip_and_garbage_is_an_error() {
         let s = Subscription {
             topics: vec!["a".into(), "b".into()],
-            owned: vec![("a".into(), 0), ("a".into(), 2), ("b".into(), 1)],
+            owned: vec![TopicPartition::new("a", 0), TopicPartition::new("a", 2), TopicPartition::new("b", 1)],
             generation: 4,
             user_data: Bytes::from_static(b"streams"),
         };
         assert_eq!(decode_subscription(&encode_subscription(&s)).unwrap(), s);
         let assigned = GroupAssignment {
-            partitions: vec![("a".to_string(), 1), ("b".to_string(), 0)],
+            partitions: vec![TopicPartition::new("a", 1), TopicPartition::new("b", 0)],
             user_data: Bytes::from_static(b"tasks"),
         };
         assert_eq!(decode_assignment(&encode_assignment(&assigned.partitions, &assigned.user_data)).unwrap(), assigned);
