@@ -163,6 +163,7 @@ pub struct FlushPlan {
     upto: i64,
     truncations: u64,
     now_ms: i64,
+    unflushed: i64,
 }
 
 impl FlushPlan {
@@ -622,7 +623,7 @@ impl Log {
                 files.push((segment.file().clone(), segment.log_path()));
             }
         }
-        Ok(FlushPlan { files, upto, truncations: self.truncations, now_ms })
+        Ok(FlushPlan { files, upto, truncations: self.truncations, now_ms, unflushed: self.unflushed_records })
     }
 
     /// The last half: what the plan synced is now the recovery point, unless the log was
@@ -631,8 +632,9 @@ impl Log {
         if plan.truncations == self.truncations {
             self.recovery_point = self.recovery_point.max(plan.upto);
         }
-        // Only once the fsync succeeded: a failed one is due again at the next check.
-        self.unflushed_records = 0;
+        // Only once the fsync succeeded (a failed one is due again at the next check), and
+        // only what the plan covered: appends during the fsync count towards the next one.
+        self.unflushed_records = self.unflushed_records.saturating_sub(plan.unflushed);
         self.last_flush_ms = plan.now_ms;
     }
 

@@ -525,7 +525,9 @@ impl LoadAll<'_> {
         std::thread::scope(|scope| {
             for _ in 0..self.config.recovery_threads.max(1) {
                 scope.spawn(|| {
-                    while let Some((tp, path)) = queue.lock().pop() {
+                    loop {
+                        // Not `while let`: its guard would live through the load.
+                        let Some((tp, path)) = queue.lock().pop() else { break };
                         let loaded = self.load_one(&tp, path, had_clean_shutdown, now_ms);
                         results.lock().push((tp, loaded));
                     }

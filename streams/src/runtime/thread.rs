@@ -461,23 +461,27 @@ impl StreamThread {
             self.shared.unregister_stores(id);
             self.suspended.insert(id, running);
         }
-        self.close_restoring()?;
+        self.close_restoring(true)?;
         self.routes.clear();
         Ok(())
     }
 
-    /// Closes the tasks still restoring, with a checkpoint at the positions they reached,
-    /// so that restoring them here again goes on from there.
-    fn close_restoring(&mut self) -> Result<()> {
+    /// Closes the tasks still restoring. With `checkpoint` (a clean close: every polled
+    /// record reached its store), each gets a checkpoint at the positions it reached, so
+    /// restoring it here again goes on from there; otherwise its checkpoint goes.
+    fn close_restoring(&mut self, checkpoint: bool) -> Result<()> {
         for (id, mut running) in std::mem::take(&mut self.restoring) {
-            let reached = self.changelogs.positions(id)?;
-            running.checkpointed.extend(reached);
-            let written = running
-                .task
-                .flush_stores()
-                .and_then(|()| checkpoint::write(&running.dir.join(CHECKPOINT_FILE), &running.checkpointed));
+            let written = if checkpoint {
+                self.changelogs.positions(id).and_then(|reached| {
+                    running.checkpointed.extend(reached);
+                    running.task.flush_stores()?;
+                    checkpoint::write(&running.dir.join(CHECKPOINT_FILE), &running.checkpointed)
+                })
+            } else {
+                Err(StreamsError::IllegalState("not a clean close".into()))
+            };
             if let Err(e) = written {
-                tracing::warn!(task = %id, error = %e, "checkpointing a restore cut short; it starts over next time");
+                tracing::debug!(task = %id, error = %e, "a restore cut short starts over next time");
                 let _ = std::fs::remove_file(running.dir.join(CHECKPOINT_FILE));
             }
             running.task.close();
@@ -497,7 +501,7 @@ impl StreamThread {
                 let _ = std::fs::remove_file(running.dir.join(CHECKPOINT_FILE));
             }
         }
-        if let Err(e) = self.close_restoring() {
+        if let Err(e) = self.close_restoring(true) {
             tracing::warn!(thread = self.index, error = %e, "stopping restoration");
         }
         self.routes.clear();
@@ -688,6 +692,9 @@ impl StreamThread {
                 // (corrupt or truncated files) is rebuilt from it, from the beginning.
                 Err(e @ StreamsError::Store { .. }) if spec.kind == StoreKind::Persistent && spec.logging => {
                     tracing::warn!(task = %id, store = %spec.name, error = %e, "the store does not open; rebuilding it from its changelog");
+                    // The checkpoint goes before the store: a crash during the rebuild must
+                    // not leave an entry for it beside an empty store.
+                    let _ = std::fs::remove_file(&checkpoint_path);
                     std::fs::remove_dir_all(&store_dir).map_err(|e| StreamsError::state_dir(&store_dir, e))?;
                     if let Some((_, start, _)) = starts.get_mut(&spec.name) {
                         *start = None;
@@ -701,6 +708,7 @@ impl StreamThread {
                 // Emptied only once this thread holds it: deleting the files while the
                 // other thread still wrote to them failed, and would have failed it.
                 drop(bytes);
+                let _ = std::fs::remove_file(&checkpoint_path);
                 std::fs::remove_dir_all(&store_dir).map_err(|e| StreamsError::state_dir(&store_dir, e))?;
                 bytes = open_when_free()?;
             }
@@ -723,7 +731,11 @@ impl StreamThread {
         // incarnation: a rebuild cut short would otherwise resume from it.
         let used: checkpoint::Offsets =
             starts.values().filter_map(|(tp, start, _)| start.map(|s| (tp.clone(), s))).collect();
-        if used.len() != checkpoint.len() {
+        // (A file is written only with entries: its presence tells the assignor that this
+        // instance has the task's state.)
+        if used.is_empty() {
+            let _ = std::fs::remove_file(&checkpoint_path);
+        } else if used != checkpoint || !checkpoint_path.exists() {
             checkpoint::write(&checkpoint_path, &used)?;
         }
         let restores = opened
@@ -756,7 +768,7 @@ impl StreamThread {
                 }
             }
         }
-        if let Err(e) = self.close_restoring() {
+        if let Err(e) = self.close_restoring(clean) {
             tracing::warn!(thread = self.index, error = %e, "stopping restoration");
         }
         let tasks: Vec<(TaskId, RunningTask)> = std::mem::take(&mut self.active).into_iter().collect();
