@@ -116,14 +116,13 @@ impl ChangelogReader {
         Ok(out)
     }
 
-    /// Stops restoring every store of the tasks `keep` rejects (their tasks were closed).
-    pub fn retain_tasks(&mut self, keep: impl Fn(TaskId) -> bool) -> Result<()> {
-        let before = self.pending.len();
-        self.pending.retain(|_, r| keep(r.task));
-        if self.pending.len() != before {
-            let partitions: Vec<TopicPartition> = self.pending.keys().cloned().collect();
-            self.handle.block_on(self.consumer.assign(&partitions))?;
+    /// Stops every restoration (their tasks were closed).
+    pub fn stop_all(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
         }
+        self.pending.clear();
+        self.handle.block_on(self.consumer.assign(&[]))?;
         Ok(())
     }
 

@@ -486,7 +486,7 @@ impl StreamThread {
             }
             running.task.close();
         }
-        self.changelogs.retain_tasks(|_| false)
+        self.changelogs.stop_all()
     }
 
     /// Closes every task. Without `keep_state` their work since the last commit may be
