@@ -21,11 +21,97 @@ pub struct EpochEntry {
     pub start_offset: i64,
 }
 
-/// The in-memory cache, mirrored to its checkpoint file on every change.
+/// The epoch history alone, without a file: what the cache answers, and what a replica
+/// state machine consults without touching disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EpochHistory {
+    entries: Vec<EpochEntry>,
+}
+
+impl EpochHistory {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// All entries, oldest first.
+    pub fn entries(&self) -> &[EpochEntry] {
+        &self.entries
+    }
+
+    /// The newest epoch.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.entries.last().map(|e| e.epoch)
+    }
+
+    /// Records that `epoch` starts at `start_offset`. Entries that conflict (an epoch not
+    /// older, or a start offset not earlier) are replaced, as in Kafka. Returns whether
+    /// anything changed.
+    pub fn assign(&mut self, epoch: i32, start_offset: i64) -> bool {
+        if epoch < 0 {
+            return false;
+        }
+        if let Some(last) = self.entries.last()
+            && last.epoch == epoch
+            && last.start_offset <= start_offset
+        {
+            return false;
+        }
+        self.entries.retain(|e| e.epoch < epoch && e.start_offset < start_offset);
+        self.entries.push(EpochEntry { epoch, start_offset });
+        true
+    }
+
+    /// The end offset of `requested` epoch given the log end offset: the start offset of
+    /// the next higher epoch, or the log end if `requested` is the latest. Returns the
+    /// largest known epoch ≤ `requested` with it. An epoch older than every known one
+    /// answers itself with the first known start offset, as Kafka does: nothing of it can
+    /// lie beyond that. Undefined when no epoch is known at all.
+    pub fn end_offset_for(&self, requested: i32, log_end_offset: i64) -> (i32, i64) {
+        match self.entries.last() {
+            None => (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET),
+            Some(_) if requested < 0 => (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET),
+            Some(last) if requested == last.epoch => (last.epoch, log_end_offset),
+            Some(_) => {
+                let higher = self.entries.partition_point(|e| e.epoch <= requested);
+                if higher == 0 {
+                    return (requested, self.entries[0].start_offset);
+                }
+                let epoch = self.entries[higher - 1].epoch;
+                match self.entries.get(higher) {
+                    Some(next) => (epoch, next.start_offset),
+                    None => (epoch, log_end_offset),
+                }
+            }
+        }
+    }
+
+    /// Drops epochs that start at or after `end_offset` (the log was truncated there).
+    pub fn truncate_from_end(&mut self, end_offset: i64) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.start_offset < end_offset);
+        self.entries.len() != before
+    }
+
+    /// Drops epochs wholly before `start_offset` (the log start moved there). The epoch
+    /// that covers `start_offset` now starts there.
+    pub fn truncate_from_start(&mut self, start_offset: i64) -> bool {
+        let covering = self.entries.partition_point(|e| e.start_offset <= start_offset);
+        if covering == 0 {
+            return false;
+        }
+        let changed = covering > 1 || self.entries[0].start_offset != start_offset;
+        self.entries.drain(..covering - 1);
+        self.entries[0].start_offset = start_offset;
+        changed
+    }
+}
+
+/// The in-memory [`EpochHistory`], mirrored to its checkpoint file on every change.
 #[derive(Debug)]
 pub struct LeaderEpochCache {
     path: PathBuf,
-    entries: Vec<EpochEntry>,
+    history: EpochHistory,
 }
 
 impl LeaderEpochCache {
@@ -47,85 +133,53 @@ impl LeaderEpochCache {
             }
             entries.push(EpochEntry { epoch, start_offset });
         }
-        Ok(Self { path, entries })
+        Ok(Self { path, history: EpochHistory { entries } })
     }
 
     /// An empty cache for `dir` (used after a damaged checkpoint was moved aside).
     pub fn empty(dir: &Path) -> Self {
-        Self { path: dir.join(Self::FILE_NAME), entries: Vec::new() }
+        Self { path: dir.join(Self::FILE_NAME), history: EpochHistory::new() }
+    }
+
+    /// The history, for lookups.
+    pub fn history(&self) -> &EpochHistory {
+        &self.history
     }
 
     /// All entries, oldest first.
     pub fn entries(&self) -> &[EpochEntry] {
-        &self.entries
+        self.history.entries()
     }
 
     /// The newest epoch.
     pub fn latest_epoch(&self) -> Option<i32> {
-        self.entries.last().map(|e| e.epoch)
+        self.history.latest_epoch()
     }
 
-    /// Records that `epoch` starts at `start_offset`. Entries that conflict (an epoch not
-    /// older, or a start offset not earlier) are replaced, as in Kafka.
+    /// [`EpochHistory::assign`], written through.
     pub fn assign(&mut self, epoch: i32, start_offset: i64) -> Result<()> {
-        if epoch < 0 {
-            return Ok(());
-        }
-        if let Some(last) = self.entries.last()
-            && last.epoch == epoch
-            && last.start_offset <= start_offset
-        {
-            return Ok(());
-        }
-        self.entries.retain(|e| e.epoch < epoch && e.start_offset < start_offset);
-        self.entries.push(EpochEntry { epoch, start_offset });
-        self.flush()
+        if self.history.assign(epoch, start_offset) { self.flush() } else { Ok(()) }
     }
 
-    /// The end offset of `requested` epoch given the log end offset: the start offset of
-    /// the next higher epoch, or the log end if `requested` is the latest. Returns the
-    /// largest known epoch ≤ `requested` with it, or undefined if none is that old.
+    /// [`EpochHistory::end_offset_for`].
     pub fn end_offset_for(&self, requested: i32, log_end_offset: i64) -> (i32, i64) {
-        match self.entries.last() {
-            None => (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET),
-            Some(last) if requested == last.epoch => (last.epoch, log_end_offset),
-            Some(_) => {
-                let higher = self.entries.partition_point(|e| e.epoch <= requested);
-                if higher == 0 {
-                    return (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
-                }
-                let epoch = self.entries[higher - 1].epoch;
-                match self.entries.get(higher) {
-                    Some(next) => (epoch, next.start_offset),
-                    None => (epoch, log_end_offset),
-                }
-            }
-        }
+        self.history.end_offset_for(requested, log_end_offset)
     }
 
-    /// Drops epochs that start at or after `end_offset` (the log was truncated there).
+    /// [`EpochHistory::truncate_from_end`], written through.
     pub fn truncate_from_end(&mut self, end_offset: i64) -> Result<()> {
-        let before = self.entries.len();
-        self.entries.retain(|e| e.start_offset < end_offset);
-        if self.entries.len() != before { self.flush() } else { Ok(()) }
+        if self.history.truncate_from_end(end_offset) { self.flush() } else { Ok(()) }
     }
 
-    /// Drops epochs wholly before `start_offset` (the log start moved there). The epoch
-    /// that covers `start_offset` now starts there.
+    /// [`EpochHistory::truncate_from_start`], written through.
     pub fn truncate_from_start(&mut self, start_offset: i64) -> Result<()> {
-        let covering = self.entries.partition_point(|e| e.start_offset <= start_offset);
-        if covering == 0 {
-            return Ok(());
-        }
-        let changed = covering > 1 || self.entries[0].start_offset != start_offset;
-        self.entries.drain(..covering - 1);
-        self.entries[0].start_offset = start_offset;
-        if changed { self.flush() } else { Ok(()) }
+        if self.history.truncate_from_start(start_offset) { self.flush() } else { Ok(()) }
     }
 
     /// Writes the checkpoint file.
     pub fn flush(&self) -> Result<()> {
-        let lines: Vec<String> = self.entries.iter().map(|e| format!("{} {}", e.epoch, e.start_offset)).collect();
+        let lines: Vec<String> =
+            self.history.entries.iter().map(|e| format!("{} {}", e.epoch, e.start_offset)).collect();
         write_lines(&self.path, &lines)
     }
 }
@@ -144,7 +198,8 @@ mod tests {
         assert_eq!(cache.end_offset_for(4, 40), (4, 40));
         assert_eq!(cache.end_offset_for(3, 40), (2, 25));
         assert_eq!(cache.end_offset_for(2, 40), (2, 25));
-        assert_eq!(cache.end_offset_for(1, 40), (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET));
+        assert_eq!(cache.end_offset_for(1, 40), (1, 10));
+        assert_eq!(cache.end_offset_for(UNDEFINED_EPOCH, 40), (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET));
         assert_eq!(cache.end_offset_for(9, 40), (4, 40));
 
         let reloaded = LeaderEpochCache::load(dir.path()).unwrap();

@@ -37,7 +37,7 @@ mod validator;
 pub use cleaner::{CleanStage, CleanerConfig, CleanerStats, LogCleaner};
 pub use config::{LogConfig, TopicCompression};
 pub use error::{LogError, Result};
-pub use leader_epoch::{EpochEntry, LeaderEpochCache};
+pub use leader_epoch::{EpochEntry, EpochHistory, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use log::{AppendOrigin, FetchDataInfo, FlushPlan, LoadReport, Log, LogAppendInfo, LogOpenOptions};
 pub use manager::{LogManager, LogManagerConfig};
 pub use producer_state::{ProducerStateManager, SequenceError};

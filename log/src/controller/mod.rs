@@ -1,0 +1,24 @@
+//! The controller: cluster metadata as a log of typed records, and the active
+//! controller's decisions as a state machine without I/O.
+//!
+//! - [`records`]: what the metadata log (`__cluster_metadata`) holds.
+//! - [`ClusterImage`]: the cluster after replaying those records, kept by controllers and
+//!   brokers alike.
+//! - [`QuorumController`]: registration, heartbeats and fencing, leader election with
+//!   KIP-966's eligible leader replicas, AlterPartition, topic creation and deletion, and
+//!   producer-id blocks. Records it emits are replicated by the Raft quorum before they count.
+
+mod image;
+mod partition_change;
+mod placement;
+mod quorum_controller;
+pub mod records;
+#[cfg(test)]
+mod tests;
+
+pub use image::{BrokerRegistration, ClusterImage, ImageError, PartitionRegistration, TopicImage};
+pub use quorum_controller::{
+    AlterPartition, BrokerHeartbeat, ControllerConfig, ControllerError, ControllerOutput, CreateTopic, HeartbeatReply,
+    QuorumController, RegisterBroker,
+};
+pub use records::{MetadataRecord, NO_LEADER};

@@ -1,0 +1,605 @@
+//! The active controller as a state machine without I/O (KRaft's QuorumController).
+//!
+//! Each request takes the current time and returns the records to append to the
+//! metadata log together with the answer. The controller applies its own records to its
+//! image at once, so that the next request sees them; the shell around it appends them
+//! through the Raft quorum in the same order, answers only after they commit, and, when
+//! this node loses the quorum's leadership, builds a new `QuorumController` from the
+//! committed image. Broker sessions live in memory only: a newly active controller gives
+//! every broker a fresh session, as Kafka's does.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use super::image::{ClusterImage, PartitionRegistration};
+use super::partition_change::PartitionChange;
+use super::placement::place_replicas;
+use super::records::{
+    BrokerEndpoint, ConfigResource, MetadataRecord, NO_LEADER, PartitionChangeRecord, PartitionRecord,
+    RegisterBrokerRecord,
+};
+use crate::codes;
+
+/// The controller's settings, under Kafka's names.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// `broker.session.timeout.ms`.
+    pub session_timeout_ms: i64,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `num.partitions`.
+    pub num_partitions: i32,
+    /// `min.insync.replicas`, unless a topic sets its own.
+    pub min_insync_replicas: i32,
+    /// `unclean.leader.election.enable`, unless a topic sets its own.
+    pub unclean_leader_election: bool,
+    /// Producer ids handed out per AllocateProducerIds.
+    pub producer_id_block_size: i64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 9_000,
+            default_replication_factor: 1,
+            num_partitions: 1,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
+            producer_id_block_size: 1_000,
+        }
+    }
+}
+
+/// Why the controller refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControllerError {
+    /// Another live process is registered with this node id.
+    #[error("broker {0} is already registered by another live process (duplicate node.id?)")]
+    DuplicateBrokerRegistration(i32),
+    /// The broker is not registered.
+    #[error("broker {0} is not registered")]
+    BrokerIdNotRegistered(i32),
+    /// The request carries an old registration's epoch.
+    #[error("broker {broker_id} sent epoch {sent}, but its registration has epoch {current}")]
+    StaleBrokerEpoch {
+        /// The broker.
+        broker_id: i32,
+        /// The epoch in the request.
+        sent: i64,
+        /// The registered epoch.
+        current: i64,
+    },
+    /// The topic exists.
+    #[error("topic {0} already exists")]
+    TopicAlreadyExists(String),
+    /// The topic does not exist.
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    /// A partition count below 1.
+    #[error("the number of partitions must be at least 1, not {0}")]
+    InvalidPartitions(i32),
+    /// More replicas than brokers that can take them.
+    #[error("replication factor {requested} is larger than the {available} available brokers")]
+    InvalidReplicationFactor {
+        /// Asked for.
+        requested: i16,
+        /// Unfenced brokers.
+        available: usize,
+    },
+    /// An AlterPartition from a broker that does not lead, or with an ISR without it.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The request names an older leader epoch.
+    #[error("leader epoch {sent} is older than the partition's {current}")]
+    FencedLeaderEpoch {
+        /// In the request.
+        sent: i32,
+        /// Current.
+        current: i32,
+    },
+    /// The request names another partition epoch.
+    #[error("partition epoch {sent} does not match the partition's {current}")]
+    InvalidUpdateVersion {
+        /// In the request.
+        sent: i32,
+        /// Current.
+        current: i32,
+    },
+    /// A proposed ISR member is fenced, shutting down or registered with another epoch.
+    #[error("replica {0} cannot join the ISR: fenced, shutting down, or restarted since")]
+    IneligibleReplica(i32),
+    /// The partition does not exist.
+    #[error("unknown topic id {0} or partition {1}")]
+    UnknownPartition(Uuid, i32),
+}
+
+impl ControllerError {
+    /// The Kafka error code.
+    pub fn code(&self) -> i16 {
+        match self {
+            Self::DuplicateBrokerRegistration(_) => codes::DUPLICATE_BROKER_REGISTRATION,
+            Self::BrokerIdNotRegistered(_) => codes::BROKER_ID_NOT_REGISTERED,
+            Self::StaleBrokerEpoch { .. } => codes::STALE_BROKER_EPOCH,
+            Self::TopicAlreadyExists(_) => codes::TOPIC_ALREADY_EXISTS,
+            Self::UnknownTopic(_) | Self::UnknownPartition(..) => codes::UNKNOWN_TOPIC_OR_PARTITION,
+            Self::InvalidPartitions(_) => codes::INVALID_PARTITIONS,
+            Self::InvalidReplicationFactor { .. } => codes::INVALID_REPLICATION_FACTOR,
+            Self::InvalidRequest(_) => codes::INVALID_REQUEST,
+            Self::FencedLeaderEpoch { .. } => codes::FENCED_LEADER_EPOCH,
+            Self::InvalidUpdateVersion { .. } => codes::INVALID_UPDATE_VERSION,
+            Self::IneligibleReplica(_) => codes::INELIGIBLE_REPLICA,
+        }
+    }
+}
+
+/// Records to append, and the answer to give once they commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerOutput<T> {
+    /// In log order.
+    pub records: Vec<MetadataRecord>,
+    /// The answer.
+    pub reply: T,
+}
+
+/// BrokerRegistration.
+#[derive(Debug, Clone)]
+pub struct RegisterBroker {
+    /// `node.id`.
+    pub broker_id: i32,
+    /// New for every process start.
+    pub incarnation_id: Uuid,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// Advertised listeners.
+    pub endpoints: Vec<BrokerEndpoint>,
+    /// The epoch of the registration this process shut down cleanly from, if it did.
+    pub previous_broker_epoch: Option<i64>,
+}
+
+/// BrokerHeartbeat.
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerHeartbeat {
+    /// The broker.
+    pub broker_id: i32,
+    /// Its registration's epoch.
+    pub broker_epoch: i64,
+    /// The metadata offset it has applied.
+    pub metadata_offset: i64,
+    /// A controlled shutdown has begun.
+    pub want_shutdown: bool,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    /// Still fenced.
+    pub is_fenced: bool,
+    /// Leadership has moved away: the broker may stop.
+    pub should_shut_down: bool,
+}
+
+/// AlterPartition: a leader asks to change the ISR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlterPartition {
+    /// The leader.
+    pub broker_id: i32,
+    /// The leader's registration epoch.
+    pub broker_epoch: i64,
+    /// Topic.
+    pub topic_id: Uuid,
+    /// Partition.
+    pub partition: i32,
+    /// The leader epoch the leader knows.
+    pub leader_epoch: i32,
+    /// The partition epoch the leader knows.
+    pub partition_epoch: i32,
+    /// The ISR wanted, with each member's broker epoch as the leader saw it (KIP-903).
+    pub new_isr: Vec<(i32, i64)>,
+}
+
+/// CreateTopics, for one topic.
+#[derive(Debug, Clone)]
+pub struct CreateTopic {
+    /// Name (already validated by the broker).
+    pub name: String,
+    /// Its id, made by the caller so that this stays deterministic.
+    pub topic_id: Uuid,
+    /// `None`: `num.partitions`.
+    pub partitions: Option<i32>,
+    /// `None`: `default.replication.factor`.
+    pub replication_factor: Option<i16>,
+    /// Topic configs.
+    pub configs: Vec<(String, String)>,
+}
+
+/// The active controller.
+#[derive(Debug)]
+pub struct QuorumController {
+    config: ControllerConfig,
+    image: ClusterImage,
+    last_heartbeat_ms: BTreeMap<i32, i64>,
+}
+
+impl QuorumController {
+    /// Becomes active over `committed`. Every registered broker gets a fresh session.
+    pub fn new(config: ControllerConfig, committed: ClusterImage, now_ms: i64) -> Self {
+        let last_heartbeat_ms = committed.brokers.keys().map(|id| (*id, now_ms)).collect();
+        Self { config, image: committed, last_heartbeat_ms }
+    }
+
+    /// The image, including records not committed yet.
+    pub fn image(&self) -> &ClusterImage {
+        &self.image
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
+    fn emit(&mut self, out: &mut Vec<MetadataRecord>, record: MetadataRecord) {
+        match self.image.apply(self.image.offset + 1, &record) {
+            Ok(()) => out.push(record),
+            Err(e) => tracing::error!(error = %e, ?record, "the controller built a record its image refuses"),
+        }
+    }
+
+    fn session_alive(&self, broker_id: i32, now_ms: i64) -> bool {
+        self.last_heartbeat_ms.get(&broker_id).is_some_and(|t| now_ms - t <= self.config.session_timeout_ms)
+    }
+
+    /// A broker registers. A restart after a clean shutdown names its previous epoch and
+    /// keeps its place; after an unclean one it must wait until the old session expires,
+    /// and it leaves every ISR and ELR (it may have lost unflushed data).
+    pub fn register_broker(
+        &mut self,
+        req: RegisterBroker,
+        now_ms: i64,
+    ) -> ControllerOutput<Result<i64, ControllerError>> {
+        let mut records = Vec::new();
+        let mut unclean = false;
+        if let Some(existing) = self.image.brokers.get(&req.broker_id) {
+            if existing.incarnation_id == req.incarnation_id {
+                return ControllerOutput { records, reply: Ok(existing.epoch) };
+            }
+            let clean = req.previous_broker_epoch == Some(existing.epoch);
+            if !clean && !existing.fenced && self.session_alive(req.broker_id, now_ms) {
+                return ControllerOutput {
+                    records,
+                    reply: Err(ControllerError::DuplicateBrokerRegistration(req.broker_id)),
+                };
+            }
+            unclean = !clean;
+        }
+        let broker_epoch = self.image.offset + 1;
+        let record = RegisterBrokerRecord {
+            broker_id: req.broker_id,
+            incarnation_id: req.incarnation_id,
+            broker_epoch,
+            rack: req.rack,
+            endpoints: req.endpoints,
+        };
+        self.emit(&mut records, MetadataRecord::RegisterBroker(record));
+        if unclean {
+            self.remove_everywhere(&mut records, req.broker_id, true);
+        }
+        self.last_heartbeat_ms.insert(req.broker_id, now_ms);
+        ControllerOutput { records, reply: Ok(broker_epoch) }
+    }
+
+    /// A heartbeat keeps the session, unfences a broker that caught up, and drives a
+    /// controlled shutdown.
+    pub fn heartbeat(
+        &mut self,
+        req: BrokerHeartbeat,
+        now_ms: i64,
+    ) -> ControllerOutput<Result<HeartbeatReply, ControllerError>> {
+        let mut records = Vec::new();
+        let broker = match self.image.brokers.get(&req.broker_id) {
+            None => {
+                return ControllerOutput { records, reply: Err(ControllerError::BrokerIdNotRegistered(req.broker_id)) };
+            }
+            Some(b) if b.epoch != req.broker_epoch => {
+                let err = ControllerError::StaleBrokerEpoch {
+                    broker_id: req.broker_id,
+                    sent: req.broker_epoch,
+                    current: b.epoch,
+                };
+                return ControllerOutput { records, reply: Err(err) };
+            }
+            Some(b) => b.clone(),
+        };
+        self.last_heartbeat_ms.insert(req.broker_id, now_ms);
+        let (id, epoch) = (req.broker_id, req.broker_epoch);
+        if req.want_shutdown {
+            if !broker.fenced && !broker.in_controlled_shutdown {
+                let record = MetadataRecord::BrokerInControlledShutdown { broker_id: id, broker_epoch: epoch };
+                self.emit(&mut records, record);
+                self.remove_everywhere(&mut records, id, false);
+            }
+            let leads_nothing = self.leaderships(id) == 0;
+            if leads_nothing && !broker.fenced {
+                self.emit(&mut records, MetadataRecord::FenceBroker { broker_id: id, broker_epoch: epoch });
+            }
+            let reply = HeartbeatReply { is_fenced: leads_nothing || broker.fenced, should_shut_down: leads_nothing };
+            return ControllerOutput { records, reply: Ok(reply) };
+        }
+        if broker.fenced && req.metadata_offset >= broker.epoch {
+            self.emit(&mut records, MetadataRecord::UnfenceBroker { broker_id: id, broker_epoch: epoch });
+            self.elect_leaderless(&mut records, id);
+        }
+        let is_fenced = self.image.brokers.get(&id).is_none_or(|b| b.fenced);
+        ControllerOutput { records, reply: Ok(HeartbeatReply { is_fenced, should_shut_down: false }) }
+    }
+
+    /// Fences brokers whose session expired and moves their leaderships.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        let expired: Vec<(i32, i64)> = self
+            .image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced && !self.session_alive(b.id, now_ms))
+            .map(|b| (b.id, b.epoch))
+            .collect();
+        for (broker_id, broker_epoch) in expired {
+            tracing::info!(broker_id, "broker session expired: fencing it");
+            self.emit(&mut records, MetadataRecord::FenceBroker { broker_id, broker_epoch });
+            self.remove_everywhere(&mut records, broker_id, false);
+        }
+        records
+    }
+
+    /// A leader changes its ISR.
+    pub fn alter_partition(
+        &mut self,
+        req: &AlterPartition,
+    ) -> ControllerOutput<Result<PartitionRegistration, ControllerError>> {
+        let mut records = Vec::new();
+        let reply = self.check_alter_partition(req).and_then(|current| {
+            let new_isr: Vec<i32> = req.new_isr.iter().map(|(id, _)| *id).collect();
+            if new_isr == current.isr {
+                return Ok(current); // a retry of a change already made
+            }
+            let (min_isr, unclean) = self.topic_policy(req.topic_id, &current);
+            let change = PartitionChange {
+                topic_id: req.topic_id,
+                partition: req.partition,
+                current: &current,
+                target_isr: new_isr,
+                remove_from_elr: Vec::new(),
+                min_isr,
+                unclean,
+            };
+            if let Some(record) = change.build(|b| self.image.is_eligible(b)) {
+                self.emit(&mut records, MetadataRecord::PartitionChange(record));
+            }
+            self.image
+                .partition(req.topic_id, req.partition)
+                .cloned()
+                .ok_or(ControllerError::UnknownPartition(req.topic_id, req.partition))
+        });
+        ControllerOutput { records, reply }
+    }
+
+    fn check_alter_partition(&self, req: &AlterPartition) -> Result<PartitionRegistration, ControllerError> {
+        let broker_epoch = self.image.broker_epoch(req.broker_id);
+        if broker_epoch != Some(req.broker_epoch) {
+            return Err(match broker_epoch {
+                None => ControllerError::BrokerIdNotRegistered(req.broker_id),
+                Some(current) => {
+                    ControllerError::StaleBrokerEpoch { broker_id: req.broker_id, sent: req.broker_epoch, current }
+                }
+            });
+        }
+        let current = self
+            .image
+            .partition(req.topic_id, req.partition)
+            .cloned()
+            .ok_or(ControllerError::UnknownPartition(req.topic_id, req.partition))?;
+        if req.leader_epoch < current.leader_epoch {
+            return Err(ControllerError::FencedLeaderEpoch { sent: req.leader_epoch, current: current.leader_epoch });
+        }
+        if current.leader != req.broker_id || req.leader_epoch != current.leader_epoch {
+            return Err(ControllerError::InvalidRequest(format!(
+                "broker {} does not lead partition {} at leader epoch {}",
+                req.broker_id, req.partition, req.leader_epoch
+            )));
+        }
+        let new_isr: Vec<i32> = req.new_isr.iter().map(|(id, _)| *id).collect();
+        if new_isr == current.isr {
+            return Ok(current);
+        }
+        if req.partition_epoch != current.partition_epoch {
+            return Err(ControllerError::InvalidUpdateVersion {
+                sent: req.partition_epoch,
+                current: current.partition_epoch,
+            });
+        }
+        if !new_isr.contains(&req.broker_id) || new_isr.iter().any(|r| !current.replicas.contains(r)) {
+            return Err(ControllerError::InvalidRequest(format!(
+                "ISR {new_isr:?} must hold the leader and only replicas of {:?}",
+                current.replicas
+            )));
+        }
+        for (id, epoch) in &req.new_isr {
+            let joining = !current.isr.contains(id);
+            let registered = self.image.brokers.get(id);
+            let stale = registered.is_none_or(|b| *epoch >= 0 && b.epoch != *epoch);
+            if joining && (stale || !self.image.is_eligible(*id)) {
+                return Err(ControllerError::IneligibleReplica(*id));
+            }
+        }
+        Ok(current)
+    }
+
+    /// Creates a topic with its partitions placed over the eligible brokers.
+    pub fn create_topic(&mut self, req: CreateTopic) -> ControllerOutput<Result<Uuid, ControllerError>> {
+        let mut records = Vec::new();
+        let reply = self.place_topic(&req).map(|placed| {
+            self.emit(&mut records, MetadataRecord::Topic { name: req.name.clone(), topic_id: req.topic_id });
+            for (name, value) in &req.configs {
+                let record = MetadataRecord::Config {
+                    resource: ConfigResource::Topic(req.name.clone()),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                };
+                self.emit(&mut records, record);
+            }
+            for (partition, replicas) in placed.into_iter().enumerate() {
+                let registration = PartitionRegistration {
+                    isr: replicas.clone(),
+                    leader: replicas[0],
+                    replicas,
+                    elr: Vec::new(),
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                };
+                let record = PartitionRecord { topic_id: req.topic_id, partition: partition as i32, registration };
+                self.emit(&mut records, MetadataRecord::Partition(record));
+            }
+            req.topic_id
+        });
+        ControllerOutput { records, reply }
+    }
+
+    fn place_topic(&self, req: &CreateTopic) -> Result<Vec<Vec<i32>>, ControllerError> {
+        if self.image.topic_ids.contains_key(&req.name) {
+            return Err(ControllerError::TopicAlreadyExists(req.name.clone()));
+        }
+        let partitions = req.partitions.unwrap_or(self.config.num_partitions);
+        if partitions < 1 {
+            return Err(ControllerError::InvalidPartitions(partitions));
+        }
+        let rf = req.replication_factor.unwrap_or(self.config.default_replication_factor);
+        let eligible: Vec<(i32, Option<String>)> =
+            self.image.brokers.values().filter(|b| b.is_eligible()).map(|b| (b.id, b.rack.clone())).collect();
+        if rf < 1 || rf as usize > eligible.len() {
+            return Err(ControllerError::InvalidReplicationFactor { requested: rf, available: eligible.len() });
+        }
+        let start = self.image.topics.len();
+        Ok(place_replicas(&eligible, partitions, rf as usize, start))
+    }
+
+    /// Deletes a topic: one record, after which brokers remove its data.
+    pub fn delete_topic(&mut self, name: &str) -> ControllerOutput<Result<Uuid, ControllerError>> {
+        let mut records = Vec::new();
+        let Some(topic_id) = self.image.topic_ids.get(name).copied() else {
+            return ControllerOutput { records, reply: Err(ControllerError::UnknownTopic(name.to_owned())) };
+        };
+        self.emit(&mut records, MetadataRecord::RemoveTopic { topic_id });
+        ControllerOutput { records, reply: Ok(topic_id) }
+    }
+
+    /// Hands a block of producer ids to a broker: (first id, count).
+    pub fn allocate_producer_ids(
+        &mut self,
+        broker_id: i32,
+        broker_epoch: i64,
+    ) -> ControllerOutput<Result<(i64, i64), ControllerError>> {
+        let mut records = Vec::new();
+        match self.image.broker_epoch(broker_id) {
+            None => return ControllerOutput { records, reply: Err(ControllerError::BrokerIdNotRegistered(broker_id)) },
+            Some(current) if current != broker_epoch => {
+                let err = ControllerError::StaleBrokerEpoch { broker_id, sent: broker_epoch, current };
+                return ControllerOutput { records, reply: Err(err) };
+            }
+            Some(_) => {}
+        }
+        let first = self.image.next_producer_id;
+        let size = self.config.producer_id_block_size;
+        let record = MetadataRecord::ProducerIds { broker_id, broker_epoch, next_producer_id: first + size };
+        self.emit(&mut records, record);
+        ControllerOutput { records, reply: Ok((first, size)) }
+    }
+
+    /// `min.insync.replicas` (at most the replica count) and unclean election for a topic.
+    fn topic_policy(&self, topic_id: Uuid, partition: &PartitionRegistration) -> (usize, bool) {
+        let topic_configs = self
+            .image
+            .topics
+            .get(&topic_id)
+            .and_then(|t| self.image.configs.get(&ConfigResource::Topic(t.name.clone())));
+        let setting = |name: &str| topic_configs.and_then(|c| c.get(name));
+        let min_isr = setting("min.insync.replicas")
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(self.config.min_insync_replicas)
+            .max(1) as usize;
+        let unclean = setting("unclean.leader.election.enable")
+            .map(|v| v == "true")
+            .unwrap_or(self.config.unclean_leader_election);
+        (min_isr.min(partition.replicas.len().max(1)), unclean)
+    }
+
+    /// Takes `broker_id` out of every ISR (and, after an unclean shutdown, every ELR),
+    /// electing new leaders where it led.
+    fn remove_everywhere(&mut self, records: &mut Vec<MetadataRecord>, broker_id: i32, from_elr: bool) {
+        let affected: Vec<(Uuid, i32, PartitionRegistration)> = self
+            .partitions()
+            .filter(|(_, _, p)| p.isr.contains(&broker_id) || (from_elr && p.elr.contains(&broker_id)))
+            .collect();
+        for (topic_id, partition, current) in affected {
+            let (min_isr, unclean) = self.topic_policy(topic_id, &current);
+            let target_isr: Vec<i32> = current.isr.iter().copied().filter(|r| *r != broker_id).collect();
+            let last_copy = from_elr && target_isr.is_empty() && current.elr.iter().all(|r| *r == broker_id);
+            if last_copy {
+                // Nothing else may lead: keeping the only copy there is beats losing all.
+                // It leads again once unfenced, in a new leader epoch.
+                if current.leader == broker_id {
+                    let record = PartitionChangeRecord {
+                        topic_id,
+                        partition,
+                        isr: None,
+                        elr: None,
+                        leader: Some(NO_LEADER),
+                        replicas: None,
+                    };
+                    self.emit(records, MetadataRecord::PartitionChange(record));
+                }
+                continue;
+            }
+            let change = PartitionChange {
+                topic_id,
+                partition,
+                current: &current,
+                target_isr,
+                remove_from_elr: if from_elr { vec![broker_id] } else { Vec::new() },
+                min_isr,
+                unclean,
+            };
+            if let Some(record) = change.build(|b| b != broker_id && self.image.is_eligible(b)) {
+                self.emit(records, MetadataRecord::PartitionChange(record));
+            }
+        }
+    }
+
+    /// Elects leaders for leaderless partitions that `broker_id`, just unfenced, can lead.
+    fn elect_leaderless(&mut self, records: &mut Vec<MetadataRecord>, broker_id: i32) {
+        let leaderless: Vec<(Uuid, i32, PartitionRegistration)> =
+            self.partitions().filter(|(_, _, p)| p.leader == NO_LEADER && p.replicas.contains(&broker_id)).collect();
+        for (topic_id, partition, current) in leaderless {
+            let (min_isr, unclean) = self.topic_policy(topic_id, &current);
+            let change = PartitionChange {
+                topic_id,
+                partition,
+                current: &current,
+                target_isr: current.isr.clone(),
+                remove_from_elr: Vec::new(),
+                min_isr,
+                unclean,
+            };
+            if let Some(record) = change.build(|b| self.image.is_eligible(b)) {
+                self.emit(records, MetadataRecord::PartitionChange(record));
+            }
+        }
+    }
+
+    fn leaderships(&self, broker_id: i32) -> usize {
+        self.partitions().filter(|(_, _, p)| p.leader == broker_id).count()
+    }
+
+    fn partitions(&self) -> impl Iterator<Item = (Uuid, i32, PartitionRegistration)> + '_ {
+        self.image.topics.values().flat_map(|t| t.partitions.iter().map(move |(index, p)| (t.id, *index, p.clone())))
+    }
+}
