@@ -9,6 +9,7 @@ mod groups;
 mod perf;
 mod produce;
 mod server;
+mod storage;
 mod topics;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Perf(perf::PerfCommand),
+    /// Format and inspect data directories (like kafka-storage.sh).
+    #[command(subcommand)]
+    Storage(storage::StorageCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +72,7 @@ impl Cli {
             Command::Produce(args) => produce::run(args),
             Command::Consume(args) => consume::run(args),
             Command::Groups(cmd) => groups::run(cmd),
+            Command::Storage(cmd) => storage::run(cmd),
         }
     }
 }

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use freshet::log::broker::{Broker, BrokerConfig};
 
-/// Arguments of `freshet server`.
+/// Where a node's settings come from: a TOML file, then `FRESHET_*` variables, then flags.
 #[derive(Debug, clap::Args)]
-pub struct ServerArgs {
+pub struct ConfigArgs {
     /// A TOML file of broker settings under Kafka's names (`"log.retention.ms" = 60000`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -18,17 +18,32 @@ pub struct ServerArgs {
     overrides: Vec<String>,
 }
 
+impl ConfigArgs {
+    /// The node's configuration, every layer applied.
+    pub fn load(&self) -> anyhow::Result<BrokerConfig> {
+        let mut config = BrokerConfig::default();
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            config.apply_toml(&text).with_context(|| format!("in {}", path.display()))?;
+        }
+        config.apply_env(std::env::vars())?;
+        for item in &self.overrides {
+            let (key, value) = item.split_once('=').with_context(|| format!("--set {item:?}: expected KEY=VALUE"))?;
+            config.set(key.trim(), value)?;
+        }
+        Ok(config)
+    }
+}
+
+/// Arguments of `freshet server`.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let mut config = BrokerConfig::default();
-    if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        config.apply_toml(&text).with_context(|| format!("in {}", path.display()))?;
-    }
-    config.apply_env(std::env::vars())?;
-    for item in &args.overrides {
-        let (key, value) = item.split_once('=').with_context(|| format!("--set {item:?}: expected KEY=VALUE"))?;
-        config.set(key.trim(), value)?;
-    }
+    let config = args.config.load()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("freshet").build()?;
     runtime.block_on(async move {
         let running = Broker::start(config).await?;

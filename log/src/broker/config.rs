@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::cluster_config::ClusterConfig;
 use super::group::CoordinatorConfig;
 use crate::storage::error::{LogError, Result};
 use crate::storage::{LogConfig, LogManagerConfig};
@@ -47,6 +48,8 @@ pub struct BrokerConfig {
     pub log_manager: LogManagerConfig,
     /// Group coordinator settings (`group.*`, `offsets.*`).
     pub group: CoordinatorConfig,
+    /// Roles, quorum voters, named listeners, rack and replication settings.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for BrokerConfig {
@@ -63,6 +66,7 @@ impl Default for BrokerConfig {
             fetch_session_slots: 1_000,
             log_manager: LogManagerConfig::new("./freshet-data"),
             group: CoordinatorConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -135,25 +139,13 @@ fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
     value.trim().parse().map_err(|_| invalid(key, value, format!("expected {}", std::any::type_name::<T>())))
 }
 
-/// Parses `PLAINTEXT://host:port` (or `host:port`).
-fn parse_listener(key: &str, value: &str) -> Result<(String, u16)> {
-    let first = value.split(',').next().unwrap_or_default().trim();
-    let endpoint = first
-        .split_once("://")
-        .map_or(first, |(protocol, rest)| if protocol.eq_ignore_ascii_case("PLAINTEXT") { rest } else { "" });
-    let (host, port) = endpoint
-        .rsplit_once(':')
-        .ok_or_else(|| invalid(key, value, "expected PLAINTEXT://host:port (only PLAINTEXT is supported)"))?;
-    let port = port.parse().map_err(|_| invalid(key, value, "the port is not a number"))?;
-    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
-}
-
 impl BrokerConfig {
     /// A broker for tests and applications: data in `dir`, an ephemeral port on loopback,
     /// fast background intervals, and no initial rebalance delay (a group of one does not
     /// wait three seconds for company).
     pub fn embedded(dir: impl Into<PathBuf>) -> Self {
         let mut config = Self { listener: SocketAddr::from(([127, 0, 0, 1], 0)), ..Self::default() };
+        config.cluster.listeners[0].port = 0;
         config.log_manager = LogManagerConfig::new(dir);
         config.group.initial_rebalance_delay_ms = 0;
         config
@@ -168,6 +160,9 @@ impl BrokerConfig {
     /// topic config.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let v = value.trim();
+        if self.cluster.set(key, v)? {
+            return self.derive_listeners(key, v);
+        }
         let topic_defaults = &mut self.log_manager.default_log_config;
         match key {
             "node.id" | "broker.id" => self.node_id = parse(key, v)?,
@@ -178,16 +173,6 @@ impl BrokerConfig {
                 }
                 self.log_manager.data_dir = PathBuf::from(first);
             }
-            "listeners" => {
-                let (host, port) = parse_listener(key, v)?;
-                let host = if host.is_empty() { "0.0.0.0".to_string() } else { host };
-                let addr = format!("{host}:{port}");
-                self.listener = std::net::ToSocketAddrs::to_socket_addrs(&addr)
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .ok_or_else(|| invalid(key, v, "the host does not resolve"))?;
-            }
-            "advertised.listeners" => self.advertised = Some(parse_listener(key, v)?),
             "socket.request.max.bytes" => self.max_request_bytes = parse(key, v)?,
             "max.connections" => self.max_connections = parse(key, v)?,
             "auto.create.topics.enable" => self.auto_create_topics = parse(key, v)?,
@@ -246,6 +231,22 @@ impl BrokerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The client listener and its advertised address follow `listeners`,
+    /// `advertised.listeners` and `controller.listener.names`.
+    fn derive_listeners(&mut self, key: &str, v: &str) -> Result<()> {
+        let Some(listener) = self.cluster.broker_listeners().next().cloned() else { return Ok(()) };
+        self.listener =
+            listener.bind_addr().ok_or_else(|| invalid(key, v, format!("{} does not resolve", listener.host)))?;
+        let advertised = self.cluster.advertised_listeners.iter().find(|a| a.name == listener.name);
+        self.advertised = advertised.map(|a| (a.host.clone(), a.port));
+        Ok(())
+    }
+
+    /// Checks the cluster settings against each other (see [`ClusterConfig::validate`]).
+    pub fn validate(&self) -> Result<()> {
+        self.cluster.validate(self.node_id)
     }
 
     /// Applies a TOML document. Keys are Kafka property names, written flat

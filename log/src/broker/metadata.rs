@@ -58,9 +58,10 @@ pub struct MetadataStore {
 }
 
 impl MetadataStore {
-    /// Loads the store from `data_dir`, or starts an empty one with a fresh cluster id. A
-    /// damaged file is an error naming it: topics are not guessed.
-    pub fn open(data_dir: &Path) -> Result<Self> {
+    /// Loads the store from `data_dir`, or starts an empty one for `cluster_id` (from
+    /// `meta.properties`). A damaged file, or one of another cluster, is an error naming
+    /// it: topics are not guessed.
+    pub fn open(data_dir: &Path, cluster_id: &str) -> Result<Self> {
         let path = data_dir.join(METADATA_FILE);
         let state = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
@@ -68,10 +69,14 @@ impl MetadataStore {
                 reason: format!("not valid topic metadata: {e}"),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                MetadataFile { cluster_id: uuid::Uuid::new_v4().simple().to_string(), ..MetadataFile::default() }
+                MetadataFile { cluster_id: cluster_id.to_owned(), ..MetadataFile::default() }
             }
             Err(e) => return Err(e).at(&path),
         };
+        if state.cluster_id != cluster_id {
+            let reason = format!("holds topics of cluster {}, but meta.properties says {cluster_id}", state.cluster_id);
+            return Err(LogError::Corrupt { path, reason });
+        }
         let store = Self { path, state };
         store.persist()?;
         Ok(store)
@@ -180,29 +185,31 @@ mod tests {
     #[test]
     fn topics_survive_a_reopen_and_damage_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = MetadataStore::open(dir.path()).unwrap();
+        let mut store = MetadataStore::open(dir.path(), "c1").unwrap();
         let cluster = store.cluster_id().to_string();
         let t = store.create_topic("orders", 3, BTreeMap::from([("retention.ms".into(), "1000".into())])).unwrap();
         assert_ne!(t.uuid(), uuid::Uuid::nil());
         let other = store.create_topic("payments", 1, BTreeMap::new()).unwrap();
         assert_ne!(t.id, other.id);
         drop(store);
-        let store = MetadataStore::open(dir.path()).unwrap();
+        let store = MetadataStore::open(dir.path(), "c1").unwrap();
         assert_eq!(store.cluster_id(), cluster);
         assert_eq!(store.topic("orders"), Some(&t));
         drop(store);
-        let mut store = MetadataStore::open(dir.path()).unwrap();
+        let err = MetadataStore::open(dir.path(), "c2").unwrap_err().to_string();
+        assert!(err.contains("c1") && err.contains("c2"), "another cluster's topics are refused: {err}");
+        let mut store = MetadataStore::open(dir.path(), "c1").unwrap();
         assert_eq!(store.begin_topic_deletion("orders").unwrap(), Some(t.clone()));
         drop(store);
         // A deletion in progress survives a restart, and the topic stays gone for clients.
-        let mut store = MetadataStore::open(dir.path()).unwrap();
+        let mut store = MetadataStore::open(dir.path(), "c1").unwrap();
         assert_eq!(store.topic("orders"), None);
         assert_eq!(store.topics_being_deleted().get("orders"), Some(&t));
         store.finish_topic_deletion("orders").unwrap();
         drop(store);
-        assert!(MetadataStore::open(dir.path()).unwrap().topics_being_deleted().is_empty());
+        assert!(MetadataStore::open(dir.path(), "c1").unwrap().topics_being_deleted().is_empty());
         std::fs::write(dir.path().join(METADATA_FILE), b"{ not json").unwrap();
-        let err = MetadataStore::open(dir.path()).unwrap_err().to_string();
+        let err = MetadataStore::open(dir.path(), "c1").unwrap_err().to_string();
         assert!(err.contains(METADATA_FILE), "{err}");
     }
 }

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster_config;
 pub mod config;
 pub mod fetch_session;
 pub mod group;
@@ -30,13 +31,40 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+pub use cluster_config::{ClusterConfig, Listener, ProcessRole, QuorumVoter};
 pub use config::BrokerConfig;
 use metadata::{MetadataStore, TopicMetadata};
 
 use crate::codes;
 use crate::storage::error::Result;
-use crate::storage::{LogConfig, LogManager, LogManagerConfig, TopicPartition, validate_topic_name};
+use crate::storage::{LogConfig, LogManager, LogManagerConfig, MetaProperties, TopicPartition, validate_topic_name};
 use crate::time::{Clock, SystemClock};
+
+/// Checks the cluster settings, and refuses, naming the key, what is parsed and checked but
+/// not built yet: a multi-node controller quorum and nodes without the broker role.
+fn refuse_unbuilt_modes(config: &BrokerConfig) -> Result<()> {
+    config.validate()?;
+    let cluster = &config.cluster;
+    let refuse = |key: &str, value: String, reason: &str| {
+        Err(crate::storage::LogError::InvalidConfig { key: key.into(), value, reason: reason.into() })
+    };
+    if !cluster.has_role(ProcessRole::Broker) {
+        return refuse(
+            "process.roles",
+            "controller".into(),
+            "dedicated controllers are not available yet: use broker,controller",
+        );
+    }
+    if !cluster.is_single_node() {
+        let voters = cluster.voters.iter().map(|v| v.id.to_string()).collect::<Vec<_>>().join(",");
+        return refuse(
+            "controller.quorum.voters",
+            voters,
+            "a multi-node controller quorum is not available yet: leave it unset for a single node",
+        );
+    }
+    Ok(())
+}
 
 /// Every partition on a single node is led by this node in this epoch.
 pub const LEADER_EPOCH: i32 = 0;
@@ -81,9 +109,11 @@ impl Broker {
     /// Opens the data directory and loads every partition (recovering after a crash).
     pub fn open(config: BrokerConfig) -> Result<Arc<Self>> {
         let data_dir = config.data_dir().to_path_buf();
+        refuse_unbuilt_modes(&config)?;
         std::fs::create_dir_all(&data_dir)
             .map_err(|source| crate::storage::LogError::Io { path: data_dir.clone(), source })?;
-        let metadata = MetadataStore::open(&data_dir)?;
+        let meta = MetaProperties::ensure(&data_dir, config.node_id, None)?;
+        let metadata = MetadataStore::open(&data_dir, &meta.cluster_id)?;
         let (cluster_wide, own) =
             (metadata.dynamic_broker_configs(""), metadata.dynamic_broker_configs(&config.node_id.to_string()));
         let defaults = config::effective_log_defaults(&config, &[&cluster_wide, &own]).unwrap_or_else(|e| {

@@ -100,6 +100,14 @@ pub enum LogError {
         /// What is wrong.
         reason: String,
     },
+    /// A data directory that belongs to another node or cluster, or cannot be formatted.
+    #[error("data directory {path}: {reason}")]
+    DataDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// An I/O error, with the file or directory it concerns.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -143,9 +151,11 @@ impl LogError {
             },
             Self::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
             Self::InvalidConfig { .. } => INVALID_CONFIG,
-            Self::DirectoryLocked { .. } | Self::Corrupt { .. } | Self::Io { .. } | Self::Closed(_) => {
-                KAFKA_STORAGE_ERROR
-            }
+            Self::DirectoryLocked { .. }
+            | Self::Corrupt { .. }
+            | Self::DataDirectory { .. }
+            | Self::Io { .. }
+            | Self::Closed(_) => KAFKA_STORAGE_ERROR,
         }
     }
 }

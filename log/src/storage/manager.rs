@@ -42,7 +42,7 @@ const KNOWN_ROOT_ENTRIES: &[&str] = &[
     LOG_START_OFFSET_CHECKPOINT,
     CLEANER_OFFSET_CHECKPOINT,
     QUARANTINE_DIR,
-    "meta.properties",
+    super::meta_properties::META_PROPERTIES,
     "lost+found",
 ];
 /// Suffix of a partition directory being deleted (`<topic>-<p>.<id>-delete`).

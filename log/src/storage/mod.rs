@@ -28,6 +28,7 @@ mod load;
 #[allow(clippy::module_inception)]
 mod log;
 pub mod manager;
+pub mod meta_properties;
 pub mod producer_state;
 pub mod quarantine;
 mod retention;
@@ -40,6 +41,7 @@ pub use error::{LogError, Result};
 pub use leader_epoch::{EpochEntry, EpochHistory, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use log::{AppendOrigin, FetchDataInfo, FlushPlan, LoadReport, Log, LogAppendInfo, LogOpenOptions};
 pub use manager::{LogManager, LogManagerConfig};
+pub use meta_properties::MetaProperties;
 pub use producer_state::{ProducerStateManager, SequenceError};
 pub use quarantine::{Quarantine, Quarantined};
 pub use segment::{FileRange, LogSegment};
