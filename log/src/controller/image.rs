@@ -23,7 +23,7 @@ pub struct ImageError {
 }
 
 /// A registered broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BrokerRegistration {
     /// `node.id`.
     pub id: i32,
@@ -95,7 +95,7 @@ impl PartitionRegistration {
 }
 
 /// A topic and its partitions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopicImage {
     /// Name.
     pub name: String,
@@ -106,7 +106,7 @@ pub struct TopicImage {
 }
 
 /// The whole cluster at one offset of the metadata log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterImage {
     /// Offset of the last record applied, -1 before any.
     pub offset: i64,
@@ -117,6 +117,7 @@ pub struct ClusterImage {
     /// Topic ids by name.
     pub topic_ids: BTreeMap<String, Uuid>,
     /// Configs set explicitly.
+    #[serde(with = "config_pairs")]
     pub configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
     /// First id of the next producer-id block.
     pub next_producer_id: i64,
@@ -243,5 +244,24 @@ impl ClusterImage {
             Some(b) => Err(format!("broker {broker_id} has epoch {}, not {broker_epoch}", b.epoch)),
             None => Err(format!("broker {broker_id} is not registered")),
         }
+    }
+}
+
+/// Configs as a list of pairs in snapshots: JSON map keys must be strings.
+mod config_pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ConfigResource;
+
+    type Configs = BTreeMap<ConfigResource, BTreeMap<String, String>>;
+
+    pub fn serialize<S: Serializer>(configs: &Configs, s: S) -> Result<S::Ok, S::Error> {
+        configs.iter().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Configs, D::Error> {
+        Ok(Vec::<(ConfigResource, BTreeMap<String, String>)>::deserialize(d)?.into_iter().collect())
     }
 }

@@ -11,8 +11,10 @@
 mod image;
 mod partition_change;
 mod placement;
+pub mod quorum;
 mod quorum_controller;
 pub mod records;
+pub mod service;
 #[cfg(test)]
 mod tests;
 

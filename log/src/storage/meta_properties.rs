@@ -41,9 +41,15 @@ pub struct MetaProperties {
     pub directory_id: String,
 }
 
-/// A random id the way Kafka prints them: 16 random bytes in URL-safe base64, no padding.
+/// A random id the way Kafka prints them: 16 random bytes in URL-safe base64, no padding,
+/// and, as Kafka's, never starting with `-`, which a command line would take for a flag.
 pub fn random_uuid() -> String {
-    URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+    loop {
+        let id = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 fn refuse(dir: &Path, reason: String) -> LogError {
@@ -200,6 +206,14 @@ mod tests {
         assert!(err.contains("node.id=1") && err.contains("node.id=2"), "{err}");
         let err = MetaProperties::ensure(dir.path(), 1, Some("another")).unwrap_err().to_string();
         assert!(err.contains("cluster") && err.contains("another"), "{err}");
+    }
+
+    #[test]
+    fn random_ids_never_look_like_flags() {
+        for _ in 0..2_000 {
+            let id = random_uuid();
+            assert!(id.len() == 22 && !id.starts_with('-'), "{id}");
+        }
     }
 
     #[test]

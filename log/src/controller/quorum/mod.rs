@@ -1,0 +1,264 @@
+//! The controller quorum: the metadata log replicated by openraft among the voters of
+//! `controller.quorum.voters` (KRaft's role, on an existing Raft engine rather than a
+//! home-made one). Each Raft entry is a batch of [`MetadataRecord`]s; record offsets count
+//! records across entries, so every voter's [`ClusterImage`] is the same at the same
+//! offset. A single node runs a one-voter quorum with no listener.
+//!
+//! - [`MetadataLogStore`]: the Raft log and vote on disk.
+//! - [`MetadataStateMachine`]: committed records applied to the image, with snapshots.
+//! - [`network`]: the RPCs over TCP between controller listeners.
+
+mod log_store;
+pub mod network;
+mod state_machine;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+pub use log_store::MetadataLogStore;
+pub use state_machine::MetadataStateMachine;
+
+use super::{ClusterImage, MetadataRecord};
+
+/// Records appended together, in one Raft entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataBatch {
+    /// In log order.
+    pub records: Vec<MetadataRecord>,
+}
+
+impl std::fmt::Display for MetadataBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} metadata records", self.records.len())
+    }
+}
+
+openraft::declare_raft_types!(
+    /// The quorum's Raft types: entries carry [`MetadataBatch`]es; nodes are `node.id`s.
+    pub MetadataRaft:
+        D = MetadataBatch,
+        R = (),
+        NodeId = u64,
+        Node = BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// Why the quorum could not start or append.
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumError {
+    /// The log, vote or snapshot could not be read or written.
+    #[error("metadata log in {path}: {source}")]
+    Storage {
+        /// Its directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// This node does not lead the quorum; `leader` may.
+    #[error("this node is not the active controller (leader: {leader:?})")]
+    NotController {
+        /// The leader, when known.
+        leader: Option<u64>,
+    },
+    /// openraft refused or failed.
+    #[error("controller quorum: {0}")]
+    Raft(String),
+}
+
+impl QuorumError {
+    /// The Kafka error code.
+    pub fn code(&self) -> i16 {
+        match self {
+            Self::NotController { .. } => crate::codes::NOT_CONTROLLER,
+            Self::Storage { .. } | Self::Raft(_) => crate::codes::UNKNOWN_SERVER_ERROR,
+        }
+    }
+}
+
+/// How a node takes part in the quorum.
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    /// This node's id.
+    pub node_id: u64,
+    /// Every voter's id and controller address (`controller.quorum.voters`); this node's
+    /// own entry is where it listens. Empty: a one-voter quorum of this node, in-process.
+    pub voters: BTreeMap<u64, SocketAddr>,
+    /// Where the log, vote and snapshot live (`<log.dirs>/__cluster_metadata-0`).
+    pub dir: PathBuf,
+    /// Heartbeat interval; elections time out between 3 and 6 of them.
+    pub heartbeat_ms: u64,
+    /// A snapshot every this many entries; older entries are purged behind it.
+    pub snapshot_every_entries: u64,
+}
+
+impl QuorumConfig {
+    /// A one-voter quorum in `dir`.
+    pub fn single_node(node_id: u64, dir: impl Into<PathBuf>) -> Self {
+        Self { node_id, voters: BTreeMap::new(), dir: dir.into(), heartbeat_ms: 100, snapshot_every_entries: 10_000 }
+    }
+}
+
+/// A running member of the quorum.
+pub struct MetadataQuorum {
+    node_id: u64,
+    raft: Raft<MetadataRaft>,
+    state_machine: MetadataStateMachine,
+    server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for MetadataQuorum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataQuorum").field("node_id", &self.node_id).field("leader", &self.leader()).finish()
+    }
+}
+
+impl MetadataQuorum {
+    /// Opens the log in `config.dir`, starts Raft, listens for peers (when there are any)
+    /// and, on a new cluster, proposes the voter set as the first membership. Every voter
+    /// may propose it: all propose the same one, and openraft keeps the first.
+    pub async fn start(config: QuorumConfig) -> Result<Self, QuorumError> {
+        let storage = |source| QuorumError::Storage { path: config.dir.clone(), source };
+        let log_store = MetadataLogStore::open(&config.dir).map_err(storage)?;
+        let state_machine = MetadataStateMachine::open(&config.dir).map_err(storage)?;
+        let raft_config = openraft::Config {
+            cluster_name: "freshet".into(),
+            heartbeat_interval: config.heartbeat_ms,
+            election_timeout_min: config.heartbeat_ms * 3,
+            election_timeout_max: config.heartbeat_ms * 6,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: config.snapshot_every_entries / 2,
+            ..openraft::Config::default()
+        };
+        let raft_config = Arc::new(raft_config.validate().map_err(|e| QuorumError::Raft(e.to_string()))?);
+        let raft = Raft::new(config.node_id, raft_config, network::QuorumNetwork, log_store, state_machine.clone())
+            .await
+            .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let server = match config.voters.get(&config.node_id) {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr).await.map_err(storage)?;
+                Some(tokio::spawn(network::serve(listener, raft.clone())))
+            }
+            None => None,
+        };
+        let quorum = Self { node_id: config.node_id, raft, state_machine, server: parking_lot::Mutex::new(server) };
+        quorum.initialize(&config).await?;
+        if config.voters.is_empty() {
+            // A quorum of one elects itself within an election timeout; until it has, every
+            // append would be refused.
+            let timeout = Duration::from_millis(config.heartbeat_ms * 60);
+            if quorum.wait_for_leader(timeout).await != Some(config.node_id) {
+                return Err(QuorumError::Raft(format!("node {} did not elect itself", config.node_id)));
+            }
+        }
+        Ok(quorum)
+    }
+
+    async fn initialize(&self, config: &QuorumConfig) -> Result<(), QuorumError> {
+        if self.raft.is_initialized().await.map_err(|e| QuorumError::Raft(e.to_string()))? {
+            return Ok(());
+        }
+        let members: BTreeMap<u64, BasicNode> = if config.voters.is_empty() {
+            BTreeMap::from([(config.node_id, BasicNode::default())])
+        } else {
+            config.voters.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect()
+        };
+        match self.raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(QuorumError::Raft(e.to_string())),
+        }
+    }
+
+    /// Appends records and waits until they commit.
+    pub async fn append(&self, records: Vec<MetadataRecord>) -> Result<(), QuorumError> {
+        match self.raft.client_write(MetadataBatch { records }).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(QuorumError::NotController { leader: f.leader_id })
+            }
+            Err(e) => Err(QuorumError::Raft(e.to_string())),
+        }
+    }
+
+    /// Confirms leadership with a quorum and waits until every committed entry is applied,
+    /// so the image is complete; returns the term it leads in.
+    pub async fn confirm_leadership(&self) -> Result<u64, QuorumError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(self.raft.metrics().borrow().current_term),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(QuorumError::NotController { leader: f.leader_id })
+            }
+            Err(e) => Err(QuorumError::Raft(e.to_string())),
+        }
+    }
+
+    /// The term this node believes current.
+    pub fn current_term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// The committed image.
+    pub fn image(&self) -> Arc<RwLock<ClusterImage>> {
+        self.state_machine.image()
+    }
+
+    /// Watches the offset of the last committed record.
+    pub fn committed_offset(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.state_machine.committed_offset()
+    }
+
+    /// The leader, when known.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this node is the active controller.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// The voters' ids as the committed membership has them.
+    pub fn voters(&self) -> BTreeSet<u64> {
+        self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
+    }
+
+    /// Waits until some node leads, for at most `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<u64> {
+        let wait = self.raft.wait(Some(timeout));
+        let metrics = wait.metrics(|m| m.current_leader.is_some(), "a leader").await;
+        metrics.ok().and_then(|m| m.current_leader)
+    }
+
+    /// Stops Raft and the listener.
+    pub async fn shutdown(&self) {
+        if let Some(server) = self.server.lock().take() {
+            server.abort();
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "the controller quorum did not stop cleanly");
+        }
+    }
+}
+
+impl Drop for MetadataQuorum {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.lock().take() {
+            server.abort();
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The quorum's transport: openraft's RPCs over TCP between the controllers' `CONTROLLER`
+//! listeners, one request at a time per connection, each frame `[length u32][json]`.
+//! Connections are made on first use and dropped on any error; openraft retries.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::{BasicNode, Raft, RaftNetwork, RaftNetworkFactory};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::MetadataRaft;
+
+type NodeId = u64;
+
+/// The largest frame either side accepts.
+const MAX_FRAME_BYTES: usize = 64 << 20;
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Request {
+    AppendEntries(AppendEntriesRequest<MetadataRaft>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<MetadataRaft>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Response {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+}
+
+async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> std::io::Result<()> {
+    let body = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    let mut framed = Vec::with_capacity(body.len() + 4);
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&body);
+    stream.write_all(&framed).await
+}
+
+async fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut TcpStream) -> std::io::Result<T> {
+    let len = stream.read_u32().await? as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(std::io::Error::other(format!("a {len}-byte quorum frame is larger than {MAX_FRAME_BYTES}")));
+    }
+    let mut body = vec![0; len];
+    stream.read_exact(&mut body).await?;
+    serde_json::from_slice(&body).map_err(std::io::Error::other)
+}
+
+/// Serves the quorum RPCs of peers on `listener` until the task is dropped.
+pub(crate) async fn serve(listener: TcpListener, raft: Raft<MetadataRaft>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, raft).await
+                && e.kind() != std::io::ErrorKind::UnexpectedEof
+            {
+                tracing::debug!(%peer, error = %e, "quorum connection closed");
+            }
+        });
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, raft: Raft<MetadataRaft>) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    loop {
+        let request: Request = read_frame(&mut stream).await?;
+        let response = match request {
+            Request::AppendEntries(rpc) => Response::AppendEntries(raft.append_entries(rpc).await),
+            Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
+            Request::InstallSnapshot(rpc) => Response::InstallSnapshot(raft.install_snapshot(rpc).await),
+        };
+        write_frame(&mut stream, &response).await?;
+    }
+}
+
+/// Makes a [`PeerConnection`] per voter.
+#[derive(Debug, Clone, Default)]
+pub struct QuorumNetwork;
+
+impl RaftNetworkFactory<MetadataRaft> for QuorumNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        PeerConnection { target, addr: node.addr.clone(), stream: None }
+    }
+}
+
+/// One peer, connected on demand.
+#[derive(Debug)]
+pub struct PeerConnection {
+    target: NodeId,
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
+
+impl PeerConnection {
+    async fn call<E: std::error::Error>(
+        &mut self,
+        request: Request,
+        option: &RPCOption,
+    ) -> Result<Response, RpcError<E>> {
+        let mut stream = match self.stream.take() {
+            Some(stream) => stream,
+            None => self.connect().await?,
+        };
+        let exchange = async {
+            write_frame(&mut stream, &request).await?;
+            read_frame::<Response>(&mut stream).await
+        };
+        match tokio::time::timeout(option.hard_ttl(), exchange).await {
+            Ok(Ok(response)) => {
+                self.stream = Some(stream);
+                Ok(response)
+            }
+            Ok(Err(e)) => Err(RPCError::Network(NetworkError::new(&e))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+
+    async fn connect<E: std::error::Error>(&self) -> Result<TcpStream, RpcError<E>> {
+        let addr: SocketAddr = self.addr.parse().map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        stream.set_nodelay(true).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        Ok(stream)
+    }
+
+    fn unexpected<E: std::error::Error>(&self, response: &Response) -> RpcError<E> {
+        let e = std::io::Error::other(format!("node {} answered with {response:?}", self.target));
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+fn remote<E: std::error::Error>(target: NodeId, e: RaftError<NodeId, E>) -> RpcError<E> {
+    RPCError::RemoteError(openraft::error::RemoteError::new(target, e))
+}
+
+impl RaftNetwork<MetadataRaft> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<MetadataRaft>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
+        match self.call(Request::AppendEntries(rpc), &option).await? {
+            Response::AppendEntries(answer) => answer.map_err(|e| remote(self.target, e)),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<MetadataRaft>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcError<InstallSnapshotError>> {
+        match self.call(Request::InstallSnapshot(rpc), &option).await? {
+            Response::InstallSnapshot(answer) => answer.map_err(|e| remote(self.target, e)),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> Result<VoteResponse<NodeId>, RpcError> {
+        match self.call(Request::Vote(rpc), &option).await? {
+            Response::Vote(answer) => answer.map_err(|e| remote(self.target, e)),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The active controller's shell: runs [`QuorumController`] requests on the node that leads
+//! the quorum and answers only once their records commit.
+//!
+//! A node that gains leadership first confirms it with a quorum and waits until its image
+//! holds every committed record, then builds a fresh `QuorumController` over that image
+//! (broker sessions start anew, as in Kafka). Requests run one at a time: each may depend
+//! on the records of the one before. If an append fails or leadership moves, the
+//! controller's uncommitted state is dropped and rebuilt from the committed image next time.
+
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use super::quorum::{MetadataQuorum, QuorumError};
+use super::{ControllerConfig, ControllerOutput, QuorumController};
+use crate::time::Clock;
+
+/// Runs controller requests where the quorum allows.
+#[derive(Debug)]
+pub struct ControllerService {
+    quorum: Arc<MetadataQuorum>,
+    config: ControllerConfig,
+    clock: Arc<dyn Clock>,
+    /// The controller, and the Raft term it was built in.
+    active: Mutex<Option<(u64, QuorumController)>>,
+}
+
+impl ControllerService {
+    /// A service over `quorum`.
+    pub fn new(quorum: Arc<MetadataQuorum>, config: ControllerConfig, clock: Arc<dyn Clock>) -> Self {
+        Self { quorum, config, clock, active: Mutex::new(None) }
+    }
+
+    /// The quorum underneath.
+    pub fn quorum(&self) -> &Arc<MetadataQuorum> {
+        &self.quorum
+    }
+
+    /// Runs `request` on the active controller and commits what it wrote. NOT_CONTROLLER
+    /// (with the leader, when known) on any other node.
+    pub async fn run<T>(
+        &self,
+        request: impl FnOnce(&mut QuorumController, i64) -> ControllerOutput<T>,
+    ) -> Result<T, QuorumError> {
+        let mut active = self.active.lock().await;
+        let now_ms = self.clock.now_ms();
+        let term = self.quorum.current_term();
+        if !self.quorum.is_leader() {
+            *active = None;
+            return Err(QuorumError::NotController { leader: self.quorum.leader() });
+        }
+        if active.as_ref().is_none_or(|(t, _)| *t != term) {
+            let term = self.quorum.confirm_leadership().await?;
+            let image = self.quorum.image().read().clone();
+            *active = Some((term, QuorumController::new(self.config.clone(), image, now_ms)));
+        }
+        let Some((_, controller)) = active.as_mut() else {
+            return Err(QuorumError::NotController { leader: self.quorum.leader() });
+        };
+        let out = request(controller, now_ms);
+        if out.records.is_empty() {
+            return Ok(out.reply);
+        }
+        match self.quorum.append(out.records).await {
+            Ok(()) => Ok(out.reply),
+            Err(e) => {
+                *active = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Fences brokers whose sessions expired; call it every few hundred milliseconds.
+    pub async fn tick(&self) -> Result<(), QuorumError> {
+        match self.run(|c, now| ControllerOutput { records: c.tick(now), reply: () }).await {
+            Err(QuorumError::NotController { .. }) => Ok(()),
+            other => other,
+        }
+    }
+}
