@@ -67,15 +67,15 @@ async fn a_single_voter_commits_at_once_and_replays_its_log_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let quorum = MetadataQuorum::start(QuorumConfig::single_node(1, dir.path())).await.unwrap();
     quorum.append(vec![register(1), register(2)]).await.unwrap();
-    assert_eq!(quorum.image().read().brokers.len(), 2);
-    let before = quorum.image().read().clone();
+    assert_eq!(quorum.image().brokers.len(), 2);
+    let before = quorum.image();
     quorum.shutdown().await;
 
     let quorum = MetadataQuorum::start(QuorumConfig::single_node(1, dir.path())).await.unwrap();
     wait_for_offset(&quorum, before.offset).await;
-    assert_eq!(*quorum.image().read(), before);
+    assert_eq!(quorum.image(), before);
     quorum.append(vec![register(3)]).await.unwrap();
-    assert_eq!(quorum.image().read().offset, 2);
+    assert_eq!(quorum.image().offset, 2);
     quorum.shutdown().await;
 }
 
@@ -96,8 +96,8 @@ async fn three_voters_replicate_fail_over_and_catch_up() {
     for node in nodes.values() {
         wait_for_offset(node, 19).await;
     }
-    let image = nodes[&1].image().read().clone();
-    assert!(nodes.values().all(|n| *n.image().read() == image), "the voters agree");
+    let image = nodes[&1].image();
+    assert!(nodes.values().all(|n| n.image() == image), "the voters agree");
 
     // The leader stops: the other two elect a new one and keep committing.
     nodes.remove(&leader).unwrap().shutdown().await;
@@ -127,9 +127,9 @@ async fn three_voters_replicate_fail_over_and_catch_up() {
     for node in nodes.values() {
         wait_for_offset(node, 50).await;
     }
-    let image = nodes[&wiped].image().read().clone();
+    let image = nodes[&wiped].image();
     assert_eq!(image.brokers.len(), 51);
-    assert!(nodes.values().all(|n| *n.image().read() == image), "the voters agree again");
+    assert!(nodes.values().all(|n| n.image() == image), "the voters agree again");
     assert!(dir.path().join(format!("node-{wiped}")).join("metadata-snapshot").exists());
     for (_, node) in nodes {
         node.shutdown().await;
@@ -223,7 +223,7 @@ mod controller_service {
             for s in services.values() {
                 s.tick().await.unwrap();
             }
-            let image = services.values().next().unwrap().quorum().image().read().clone();
+            let image = services.values().next().unwrap().quorum().image();
             if image.brokers.values().all(|b| b.fenced) {
                 let topic = image.topic("orders").unwrap();
                 assert!(topic.partitions.values().all(|p| !p.has_leader()), "{topic:?}");

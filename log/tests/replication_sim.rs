@@ -25,6 +25,7 @@ fn run_seeds(faults: Faults) {
                 totals.events += stats.events;
                 totals.acked += stats.acked;
                 totals.crashes += stats.crashes;
+                totals.clean_stops += stats.clean_stops;
                 totals.cuts += stats.cuts;
                 totals.failovers += stats.failovers;
                 totals.leader_epochs += stats.leader_epochs;
@@ -38,6 +39,11 @@ fn run_seeds(faults: Faults) {
     eprintln!("{totals:?}");
     assert!(failed.is_empty(), "failing seeds (replay with SIM_SEED=n): {failed:?}");
     assert!(totals.acked > 0, "the producer never got an acknowledgement");
+    if seeds().len() >= 10 {
+        assert!(totals.cuts > 0 && totals.failovers > 0 && totals.clean_stops > 0, "faults were injected: {totals:?}");
+        assert!(!faults.crashes || totals.crashes > 0, "kills were injected: {totals:?}");
+        assert!(totals.leader_epochs > seeds().len() as i32, "leadership moved: {totals:?}");
+    }
 }
 
 #[test]

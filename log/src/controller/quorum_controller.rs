@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use super::image::{ClusterImage, PartitionRegistration};
+use super::image::{ClusterImage, ImageError, PartitionRegistration};
 use super::partition_change::PartitionChange;
 use super::placement::place_replicas;
 use super::records::{
@@ -112,6 +112,12 @@ pub enum ControllerError {
     /// The partition does not exist.
     #[error("unknown topic id {0} or partition {1}")]
     UnknownPartition(Uuid, i32),
+    /// The request knows a newer leader epoch than this controller: it is behind.
+    #[error("leader epoch {leader_epoch} is newer than this controller knows")]
+    NotController {
+        /// In the request.
+        leader_epoch: i32,
+    },
 }
 
 impl ControllerError {
@@ -129,6 +135,7 @@ impl ControllerError {
             Self::FencedLeaderEpoch { .. } => codes::FENCED_LEADER_EPOCH,
             Self::InvalidUpdateVersion { .. } => codes::INVALID_UPDATE_VERSION,
             Self::IneligibleReplica(_) => codes::INELIGIBLE_REPLICA,
+            Self::NotController { .. } => codes::NOT_CONTROLLER,
         }
     }
 }
@@ -219,13 +226,22 @@ pub struct QuorumController {
     config: ControllerConfig,
     image: ClusterImage,
     last_heartbeat_ms: BTreeMap<i32, i64>,
+    /// A record this controller built that its own image refused: a bug. Its output must
+    /// not be appended, and the controller must be rebuilt from the committed image.
+    failure: Option<ImageError>,
 }
 
 impl QuorumController {
     /// Becomes active over `committed`. Every registered broker gets a fresh session.
     pub fn new(config: ControllerConfig, committed: ClusterImage, now_ms: i64) -> Self {
         let last_heartbeat_ms = committed.brokers.keys().map(|id| (*id, now_ms)).collect();
-        Self { config, image: committed, last_heartbeat_ms }
+        Self { config, image: committed, last_heartbeat_ms, failure: None }
+    }
+
+    /// The first record this controller built that did not fit its image, if any. After
+    /// one, nothing it produced may be appended.
+    pub fn take_failure(&mut self) -> Option<ImageError> {
+        self.failure.take()
     }
 
     /// The image, including records not committed yet.
@@ -239,9 +255,15 @@ impl QuorumController {
     }
 
     fn emit(&mut self, out: &mut Vec<MetadataRecord>, record: MetadataRecord) {
+        if self.failure.is_some() {
+            return;
+        }
         match self.image.apply(self.image.offset + 1, &record) {
             Ok(()) => out.push(record),
-            Err(e) => tracing::error!(error = %e, ?record, "the controller built a record its image refuses"),
+            Err(e) => {
+                tracing::error!(error = %e, ?record, "the controller built a record its image refuses");
+                self.failure = Some(e);
+            }
         }
     }
 
@@ -249,15 +271,17 @@ impl QuorumController {
         self.last_heartbeat_ms.get(&broker_id).is_some_and(|t| now_ms - t <= self.config.session_timeout_ms)
     }
 
-    /// A broker registers. A restart after a clean shutdown names its previous epoch and
-    /// keeps its place; after an unclean one it must wait until the old session expires,
-    /// and it leaves every ISR and ELR (it may have lost unflushed data).
+    /// A broker registers, fenced until it catches up. A restart after a clean shutdown
+    /// names its previous epoch and may register at once; it leaves the ISRs (staying
+    /// electable through the ELR). After an unclean one it must wait until the old session
+    /// expires, and it leaves every ISR and ELR: it may have lost unflushed data.
     pub fn register_broker(
         &mut self,
         req: RegisterBroker,
         now_ms: i64,
     ) -> ControllerOutput<Result<i64, ControllerError>> {
         let mut records = Vec::new();
+        let mut restarted = false;
         let mut unclean = false;
         if let Some(existing) = self.image.brokers.get(&req.broker_id) {
             if existing.incarnation_id == req.incarnation_id {
@@ -270,6 +294,7 @@ impl QuorumController {
                     reply: Err(ControllerError::DuplicateBrokerRegistration(req.broker_id)),
                 };
             }
+            restarted = true;
             unclean = !clean;
         }
         let broker_epoch = self.image.offset + 1;
@@ -281,8 +306,11 @@ impl QuorumController {
             endpoints: req.endpoints,
         };
         self.emit(&mut records, MetadataRecord::RegisterBroker(record));
-        if unclean {
-            self.remove_everywhere(&mut records, req.broker_id, true);
+        if restarted {
+            // The new registration starts fenced, so the old one's leaderships move now.
+            // After an unclean shutdown the broker may have lost unflushed data: it leaves
+            // the ELR as well.
+            self.remove_everywhere(&mut records, req.broker_id, unclean);
         }
         self.last_heartbeat_ms.insert(req.broker_id, now_ms);
         ControllerOutput { records, reply: Ok(broker_epoch) }
@@ -401,7 +429,11 @@ impl QuorumController {
         if req.leader_epoch < current.leader_epoch {
             return Err(ControllerError::FencedLeaderEpoch { sent: req.leader_epoch, current: current.leader_epoch });
         }
-        if current.leader != req.broker_id || req.leader_epoch != current.leader_epoch {
+        if req.leader_epoch > current.leader_epoch {
+            // The leader knows a newer epoch than this controller: this one is behind.
+            return Err(ControllerError::NotController { leader_epoch: req.leader_epoch });
+        }
+        if current.leader != req.broker_id {
             return Err(ControllerError::InvalidRequest(format!(
                 "broker {} does not lead partition {} at leader epoch {}",
                 req.broker_id, req.partition, req.leader_epoch
@@ -424,10 +456,9 @@ impl QuorumController {
             )));
         }
         for (id, epoch) in &req.new_isr {
-            let joining = !current.isr.contains(id);
             let registered = self.image.brokers.get(id);
             let stale = registered.is_none_or(|b| *epoch >= 0 && b.epoch != *epoch);
-            if joining && (stale || !self.image.is_eligible(*id)) {
+            if stale || !self.image.is_eligible(*id) {
                 return Err(ControllerError::IneligibleReplica(*id));
             }
         }

@@ -51,23 +51,23 @@ impl ControllerService {
         }
         if active.as_ref().is_none_or(|(t, _)| *t != term) {
             let term = self.quorum.confirm_leadership().await?;
-            let image = self.quorum.image().read().clone();
+            let image = self.quorum.image();
             *active = Some((term, QuorumController::new(self.config.clone(), image, now_ms)));
         }
-        let Some((_, controller)) = active.as_mut() else {
+        // Out of the cache while its records are in flight: if this future is dropped or
+        // the append fails, the next request starts over from the committed image.
+        let Some((term, mut controller)) = active.take() else {
             return Err(QuorumError::NotController { leader: self.quorum.leader() });
         };
-        let out = request(controller, now_ms);
-        if out.records.is_empty() {
-            return Ok(out.reply);
+        let out = request(&mut controller, now_ms);
+        if let Some(e) = controller.take_failure() {
+            return Err(QuorumError::Raft(format!("the controller built an inconsistent record: {e}")));
         }
-        match self.quorum.append(out.records).await {
-            Ok(()) => Ok(out.reply),
-            Err(e) => {
-                *active = None;
-                Err(e)
-            }
+        if !out.records.is_empty() {
+            self.quorum.append(out.records).await?;
         }
+        *active = Some((term, controller));
+        Ok(out.reply)
     }
 
     /// Fences brokers whose sessions expired; call it every few hundred milliseconds.

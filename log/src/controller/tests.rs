@@ -259,3 +259,15 @@ fn records_survive_a_round_trip_through_their_encoding() {
         assert_eq!(&back, record);
     }
 }
+
+#[test]
+fn a_clean_restart_of_a_leader_moves_its_leadership_until_it_is_back() {
+    let mut c = Cluster::new(2);
+    let topic = c.create("orders", 1, 3).unwrap();
+    let leader = c.partition(topic, 0).leader;
+    let previous = c.epochs[leader as usize];
+    c.epochs[leader as usize] = c.register(leader, Uuid::from_u128(500), Some(previous)).unwrap();
+    let state = c.partition(topic, 0);
+    assert!(state.leader != leader && !state.isr.contains(&leader), "a fenced broker leads nothing: {state:?}");
+    assert_eq!(state.leader_epoch, 1);
+}

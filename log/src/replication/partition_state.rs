@@ -223,11 +223,6 @@ impl PartitionState {
 
     /// Applies a registration from the metadata log or an AlterPartition answer.
     pub fn apply_registration(&mut self, reg: PartitionRegistration, log_end_offset: i64, now_ms: i64) -> Transition {
-        if !reg.replicas.contains(&self.local_id) {
-            self.leader = None;
-            self.registration = None;
-            return Transition::Removed;
-        }
         let new_term = match &self.registration {
             None => true,
             Some(cur) if reg.leader_epoch < cur.leader_epoch => return Transition::Stale,
@@ -236,6 +231,11 @@ impl PartitionState {
             }
             Some(cur) => reg.leader_epoch > cur.leader_epoch,
         };
+        if !reg.replicas.contains(&self.local_id) {
+            self.leader = None;
+            self.registration = None;
+            return Transition::Removed;
+        }
         let (leader, leader_epoch) = (reg.leader, reg.leader_epoch);
         let was_leader = self.leader.is_some();
         self.registration = Some(reg);
@@ -446,25 +446,26 @@ impl PartitionState {
         let before = self.high_watermark;
         match answer {
             Ok(reg) => {
-                self.apply_registration(reg.clone(), log_end_offset, now_ms);
-                if let Some(state) = self.leader.as_mut() {
-                    let settled = state
-                        .pending
-                        .as_ref()
-                        .is_some_and(|p| p.request.new_isr.iter().map(|(id, _)| *id).eq(reg.isr.iter().copied()));
-                    if settled {
-                        state.pending = None;
-                    }
+                // Only an answer newer than the proposal settles it: a late answer to an
+                // older proposal must not clear the one in flight (KIP-497).
+                let settles = self.leader.as_ref().and_then(|l| l.pending.as_ref()).is_some_and(|p| {
+                    reg.leader_epoch == p.request.leader_epoch && reg.partition_epoch > p.request.partition_epoch
+                });
+                self.apply_registration(reg, log_end_offset, now_ms);
+                if let Some(state) = self.leader.as_mut().filter(|_| settles) {
+                    state.pending = None;
                 }
             }
-            // A newer state exists and the metadata log will bring it; until then the
-            // proposal may have been applied, so the high watermark keeps waiting for it.
-            Err(codes::INVALID_UPDATE_VERSION | codes::FENCED_LEADER_EPOCH | codes::NOT_CONTROLLER) => {}
-            Err(_) => {
+            // Refused outright: the controller did not apply it.
+            Err(codes::INELIGIBLE_REPLICA | codes::INVALID_REQUEST) => {
                 if let Some(state) = self.leader.as_mut() {
                     state.pending = None;
                 }
             }
+            // Anything else may have been applied (or a newer state exists, which the
+            // metadata log will bring): the high watermark keeps waiting for the proposal,
+            // and `tick` sends it again.
+            Err(_) => {}
         }
         self.maybe_advance_high_watermark(log_end_offset);
         self.high_watermark != before
@@ -482,9 +483,11 @@ impl PartitionState {
         Ok(())
     }
 
-    /// Whether an `acks=all` produce whose last offset is `required_end - 1` is done.
-    pub fn ack_state(&self, required_end: i64) -> AckState {
-        if self.leader.is_none() {
+    /// Whether an `acks=all` produce appended in `appended_in_epoch`, whose last offset is
+    /// `required_end - 1`, is done. A produce from an earlier term is never acknowledged:
+    /// its records may have been truncated and replaced since.
+    pub fn ack_state(&self, required_end: i64, appended_in_epoch: i32) -> AckState {
+        if self.leader.is_none() || self.leader_epoch() != appended_in_epoch {
             return AckState::NotLeader;
         }
         if self.high_watermark < required_end {

@@ -56,15 +56,15 @@ fn read(
 #[test]
 fn the_high_watermark_waits_for_every_in_sync_replica() {
     let (mut state, epochs) = leader(&[1, 2, 3], 10);
-    assert_eq!(state.ack_state(10), AckState::Pending);
+    assert_eq!(state.ack_state(10, 5), AckState::Pending);
     read(&mut state, &epochs, 2, 10, 10, 1);
     assert_eq!(state.high_watermark(), 0, "replica 3 has not fetched yet");
     let FollowerRead::Read { high_watermark, high_watermark_moved, .. } = read(&mut state, &epochs, 3, 7, 10, 2) else {
         panic!("no divergence")
     };
     assert_eq!((high_watermark, high_watermark_moved), (7, true));
-    assert_eq!(state.ack_state(7), AckState::Done);
-    assert_eq!(state.ack_state(8), AckState::Pending);
+    assert_eq!(state.ack_state(7, 5), AckState::Done);
+    assert_eq!(state.ack_state(8, 5), AckState::Pending);
 }
 
 #[test]
@@ -141,7 +141,7 @@ fn old_registrations_are_ignored_and_new_epochs_change_the_role() {
     moved.leader = 2;
     assert_eq!(state.apply_registration(moved, 10, 1), Transition::BecameFollower { leader: 2, leader_epoch: 6 });
     assert_eq!((state.is_leader(), state.leader_to_follow()), (false, Some(2)));
-    assert_eq!(state.ack_state(1), AckState::NotLeader);
+    assert_eq!(state.ack_state(1, 5), AckState::NotLeader);
 }
 
 #[test]
@@ -153,6 +153,11 @@ fn a_refused_isr_change_is_dropped_but_a_possibly_applied_one_is_kept() {
 
     state.alter_partition_answered(Err(codes::INVALID_UPDATE_VERSION), 10, 3);
     assert_eq!(state.maximal_isr(), vec![1, 2, 3], "the controller may hold it; wait for the metadata");
+    state.alter_partition_answered(Err(codes::REQUEST_TIMED_OUT), 10, 3);
+    assert_eq!(state.maximal_isr(), vec![1, 2, 3], "an unclear answer keeps it too");
+    // A late answer to an older proposal (partition epoch 9) settles nothing.
+    state.alter_partition_answered(Ok(registration(&[1, 2], 5, 9)), 10, 3);
+    assert_eq!(state.maximal_isr(), vec![1, 2, 3]);
     state.alter_partition_answered(Err(codes::INELIGIBLE_REPLICA), 10, 4);
     assert_eq!(state.maximal_isr(), vec![1, 2], "refused outright");
 }

@@ -84,8 +84,16 @@ impl MetaProperties {
         }
         let node_id = get("node.id")?;
         let node_id = node_id.parse().map_err(|_| corrupt(format!("node.id {node_id:?} is not a number")))?;
-        let directory_id = props.get("directory.id").cloned().unwrap_or_else(random_uuid);
-        Ok(Some(Self { cluster_id: get("cluster.id")?.clone(), node_id, directory_id }))
+        let meta = Self {
+            cluster_id: get("cluster.id")?.clone(),
+            node_id,
+            directory_id: props.get("directory.id").cloned().unwrap_or_else(random_uuid),
+        };
+        if !props.contains_key("directory.id") {
+            // Written by a tool without KIP-858: the new id must stay the directory's own.
+            meta.write(dir)?;
+        }
+        Ok(Some(meta))
     }
 
     /// Writes `dir/meta.properties` atomically, creating `dir`.
@@ -227,6 +235,14 @@ mod tests {
         assert!(MetaProperties::format(tempfile::tempdir().unwrap().path(), " ", 3, false).is_err());
         let text = std::fs::read_to_string(MetaProperties::path(dir.path())).unwrap();
         assert!(text.contains(&format!("cluster.id={id}")) && text.contains("node.id=3") && text.contains("version=1"));
+    }
+
+    #[test]
+    fn a_directory_id_given_once_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(MetaProperties::path(dir.path()), "version=1\ncluster.id=c\nnode.id=4\n").unwrap();
+        let first = MetaProperties::load(dir.path()).unwrap().unwrap();
+        assert_eq!(MetaProperties::load(dir.path()).unwrap().unwrap().directory_id, first.directory_id);
     }
 
     #[test]

@@ -38,7 +38,20 @@ pub struct SimBroker {
     last_register_ms: i64,
     last_heartbeat_ms: i64,
     last_metadata_fetch_ms: i64,
+    /// When a controlled shutdown began.
+    shutting_down_since_ms: Option<i64>,
+    /// The controller said leadership has moved away.
+    may_shut_down: bool,
+    /// The registration epoch this broker shut down cleanly from (the clean-shutdown file).
+    clean_epoch: Option<i64>,
+    /// Killed, and not registered again since: the controller cannot know yet that it
+    /// lost data, and may still count it in ISRs.
+    pub crash_undetected: bool,
 }
+
+/// How long a controlled shutdown waits for the controller before the broker stops anyway
+/// (still flushed, still clean).
+const SHUTDOWN_PATIENCE_MS: i64 = 3_000;
 
 pub type Out = Vec<(i32, Msg)>;
 
@@ -59,6 +72,10 @@ impl SimBroker {
             last_register_ms: i64::MIN / 2,
             last_heartbeat_ms: i64::MIN / 2,
             last_metadata_fetch_ms: i64::MIN / 2,
+            shutting_down_since_ms: None,
+            may_shut_down: false,
+            clean_epoch: None,
+            crash_undetected: false,
         }
     }
 
@@ -74,6 +91,35 @@ impl SimBroker {
         }
         let logs = std::mem::take(&mut self.logs);
         *self = Self { logs, up: false, incarnation: self.incarnation, ..Self::new(self.id, self.timing) };
+        self.crash_undetected = true;
+    }
+
+    /// SIGTERM: ask the controller to move leadership away. False when already stopping
+    /// or not registered (then there is nothing to hand over; the test just waits).
+    pub fn begin_controlled_shutdown(&mut self, now: i64) -> bool {
+        if self.shutting_down_since_ms.is_some() || !self.is_active() {
+            return false;
+        }
+        self.shutting_down_since_ms = Some(now);
+        self.last_heartbeat_ms = i64::MIN / 2;
+        true
+    }
+
+    /// Whether a controlled shutdown may finish now.
+    pub fn shutdown_done(&self, now: i64) -> bool {
+        self.shutting_down_since_ms.is_some_and(|since| self.may_shut_down || now - since >= SHUTDOWN_PATIENCE_MS)
+    }
+
+    /// The end of a clean shutdown: every log flushed, the epoch remembered.
+    pub fn stop_cleanly(&mut self) {
+        for (key, log) in &mut self.logs {
+            let hw = self.states.get(key).map_or(log.hw_checkpoint, PartitionState::high_watermark);
+            log.flush(hw);
+        }
+        let clean_epoch = self.broker_epoch;
+        self.crash();
+        self.clean_epoch = clean_epoch;
+        self.crash_undetected = false;
     }
 
     pub fn restart(&mut self) {
@@ -91,11 +137,14 @@ impl SimBroker {
         match self.broker_epoch {
             None if now - self.last_register_ms >= t.register_retry_ms => {
                 self.last_register_ms = now;
-                out.push((CONTROLLER, Msg::Register { incarnation: self.incarnation_id() }));
+                let register = Msg::Register { incarnation: self.incarnation_id(), previous_epoch: self.clean_epoch };
+                out.push((CONTROLLER, register));
             }
             Some(broker_epoch) if now - self.last_heartbeat_ms >= t.heartbeat_ms => {
                 self.last_heartbeat_ms = now;
-                out.push((CONTROLLER, Msg::Heartbeat { broker_epoch, metadata_offset: self.image.offset }));
+                let want_shutdown = self.shutting_down_since_ms.is_some();
+                let beat = Msg::Heartbeat { broker_epoch, metadata_offset: self.image.offset, want_shutdown };
+                out.push((CONTROLLER, beat));
             }
             _ => {}
         }
@@ -155,6 +204,11 @@ impl SimBroker {
         match msg {
             Msg::RegisterReply { incarnation, result: Ok(epoch) } if incarnation == self.incarnation_id() => {
                 self.broker_epoch.get_or_insert(epoch);
+                self.clean_epoch = None;
+                self.crash_undetected = false;
+            }
+            Msg::HeartbeatReply { should_shut_down } => {
+                self.may_shut_down |= should_shut_down && self.shutting_down_since_ms.is_some();
             }
             Msg::RegisterReply { .. } => {}
             Msg::Metadata { from: offset, records } => self.apply_metadata(offset, &records, now, checker),
@@ -302,7 +356,7 @@ impl SimBroker {
             let same_term = state.is_some_and(|s| s.leader_epoch() == p.leader_epoch)
                 && self.logs.get(&p.key).and_then(|l| l.entries.get(p.offset as usize))
                     == Some(&(p.leader_epoch, p.value));
-            let result = match state.map(|s| s.ack_state(p.offset + 1)) {
+            let result = match state.map(|s| s.ack_state(p.offset + 1, p.leader_epoch)) {
                 _ if !same_term => Err(codes::NOT_LEADER_OR_FOLLOWER),
                 Some(AckState::Done) => Ok(p.offset),
                 Some(AckState::NotEnoughReplicasAfterAppend) => Err(codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND),

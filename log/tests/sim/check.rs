@@ -5,7 +5,8 @@
 //! - what any leader exposes below its high watermark (what consumers may read) agrees with
 //!   everything exposed before: nothing read is ever replaced;
 //! - every write acknowledged under `acks=all` lies in that exposed prefix;
-//! - the logs of the live ISR members agree with the leader up to its high watermark.
+//! - the logs of the live ISR and ELR members agree with the leader up to its high
+//!   watermark.
 
 use std::collections::BTreeMap;
 
@@ -132,7 +133,8 @@ impl Checker {
         }
     }
 
-    /// The committed leader's live ISR members hold what it exposes.
+    /// The committed leader's live ISR and ELR members hold what it exposes: the ELR's
+    /// whole point (KIP-966) is that its members hold everything below the high watermark.
     pub fn check_isr(&mut self, image: &ClusterImage, brokers: &BTreeMap<i32, SimBroker>) {
         for topic in image.topics.values() {
             for (p, reg) in &topic.partitions {
@@ -144,7 +146,7 @@ impl Checker {
                     continue;
                 };
                 let hw = state.high_watermark().max(0) as usize;
-                for m in &reg.isr {
+                for m in reg.isr.iter().chain(&reg.elr) {
                     let Some(member) = brokers.get(m).filter(|b| b.id != leader.id && b.up) else { continue };
                     if member.broker_epoch.is_none() || member.broker_epoch != image.broker_epoch(*m) {
                         continue;

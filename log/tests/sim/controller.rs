@@ -52,6 +52,14 @@ impl SimController {
     pub fn tick(&mut self, now_ms: i64) {
         let records = self.qc.tick(now_ms);
         self.log.extend(records);
+        self.check();
+    }
+
+    /// Every record the controller built fit its own image.
+    fn check(&mut self) {
+        if let Some(e) = self.qc.take_failure() {
+            panic!("the controller built an inconsistent record: {e}");
+        }
     }
 
     pub fn create_topic(&mut self, name: &str, topic_id: Uuid, partitions: i32, rf: i16) -> bool {
@@ -69,24 +77,30 @@ impl SimController {
 
     /// Answers one broker request.
     pub fn handle(&mut self, from: i32, msg: Msg, now_ms: i64) -> Option<Msg> {
+        let reply = self.answer(from, msg, now_ms);
+        self.check();
+        reply
+    }
+
+    fn answer(&mut self, from: i32, msg: Msg, now_ms: i64) -> Option<Msg> {
         match msg {
-            Msg::Register { incarnation } => {
+            Msg::Register { incarnation, previous_epoch } => {
                 let req = RegisterBroker {
                     broker_id: from,
                     incarnation_id: incarnation,
                     rack: None,
                     endpoints: Vec::new(),
-                    previous_broker_epoch: None,
+                    previous_broker_epoch: previous_epoch,
                 };
                 let out = self.qc.register_broker(req, now_ms);
                 self.log.extend(out.records);
                 Some(Msg::RegisterReply { incarnation, result: out.reply.map_err(|e| e.code()) })
             }
-            Msg::Heartbeat { broker_epoch, metadata_offset } => {
-                let req = BrokerHeartbeat { broker_id: from, broker_epoch, metadata_offset, want_shutdown: false };
+            Msg::Heartbeat { broker_epoch, metadata_offset, want_shutdown } => {
+                let req = BrokerHeartbeat { broker_id: from, broker_epoch, metadata_offset, want_shutdown };
                 let out = self.qc.heartbeat(req, now_ms);
                 self.log.extend(out.records);
-                None
+                out.reply.ok().map(|r| Msg::HeartbeatReply { should_shut_down: r.should_shut_down })
             }
             Msg::Alter(req) => {
                 let key = (req.topic_id, req.partition);

@@ -75,7 +75,9 @@ fn frame(entry: &Entry<MetadataRaft>) -> serde_json::Result<Vec<u8>> {
     Ok(framed)
 }
 
-/// Reads frames from the start; returns the entries and where the intact part ends.
+/// Reads frames from the start; returns the entries and where the intact part ends. Only
+/// the last frame may be damaged (torn by a crash before its fsync finished, so never
+/// acknowledged); damage before other frames is corruption, and an error naming the byte.
 fn read_frames(file: &mut File) -> std::io::Result<(EntryIndex, u64)> {
     let mut bytes = Vec::new();
     file.seek(SeekFrom::Start(0))?;
@@ -85,13 +87,22 @@ fn read_frames(file: &mut File) -> std::io::Result<(EntryIndex, u64)> {
     while pos + 8 <= bytes.len() {
         let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]) as usize;
         let crc = u32::from_be_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]);
-        let Some(body) = bytes.get(pos + 8..pos + 8 + len).filter(|_| len <= MAX_FRAME_BYTES) else { break };
-        if crc32c::crc32c(body) != crc {
-            break;
+        let end = pos + 8 + len;
+        let body = bytes.get(pos + 8..end).filter(|_| len <= MAX_FRAME_BYTES);
+        let entry = body
+            .filter(|b| crc32c::crc32c(b) == crc)
+            .and_then(|b| serde_json::from_slice::<Entry<MetadataRaft>>(b).ok());
+        match entry {
+            Some(entry) => {
+                entries.insert(entry.log_id.index, (entry, pos as u64));
+                pos = end;
+            }
+            None if end >= bytes.len() => break,
+            None => {
+                let reason = format!("the frame at byte {pos} is damaged and more frames follow it");
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, reason));
+            }
         }
-        let Ok(entry) = serde_json::from_slice::<Entry<MetadataRaft>>(body) else { break };
-        entries.insert(entry.log_id.index, (entry, pos as u64));
-        pos += 8 + len;
     }
     Ok((entries, pos as u64))
 }
@@ -109,12 +120,16 @@ impl MetadataLogStore {
             file.set_len(end_position)?;
             file.sync_all()?;
         }
+        let last_purged: Option<LogId<NodeId>> = read_json(&dir.join(PURGED_FILE))?;
+        let mut entries = entries;
+        // A purge is recorded before the file is compacted: entries it covers may remain.
+        entries.retain(|index, _| last_purged.is_none_or(|p| *index > p.index));
         let inner = Inner {
             dir: dir.to_path_buf(),
             file,
             entries,
             end_position,
-            last_purged: read_json(&dir.join(PURGED_FILE))?,
+            last_purged,
             vote: read_json(&dir.join(VOTE_FILE))?,
         };
         Ok(Self { inner: Arc::new(Mutex::new(inner)) })
@@ -124,10 +139,10 @@ impl MetadataLogStore {
     fn compact(inner: &mut Inner) -> std::io::Result<()> {
         let mut body = Vec::new();
         let mut entries = BTreeMap::new();
-        for (index, (entry, _)) in std::mem::take(&mut inner.entries) {
+        for (index, (entry, _)) in &inner.entries {
             let position = body.len() as u64;
-            body.extend_from_slice(&frame(&entry)?);
-            entries.insert(index, (entry, position));
+            body.extend_from_slice(&frame(entry)?);
+            entries.insert(*index, (entry.clone(), position));
         }
         let path = inner.dir.join(LOG_FILE);
         write_atomically(&path, &body).map_err(std::io::Error::other)?;

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
-use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 pub use log_store::MetadataLogStore;
@@ -207,9 +206,14 @@ impl MetadataQuorum {
         self.raft.metrics().borrow().current_term
     }
 
-    /// The committed image.
-    pub fn image(&self) -> Arc<RwLock<ClusterImage>> {
+    /// A copy of the committed image.
+    pub fn image(&self) -> ClusterImage {
         self.state_machine.image()
+    }
+
+    /// Runs `f` on the committed image without copying it.
+    pub fn with_image<T>(&self, f: impl FnOnce(&ClusterImage) -> T) -> T {
+        self.state_machine.with_image(f)
     }
 
     /// Watches the offset of the last committed record.

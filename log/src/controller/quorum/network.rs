@@ -60,7 +60,15 @@ async fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut TcpStream) -> s
 /// Serves the quorum RPCs of peers on `listener` until the task is dropped.
 pub(crate) async fn serve(listener: TcpListener, raft: Raft<MetadataRaft>) {
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait rather than spin.
+                tracing::warn!(error = %e, "the quorum listener could not accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let raft = raft.clone();
         tokio::spawn(async move {
             if let Err(e) = serve_connection(stream, raft).await

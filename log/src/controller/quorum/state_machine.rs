@@ -2,6 +2,10 @@
 //! [`ClusterImage`] that the active controller decides from and every broker serves.
 //! A snapshot is the image itself; the newest is kept in `metadata-snapshot` so that a
 //! restart (or openraft purging the log behind it) loses nothing.
+//!
+//! openraft builds snapshots in a task of their own while entries keep being applied, so
+//! the image and the id of the last entry in it change together, under one lock, and a
+//! snapshot never replaces a newer one.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -12,11 +16,11 @@ use openraft::{
     BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
 };
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::{MetadataBatch, MetadataRaft};
-use crate::controller::ClusterImage;
+use crate::controller::{ClusterImage, ImageError};
 use crate::storage::checkpoint::write_atomically;
 
 type NodeId = u64;
@@ -30,54 +34,67 @@ struct SnapshotFile {
     image: ClusterImage,
 }
 
+/// The image and what it is made of, changed together.
 #[derive(Debug, Default)]
 struct Applied {
+    image: ClusterImage,
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, BasicNode>,
-    snapshot: Option<SnapshotFile>,
 }
 
 /// The state machine; clones share it.
 #[derive(Debug, Clone)]
 pub struct MetadataStateMachine {
     dir: PathBuf,
-    image: Arc<RwLock<ClusterImage>>,
     applied: Arc<RwLock<Applied>>,
+    /// The newest snapshot; its lock also serialises writes of the snapshot file.
+    snapshot: Arc<Mutex<Option<SnapshotFile>>>,
     committed: tokio::sync::watch::Sender<i64>,
 }
 
-fn read_error(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
-    StorageIOError::read_state_machine(&e).into()
+fn sm_error(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+fn snapshot_error(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::write_snapshot(None, &e).into()
 }
 
 impl MetadataStateMachine {
     /// Opens the state machine in `dir`, starting from its last snapshot.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        let mut applied = Applied::default();
-        let mut image = ClusterImage::new();
+        let mut applied = Applied { image: ClusterImage::new(), ..Applied::default() };
+        let mut snapshot = None;
         match std::fs::read(dir.join(SNAPSHOT_FILE)) {
             Ok(bytes) => {
-                let snapshot: SnapshotFile = serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
-                image = snapshot.image.clone();
-                applied.last_applied = snapshot.meta.last_log_id;
-                applied.membership = snapshot.meta.last_membership.clone();
-                applied.snapshot = Some(snapshot);
+                let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
+                applied = Applied {
+                    image: file.image.clone(),
+                    last_applied: file.meta.last_log_id,
+                    membership: file.meta.last_membership.clone(),
+                };
+                snapshot = Some(file);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let (committed, _) = tokio::sync::watch::channel(image.offset);
+        let (committed, _) = tokio::sync::watch::channel(applied.image.offset);
         Ok(Self {
             dir: dir.to_path_buf(),
-            image: Arc::new(RwLock::new(image)),
             applied: Arc::new(RwLock::new(applied)),
+            snapshot: Arc::new(Mutex::new(snapshot)),
             committed,
         })
     }
 
-    /// The committed image.
-    pub fn image(&self) -> Arc<RwLock<ClusterImage>> {
-        Arc::clone(&self.image)
+    /// A copy of the committed image.
+    pub fn image(&self) -> ClusterImage {
+        self.applied.read().image.clone()
+    }
+
+    /// Runs `f` on the committed image without copying it.
+    pub fn with_image<T>(&self, f: impl FnOnce(&ClusterImage) -> T) -> T {
+        f(&self.applied.read().image)
     }
 
     /// Watches the offset of the last committed record.
@@ -85,8 +102,7 @@ impl MetadataStateMachine {
         self.committed.subscribe()
     }
 
-    fn apply_batch(&self, batch: &MetadataBatch) -> Result<(), crate::controller::ImageError> {
-        let mut image = self.image.write();
+    fn apply_batch(image: &mut ClusterImage, batch: &MetadataBatch) -> Result<(), ImageError> {
         for record in &batch.records {
             let offset = image.offset + 1;
             image.apply(offset, record)?;
@@ -94,36 +110,37 @@ impl MetadataStateMachine {
         Ok(())
     }
 
-    fn install(&self, file: SnapshotFile) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec(&file)?;
+    /// Keeps `file` as the newest snapshot, on disk first, unless a newer one is kept.
+    fn keep_snapshot(&self, file: &SnapshotFile) -> std::io::Result<bool> {
+        let mut kept = self.snapshot.lock();
+        if kept.as_ref().is_some_and(|k| k.meta.last_log_id > file.meta.last_log_id) {
+            return Ok(false);
+        }
+        let bytes = serde_json::to_vec(file)?;
         write_atomically(&self.dir.join(SNAPSHOT_FILE), &bytes).map_err(std::io::Error::other)?;
-        *self.image.write() = file.image.clone();
-        let mut applied = self.applied.write();
-        applied.last_applied = file.meta.last_log_id;
-        applied.membership = file.meta.last_membership.clone();
-        applied.snapshot = Some(file);
-        drop(applied);
-        self.committed.send_replace(self.image.read().offset);
-        Ok(())
+        *kept = Some(file.clone());
+        Ok(true)
     }
 }
 
 impl RaftSnapshotBuilder<MetadataRaft> for MetadataStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<MetadataRaft>, StorageError<NodeId>> {
-        let (image, last_applied, membership) = {
+        let file = {
             let applied = self.applied.read();
-            (self.image.read().clone(), applied.last_applied, applied.membership.clone())
+            let snapshot_id = match applied.last_applied {
+                Some(id) => format!("{}-{}", id.leader_id, id.index),
+                None => "empty".to_owned(),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership.clone(),
+                snapshot_id,
+            };
+            SnapshotFile { meta, image: applied.image.clone() }
         };
-        let snapshot_id = match last_applied {
-            Some(id) => format!("{}-{}", id.leader_id, id.index),
-            None => "empty".to_owned(),
-        };
-        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
-        let file = SnapshotFile { meta: meta.clone(), image };
-        let bytes = serde_json::to_vec(&file).map_err(read_error)?;
-        write_atomically(&self.dir.join(SNAPSHOT_FILE), &bytes).map_err(read_error)?;
-        self.applied.write().snapshot = Some(file);
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+        self.keep_snapshot(&file).map_err(snapshot_error)?;
+        let bytes = serde_json::to_vec(&file).map_err(snapshot_error)?;
+        Ok(Snapshot { meta: file.meta, snapshot: Box::new(Cursor::new(bytes)) })
     }
 }
 
@@ -143,18 +160,25 @@ impl RaftStateMachine<MetadataRaft> for MetadataStateMachine {
         I::IntoIter: Send,
     {
         let mut replies = Vec::new();
-        for entry in entries {
-            match &entry.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(batch) => self.apply_batch(batch).map_err(read_error)?,
-                EntryPayload::Membership(m) => {
-                    self.applied.write().membership = StoredMembership::new(Some(entry.log_id), m.clone());
+        let offset = {
+            let mut applied = self.applied.write();
+            for entry in entries {
+                replies.push(());
+                if applied.last_applied.is_some_and(|last| entry.log_id <= last) {
+                    continue; // already in the image (from the snapshot it started with)
                 }
+                match &entry.payload {
+                    EntryPayload::Blank => {}
+                    EntryPayload::Normal(batch) => Self::apply_batch(&mut applied.image, batch).map_err(sm_error)?,
+                    EntryPayload::Membership(m) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    }
+                }
+                applied.last_applied = Some(entry.log_id);
             }
-            self.applied.write().last_applied = Some(entry.log_id);
-            replies.push(());
-        }
-        self.committed.send_replace(self.image.read().offset);
+            applied.image.offset
+        };
+        self.committed.send_replace(offset);
         Ok(replies)
     }
 
@@ -171,15 +195,26 @@ impl RaftStateMachine<MetadataRaft> for MetadataStateMachine {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let mut file: SnapshotFile = serde_json::from_slice(snapshot.get_ref()).map_err(read_error)?;
+        let mut file: SnapshotFile = serde_json::from_slice(snapshot.get_ref()).map_err(snapshot_error)?;
         file.meta = meta.clone();
         tracing::info!(snapshot = %meta.snapshot_id, "installing a metadata snapshot from the leader");
-        self.install(file).map_err(read_error)
+        self.keep_snapshot(&file).map_err(snapshot_error)?;
+        let offset = {
+            let mut applied = self.applied.write();
+            *applied = Applied {
+                image: file.image,
+                last_applied: file.meta.last_log_id,
+                membership: file.meta.last_membership.clone(),
+            };
+            applied.image.offset
+        };
+        self.committed.send_replace(offset);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<MetadataRaft>>, StorageError<NodeId>> {
-        let Some(file) = self.applied.read().snapshot.clone() else { return Ok(None) };
-        let bytes = serde_json::to_vec(&file).map_err(read_error)?;
+        let Some(file) = self.snapshot.lock().clone() else { return Ok(None) };
+        let bytes = serde_json::to_vec(&file).map_err(snapshot_error)?;
         Ok(Some(Snapshot { meta: file.meta, snapshot: Box::new(Cursor::new(bytes)) }))
     }
 }
