@@ -27,6 +27,7 @@ fn config(id: u64, voters: &BTreeMap<u64, SocketAddr>, root: &Path, snapshot_eve
         dir: root.join(format!("node-{id}")),
         heartbeat_ms: 50,
         snapshot_every_entries: snapshot_every,
+        listen: None,
     }
 }
 

@@ -20,7 +20,8 @@
 
 use std::net::SocketAddr;
 
-use crate::storage::error::{LogError, Result};
+use super::config::{invalid, parse};
+use crate::storage::error::Result;
 
 /// What a node runs (`process.roles`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,10 +113,6 @@ impl Default for ClusterConfig {
     }
 }
 
-fn invalid(key: &str, value: &str, reason: impl Into<String>) -> LogError {
-    LogError::InvalidConfig { key: key.into(), value: value.into(), reason: reason.into() }
-}
-
 /// Parses `NAME://host:port,...`. A bare `host:port` is a PLAINTEXT listener.
 pub(crate) fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>> {
     let mut listeners: Vec<Listener> = Vec::new();
@@ -182,10 +179,6 @@ fn parse_roles(key: &str, value: &str) -> Result<Vec<ProcessRole>> {
         return Err(invalid(key, value, "expected broker, controller or broker,controller"));
     }
     Ok(roles)
-}
-
-fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
-    value.trim().parse().map_err(|_| invalid(key, value, format!("expected {}", std::any::type_name::<T>())))
 }
 
 fn at_least<T: PartialOrd + std::fmt::Display>(key: &str, value: &str, v: T, min: T) -> Result<T> {

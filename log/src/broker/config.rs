@@ -131,11 +131,11 @@ pub fn effective_log_defaults(config: &BrokerConfig, layers: &[&BTreeMap<String,
 /// The reason [`BrokerConfig::set`] gives for a key it does not know.
 const UNKNOWN_KEY: &str = "unknown broker config";
 
-fn invalid(key: &str, value: &str, reason: impl Into<String>) -> LogError {
+pub(crate) fn invalid(key: &str, value: &str, reason: impl Into<String>) -> LogError {
     LogError::InvalidConfig { key: key.into(), value: value.into(), reason: reason.into() }
 }
 
-fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
+pub(crate) fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
     value.trim().parse().map_err(|_| invalid(key, value, format!("expected {}", std::any::type_name::<T>())))
 }
 

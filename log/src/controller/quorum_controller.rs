@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use super::image::{ClusterImage, ImageError, PartitionRegistration};
+use super::image::{BrokerRegistration, ClusterImage, ImageError, PartitionRegistration};
 use super::partition_change::PartitionChange;
 use super::placement::place_replicas;
 use super::records::{
@@ -267,6 +267,17 @@ impl QuorumController {
         }
     }
 
+    /// The broker's registration, if `broker_epoch` is its current one.
+    fn registered(&self, broker_id: i32, broker_epoch: i64) -> Result<&BrokerRegistration, ControllerError> {
+        match self.image.brokers.get(&broker_id) {
+            None => Err(ControllerError::BrokerIdNotRegistered(broker_id)),
+            Some(b) if b.epoch != broker_epoch => {
+                Err(ControllerError::StaleBrokerEpoch { broker_id, sent: broker_epoch, current: b.epoch })
+            }
+            Some(b) => Ok(b),
+        }
+    }
+
     fn session_alive(&self, broker_id: i32, now_ms: i64) -> bool {
         self.last_heartbeat_ms.get(&broker_id).is_some_and(|t| now_ms - t <= self.config.session_timeout_ms)
     }
@@ -324,19 +335,9 @@ impl QuorumController {
         now_ms: i64,
     ) -> ControllerOutput<Result<HeartbeatReply, ControllerError>> {
         let mut records = Vec::new();
-        let broker = match self.image.brokers.get(&req.broker_id) {
-            None => {
-                return ControllerOutput { records, reply: Err(ControllerError::BrokerIdNotRegistered(req.broker_id)) };
-            }
-            Some(b) if b.epoch != req.broker_epoch => {
-                let err = ControllerError::StaleBrokerEpoch {
-                    broker_id: req.broker_id,
-                    sent: req.broker_epoch,
-                    current: b.epoch,
-                };
-                return ControllerOutput { records, reply: Err(err) };
-            }
-            Some(b) => b.clone(),
+        let broker = match self.registered(req.broker_id, req.broker_epoch) {
+            Ok(b) => b.clone(),
+            Err(e) => return ControllerOutput { records, reply: Err(e) },
         };
         self.last_heartbeat_ms.insert(req.broker_id, now_ms);
         let (id, epoch) = (req.broker_id, req.broker_epoch);
@@ -412,15 +413,7 @@ impl QuorumController {
     }
 
     fn check_alter_partition(&self, req: &AlterPartition) -> Result<PartitionRegistration, ControllerError> {
-        let broker_epoch = self.image.broker_epoch(req.broker_id);
-        if broker_epoch != Some(req.broker_epoch) {
-            return Err(match broker_epoch {
-                None => ControllerError::BrokerIdNotRegistered(req.broker_id),
-                Some(current) => {
-                    ControllerError::StaleBrokerEpoch { broker_id: req.broker_id, sent: req.broker_epoch, current }
-                }
-            });
-        }
+        self.registered(req.broker_id, req.broker_epoch)?;
         let current = self
             .image
             .partition(req.topic_id, req.partition)
@@ -530,13 +523,8 @@ impl QuorumController {
         broker_epoch: i64,
     ) -> ControllerOutput<Result<(i64, i64), ControllerError>> {
         let mut records = Vec::new();
-        match self.image.broker_epoch(broker_id) {
-            None => return ControllerOutput { records, reply: Err(ControllerError::BrokerIdNotRegistered(broker_id)) },
-            Some(current) if current != broker_epoch => {
-                let err = ControllerError::StaleBrokerEpoch { broker_id, sent: broker_epoch, current };
-                return ControllerOutput { records, reply: Err(err) };
-            }
-            Some(_) => {}
+        if let Err(e) = self.registered(broker_id, broker_epoch) {
+            return ControllerOutput { records, reply: Err(e) };
         }
         let first = self.image.next_producer_id;
         let size = self.config.producer_id_block_size;

@@ -110,12 +110,17 @@ impl SimBroker {
         self.shutting_down_since_ms.is_some_and(|since| self.may_shut_down || now - since >= SHUTDOWN_PATIENCE_MS)
     }
 
-    /// The end of a clean shutdown: every log flushed, the epoch remembered.
-    pub fn stop_cleanly(&mut self) {
+    /// Every log to disk, with its high watermark checkpoint.
+    fn flush_all(&mut self) {
         for (key, log) in &mut self.logs {
             let hw = self.states.get(key).map_or(log.hw_checkpoint, PartitionState::high_watermark);
             log.flush(hw);
         }
+    }
+
+    /// The end of a clean shutdown: every log flushed, the epoch remembered.
+    pub fn stop_cleanly(&mut self) {
+        self.flush_all();
         let clean_epoch = self.broker_epoch;
         self.crash();
         self.clean_epoch = clean_epoch;
@@ -153,10 +158,7 @@ impl SimBroker {
             out.push((CONTROLLER, Msg::MetadataFetch { from: self.image.offset + 1 }));
         }
         if flush {
-            for (key, log) in &mut self.logs {
-                let hw = self.states.get(key).map_or(log.hw_checkpoint, PartitionState::high_watermark);
-                log.flush(hw);
-            }
+            self.flush_all();
         }
         if !self.is_active() {
             return;

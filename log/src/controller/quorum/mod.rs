@@ -99,12 +99,22 @@ pub struct QuorumConfig {
     pub heartbeat_ms: u64,
     /// A snapshot every this many entries; older entries are purged behind it.
     pub snapshot_every_entries: u64,
+    /// Where to listen, when not this node's voter address (behind a proxy or NAT).
+    /// Connections to peers leave from this address's IP.
+    pub listen: Option<SocketAddr>,
 }
 
 impl QuorumConfig {
     /// A one-voter quorum in `dir`.
     pub fn single_node(node_id: u64, dir: impl Into<PathBuf>) -> Self {
-        Self { node_id, voters: BTreeMap::new(), dir: dir.into(), heartbeat_ms: 100, snapshot_every_entries: 10_000 }
+        Self {
+            node_id,
+            voters: BTreeMap::new(),
+            dir: dir.into(),
+            heartbeat_ms: 100,
+            snapshot_every_entries: 10_000,
+            listen: None,
+        }
     }
 }
 
@@ -140,10 +150,12 @@ impl MetadataQuorum {
             ..openraft::Config::default()
         };
         let raft_config = Arc::new(raft_config.validate().map_err(|e| QuorumError::Raft(e.to_string()))?);
-        let raft = Raft::new(config.node_id, raft_config, network::QuorumNetwork, log_store, state_machine.clone())
+        let listen = config.listen.or_else(|| config.voters.get(&config.node_id).copied());
+        let network = network::QuorumNetwork::new(listen.map(|a| a.ip()));
+        let raft = Raft::new(config.node_id, raft_config, network, log_store, state_machine.clone())
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
-        let server = match config.voters.get(&config.node_id) {
+        let server = match listen.as_ref() {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr).await.map_err(storage)?;
                 Some(tokio::spawn(network::serve(listener, raft.clone())))

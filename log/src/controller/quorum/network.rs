@@ -2,7 +2,7 @@
 //! listeners, one request at a time per connection, each frame `[length u32][json]`.
 //! Connections are made on first use and dropped on any error; openraft retries.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
@@ -14,7 +14,7 @@ use openraft::raft::{
 use openraft::{BasicNode, Raft, RaftNetwork, RaftNetworkFactory};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::MetadataRaft;
 
@@ -95,13 +95,22 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft<MetadataRaft>) -> st
 
 /// Makes a [`PeerConnection`] per voter.
 #[derive(Debug, Clone, Default)]
-pub struct QuorumNetwork;
+pub struct QuorumNetwork {
+    source: Option<IpAddr>,
+}
+
+impl QuorumNetwork {
+    /// Connections leave from `source` (this node's listener IP), when given.
+    pub fn new(source: Option<IpAddr>) -> Self {
+        Self { source: source.filter(|ip| !ip.is_unspecified()) }
+    }
+}
 
 impl RaftNetworkFactory<MetadataRaft> for QuorumNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        PeerConnection { target, addr: node.addr.clone(), stream: None }
+        PeerConnection { target, addr: node.addr.clone(), source: self.source, stream: None }
     }
 }
 
@@ -110,6 +119,7 @@ impl RaftNetworkFactory<MetadataRaft> for QuorumNetwork {
 pub struct PeerConnection {
     target: NodeId,
     addr: String,
+    source: Option<IpAddr>,
     stream: Option<TcpStream>,
 }
 
@@ -140,8 +150,13 @@ impl PeerConnection {
     }
 
     async fn connect<E: std::error::Error>(&self) -> Result<TcpStream, RpcError<E>> {
+        let unreachable = |e: std::io::Error| RPCError::Unreachable(Unreachable::new(&e));
         let addr: SocketAddr = self.addr.parse().map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(unreachable)?;
+        if let Some(source) = self.source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+            socket.bind(SocketAddr::new(source, 0)).map_err(unreachable)?;
+        }
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
             .await
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
