@@ -15,6 +15,12 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Logs to the test's output when `RUST_LOG` asks for it.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::from_default_env();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
 fn free_ports(n: usize) -> Vec<SocketAddr> {
     let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     listeners.iter().map(|l| l.local_addr().unwrap()).collect()
@@ -82,6 +88,7 @@ async fn a_single_voter_commits_at_once_and_replays_its_log_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_voters_replicate_fail_over_and_catch_up() {
+    init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let voters: BTreeMap<u64, SocketAddr> = (1..=3).zip(free_ports(3)).collect();
     let mut nodes = BTreeMap::new();

@@ -57,10 +57,17 @@ async fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut TcpStream) -> s
     serde_json::from_slice(&body).map_err(std::io::Error::other)
 }
 
-/// Serves the quorum RPCs of peers on `listener` until the task is dropped.
+/// Serves the quorum RPCs of peers on `listener` until the task is dropped. The
+/// connections are served by tasks this one owns, so aborting it closes every one of
+/// them: a peer must not go on talking to a Raft instance that has shut down.
 pub(crate) async fn serve(listener: TcpListener, raft: Raft<MetadataRaft>) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next() => continue,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, most likely: wait rather than spin.
@@ -70,7 +77,7 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft<MetadataRaft>) {
             }
         };
         let raft = raft.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = serve_connection(stream, raft).await
                 && e.kind() != std::io::ErrorKind::UnexpectedEof
             {
@@ -90,6 +97,19 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft<MetadataRaft>) -> st
             Request::InstallSnapshot(rpc) => Response::InstallSnapshot(raft.install_snapshot(rpc).await),
         };
         write_frame(&mut stream, &response).await?;
+        if response.is_fatal() {
+            return Ok(()); // this Raft has stopped; the peer reconnects to its successor
+        }
+    }
+}
+
+impl Response {
+    fn is_fatal(&self) -> bool {
+        match self {
+            Self::AppendEntries(r) => matches!(r, Err(RaftError::Fatal(_))),
+            Self::Vote(r) => matches!(r, Err(RaftError::Fatal(_))),
+            Self::InstallSnapshot(r) => matches!(r, Err(RaftError::Fatal(_))),
+        }
     }
 }
 
