@@ -209,6 +209,7 @@ mod controller_service {
                 partitions: Some(3),
                 replication_factor: Some(3),
                 configs: Vec::new(),
+                assignments: Vec::new(),
             };
             c.create_topic(req)
         };

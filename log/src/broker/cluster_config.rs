@@ -239,6 +239,13 @@ impl ClusterConfig {
         self.voters.is_empty()
     }
 
+    /// The replicas `__consumer_offsets` gets: `offsets.topic.replication.factor`, except
+    /// on a single node, which has one broker to place them on (Kafka's single-node
+    /// configs set it to 1 for the same reason).
+    pub fn offsets_replication_factor(&self) -> i16 {
+        if self.is_single_node() { 1 } else { self.offsets_topic_replication_factor }
+    }
+
     /// Checks the keys against each other for `node_id`; the error names the key at fault.
     pub fn validate(&self, node_id: i32) -> Result<()> {
         let names = self.controller_listener_names.join(",");

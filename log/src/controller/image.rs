@@ -3,7 +3,7 @@
 //! counter. The active controller decides from it; every broker keeps one to answer
 //! Metadata and to know which partitions it leads or follows (KRaft's MetadataImage).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
@@ -116,6 +116,10 @@ pub struct ClusterImage {
     pub topics: BTreeMap<Uuid, TopicImage>,
     /// Topic ids by name.
     pub topic_ids: BTreeMap<String, Uuid>,
+    /// Ids of deleted topics: a partition directory of one is left over from a deletion a
+    /// crash interrupted, and is removed; one of an id never seen is kept.
+    #[serde(default)]
+    pub removed_topics: BTreeSet<Uuid>,
     /// Configs set explicitly.
     #[serde(with = "config_pairs")]
     pub configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
@@ -182,7 +186,10 @@ impl ClusterImage {
                 self.broker_mut(*broker_id, *broker_epoch).map_err(fail)?.in_controlled_shutdown = true;
             }
             MetadataRecord::Topic { name, topic_id } => {
-                if self.topic_ids.contains_key(name) || self.topics.contains_key(topic_id) {
+                if self.topic_ids.contains_key(name)
+                    || self.topics.contains_key(topic_id)
+                    || self.removed_topics.contains(topic_id)
+                {
                     return Err(fail(format!("topic {name} ({topic_id}) exists")));
                 }
                 self.topic_ids.insert(name.clone(), *topic_id);
@@ -205,6 +212,7 @@ impl ClusterImage {
             MetadataRecord::RemoveTopic { topic_id } => {
                 let topic = self.topics.remove(topic_id).ok_or_else(|| fail(format!("no topic {topic_id}")))?;
                 self.topic_ids.remove(&topic.name);
+                self.removed_topics.insert(*topic_id);
                 self.configs.remove(&ConfigResource::Topic(topic.name));
             }
             MetadataRecord::Config { resource, name, value } => {

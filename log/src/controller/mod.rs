@@ -17,6 +17,7 @@ pub mod records;
 pub mod service;
 #[cfg(test)]
 mod tests;
+mod topics;
 
 pub use image::{BrokerRegistration, ClusterImage, ImageError, PartitionRegistration, TopicImage};
 pub use quorum_controller::{

@@ -14,10 +14,8 @@ use uuid::Uuid;
 
 use super::image::{BrokerRegistration, ClusterImage, ImageError, PartitionRegistration};
 use super::partition_change::PartitionChange;
-use super::placement::place_replicas;
 use super::records::{
-    BrokerEndpoint, ConfigResource, MetadataRecord, NO_LEADER, PartitionChangeRecord, PartitionRecord,
-    RegisterBrokerRecord,
+    BrokerEndpoint, ConfigResource, MetadataRecord, NO_LEADER, PartitionChangeRecord, RegisterBrokerRecord,
 };
 use crate::codes;
 
@@ -79,6 +77,12 @@ pub enum ControllerError {
     /// A partition count below 1.
     #[error("the number of partitions must be at least 1, not {0}")]
     InvalidPartitions(i32),
+    /// Replicas chosen by the caller that cannot be used.
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    /// A CreatePartitions count that does not grow the topic.
+    #[error("{0}")]
+    InvalidPartitionCount(String),
     /// More replicas than brokers that can take them.
     #[error("replication factor {requested} is larger than the {available} available brokers")]
     InvalidReplicationFactor {
@@ -129,9 +133,10 @@ impl ControllerError {
             Self::StaleBrokerEpoch { .. } => codes::STALE_BROKER_EPOCH,
             Self::TopicAlreadyExists(_) => codes::TOPIC_ALREADY_EXISTS,
             Self::UnknownTopic(_) | Self::UnknownPartition(..) => codes::UNKNOWN_TOPIC_OR_PARTITION,
-            Self::InvalidPartitions(_) => codes::INVALID_PARTITIONS,
+            Self::InvalidPartitions(_) | Self::InvalidPartitionCount(_) => codes::INVALID_PARTITIONS,
             Self::InvalidReplicationFactor { .. } => codes::INVALID_REPLICATION_FACTOR,
             Self::InvalidRequest(_) => codes::INVALID_REQUEST,
+            Self::InvalidReplicaAssignment(_) => codes::INVALID_REPLICA_ASSIGNMENT,
             Self::FencedLeaderEpoch { .. } => codes::FENCED_LEADER_EPOCH,
             Self::InvalidUpdateVersion { .. } => codes::INVALID_UPDATE_VERSION,
             Self::IneligibleReplica(_) => codes::INELIGIBLE_REPLICA,
@@ -218,13 +223,16 @@ pub struct CreateTopic {
     pub replication_factor: Option<i16>,
     /// Topic configs.
     pub configs: Vec<(String, String)>,
+    /// Replicas chosen by the caller, one list per partition; empty: placed by the
+    /// controller.
+    pub assignments: Vec<Vec<i32>>,
 }
 
 /// The active controller.
 #[derive(Debug)]
 pub struct QuorumController {
-    config: ControllerConfig,
-    image: ClusterImage,
+    pub(super) config: ControllerConfig,
+    pub(super) image: ClusterImage,
     last_heartbeat_ms: BTreeMap<i32, i64>,
     /// A record this controller built that its own image refused: a bug. Its output must
     /// not be appended, and the controller must be rebuilt from the committed image.
@@ -254,7 +262,7 @@ impl QuorumController {
         &self.config
     }
 
-    fn emit(&mut self, out: &mut Vec<MetadataRecord>, record: MetadataRecord) {
+    pub(super) fn emit(&mut self, out: &mut Vec<MetadataRecord>, record: MetadataRecord) {
         if self.failure.is_some() {
             return;
         }
@@ -276,6 +284,13 @@ impl QuorumController {
             }
             Some(b) => Ok(b),
         }
+    }
+
+    /// Ends a broker's session now: its process is known to be gone (the controller in
+    /// the same process restarted with it), so a new incarnation need not wait for the
+    /// session timeout before it registers.
+    pub fn expire_session(&mut self, broker_id: i32) {
+        self.last_heartbeat_ms.remove(&broker_id);
     }
 
     fn session_alive(&self, broker_id: i32, now_ms: i64) -> bool {
@@ -456,64 +471,6 @@ impl QuorumController {
             }
         }
         Ok(current)
-    }
-
-    /// Creates a topic with its partitions placed over the eligible brokers.
-    pub fn create_topic(&mut self, req: CreateTopic) -> ControllerOutput<Result<Uuid, ControllerError>> {
-        let mut records = Vec::new();
-        let reply = self.place_topic(&req).map(|placed| {
-            self.emit(&mut records, MetadataRecord::Topic { name: req.name.clone(), topic_id: req.topic_id });
-            for (name, value) in &req.configs {
-                let record = MetadataRecord::Config {
-                    resource: ConfigResource::Topic(req.name.clone()),
-                    name: name.clone(),
-                    value: Some(value.clone()),
-                };
-                self.emit(&mut records, record);
-            }
-            for (partition, replicas) in placed.into_iter().enumerate() {
-                let registration = PartitionRegistration {
-                    isr: replicas.clone(),
-                    leader: replicas[0],
-                    replicas,
-                    elr: Vec::new(),
-                    leader_epoch: 0,
-                    partition_epoch: 0,
-                };
-                let record = PartitionRecord { topic_id: req.topic_id, partition: partition as i32, registration };
-                self.emit(&mut records, MetadataRecord::Partition(record));
-            }
-            req.topic_id
-        });
-        ControllerOutput { records, reply }
-    }
-
-    fn place_topic(&self, req: &CreateTopic) -> Result<Vec<Vec<i32>>, ControllerError> {
-        if self.image.topic_ids.contains_key(&req.name) {
-            return Err(ControllerError::TopicAlreadyExists(req.name.clone()));
-        }
-        let partitions = req.partitions.unwrap_or(self.config.num_partitions);
-        if partitions < 1 {
-            return Err(ControllerError::InvalidPartitions(partitions));
-        }
-        let rf = req.replication_factor.unwrap_or(self.config.default_replication_factor);
-        let eligible: Vec<(i32, Option<String>)> =
-            self.image.brokers.values().filter(|b| b.is_eligible()).map(|b| (b.id, b.rack.clone())).collect();
-        if rf < 1 || rf as usize > eligible.len() {
-            return Err(ControllerError::InvalidReplicationFactor { requested: rf, available: eligible.len() });
-        }
-        let start = self.image.topics.len();
-        Ok(place_replicas(&eligible, partitions, rf as usize, start))
-    }
-
-    /// Deletes a topic: one record, after which brokers remove its data.
-    pub fn delete_topic(&mut self, name: &str) -> ControllerOutput<Result<Uuid, ControllerError>> {
-        let mut records = Vec::new();
-        let Some(topic_id) = self.image.topic_ids.get(name).copied() else {
-            return ControllerOutput { records, reply: Err(ControllerError::UnknownTopic(name.to_owned())) };
-        };
-        self.emit(&mut records, MetadataRecord::RemoveTopic { topic_id });
-        ControllerOutput { records, reply: Ok(topic_id) }
     }
 
     /// Hands a block of producer ids to a broker: (first id, count).

@@ -21,6 +21,8 @@ pub struct ControllerService {
     quorum: Arc<MetadataQuorum>,
     config: ControllerConfig,
     clock: Arc<dyn Clock>,
+    /// The broker in this process (combined mode), and its incarnation.
+    local_broker: Option<(i32, uuid::Uuid)>,
     /// The controller, and the Raft term it was built in.
     active: Mutex<Option<(u64, QuorumController)>>,
 }
@@ -28,7 +30,16 @@ pub struct ControllerService {
 impl ControllerService {
     /// A service over `quorum`.
     pub fn new(quorum: Arc<MetadataQuorum>, config: ControllerConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { quorum, config, clock, active: Mutex::new(None) }
+        Self { quorum, config, clock, local_broker: None, active: Mutex::new(None) }
+    }
+
+    /// Names the broker that runs in this process with `incarnation_id`. When this node
+    /// becomes the active controller and finds that broker registered by an earlier
+    /// incarnation, that one died with the earlier controller of this process: its session
+    /// is over at once, rather than after `broker.session.timeout.ms`.
+    pub fn with_local_broker(mut self, broker_id: i32, incarnation_id: uuid::Uuid) -> Self {
+        self.local_broker = Some((broker_id, incarnation_id));
+        self
     }
 
     /// The quorum underneath.
@@ -52,7 +63,13 @@ impl ControllerService {
         if active.as_ref().is_none_or(|(t, _)| *t != term) {
             let term = self.quorum.confirm_leadership().await?;
             let image = self.quorum.image();
-            *active = Some((term, QuorumController::new(self.config.clone(), image, now_ms)));
+            let mut controller = QuorumController::new(self.config.clone(), image, now_ms);
+            if let Some((id, incarnation)) = self.local_broker
+                && controller.image().brokers.get(&id).is_some_and(|b| b.incarnation_id != incarnation)
+            {
+                controller.expire_session(id);
+            }
+            *active = Some((term, controller));
         }
         // Out of the cache while its records are in flight: if this future is dropped or
         // the append fails, the next request starts over from the committed image.

@@ -1,9 +1,12 @@
 //! The controller's decisions, replayed event by event with a hand-moved clock.
 
+use std::collections::BTreeMap;
+
 use uuid::Uuid;
 
 use super::*;
 use crate::codes;
+use crate::controller::records::ConfigResource;
 
 const SESSION_MS: i64 = 9_000;
 
@@ -56,13 +59,19 @@ impl Cluster {
     fn create(&mut self, name: &str, partitions: i32, rf: i16) -> Result<Uuid, ControllerError> {
         let req = CreateTopic {
             name: name.into(),
-            topic_id: Uuid::from_u128(1000 + self.controller.image().topics.len() as u128),
+            topic_id: Uuid::from_u128(1000 + self.topics_ever_created()),
             partitions: Some(partitions),
             replication_factor: Some(rf),
             configs: Vec::new(),
+            assignments: Vec::new(),
         };
         let out = self.controller.create_topic(req);
         self.take(out)
+    }
+
+    fn topics_ever_created(&self) -> u128 {
+        let image = self.controller.image();
+        (image.topics.len() + image.removed_topics.len()) as u128
     }
 
     fn partition(&self, topic: Uuid, p: i32) -> PartitionRegistration {
@@ -217,6 +226,58 @@ fn too_many_replicas_and_duplicate_topics_are_refused() {
     assert!(c.take(out).is_ok());
     assert!(c.controller.image().topic("orders").is_none());
     c.create("orders", 1, 1).unwrap();
+}
+
+#[test]
+fn topic_ids_are_never_reused_and_chosen_assignments_are_checked() {
+    let mut c = Cluster::new(3);
+    let first = c.create("orders", 1, 1).unwrap();
+    let out = c.controller.delete_topic("orders");
+    c.take(out).unwrap();
+    let reuse = CreateTopic {
+        name: "orders".into(),
+        topic_id: first,
+        partitions: Some(1),
+        replication_factor: None,
+        configs: Vec::new(),
+        assignments: Vec::new(),
+    };
+    let out = c.controller.create_topic(reuse.clone());
+    assert_eq!(c.take(out).unwrap_err().code(), codes::INVALID_REQUEST);
+    let fresh = |assignments: Vec<Vec<i32>>| CreateTopic { topic_id: Uuid::from_u128(9), assignments, ..reuse.clone() };
+    for bad in [vec![vec![1, 1]], vec![vec![1, 2], vec![3]], vec![vec![1, 77]], vec![vec![]]] {
+        let out = c.controller.create_topic(fresh(bad.clone()));
+        assert_eq!(c.take(out).unwrap_err().code(), codes::INVALID_REPLICA_ASSIGNMENT, "{bad:?}");
+    }
+    let out = c.controller.create_topic(fresh(vec![vec![3, 1], vec![2, 3]]));
+    let id = c.take(out).unwrap();
+    assert_eq!((c.partition(id, 0).replicas, c.partition(id, 0).leader), (vec![3, 1], 3));
+    assert_eq!(c.partition(id, 1).replicas, vec![2, 3]);
+}
+
+#[test]
+fn partitions_are_added_with_the_topics_replication_and_configs_change_as_records() {
+    let mut c = Cluster::new(3);
+    let id = c.create("orders", 1, 2).unwrap();
+    let out = c.controller.create_partitions("orders", 1);
+    assert_eq!(c.take(out).unwrap_err().code(), codes::INVALID_PARTITIONS);
+    let out = c.controller.create_partitions("orders", 3);
+    c.take(out).unwrap();
+    assert_eq!(c.partition(id, 2).replicas.len(), 2);
+    let out = c.controller.create_partitions("missing", 3);
+    assert_eq!(c.take(out).unwrap_err().code(), codes::UNKNOWN_TOPIC_OR_PARTITION);
+
+    let topic = ConfigResource::Topic("orders".into());
+    let set = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let out = c.controller.alter_configs(topic.clone(), set(&[("retention.ms", "1"), ("segment.ms", "2")]));
+    assert_eq!(out.records.len(), 2);
+    c.take(out).unwrap();
+    let out = c.controller.alter_configs(topic.clone(), set(&[("retention.ms", "1")]));
+    assert_eq!(out.records.len(), 1, "only the removal: {:?}", out.records);
+    c.take(out).unwrap();
+    assert_eq!(c.controller.image().configs[&topic], set(&[("retention.ms", "1")]));
+    let out = c.controller.alter_configs(ConfigResource::Topic("missing".into()), BTreeMap::new());
+    assert_eq!(c.take(out).unwrap_err().code(), codes::UNKNOWN_TOPIC_OR_PARTITION);
 }
 
 #[test]

@@ -60,6 +60,7 @@ impl RunningBroker {
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
         let _ = self.acceptor.await;
+        self.broker.shutdown_quorum().await;
         let logs = self.broker.log_manager().clone();
         tokio::task::spawn_blocking(move || logs.shutdown())
             .await
@@ -76,24 +77,23 @@ impl Broker {
     }
 }
 
-/// Opens the broker (off the async workers: loading may recover partitions) and starts
-/// serving on its listener.
-pub(crate) async fn start(config: BrokerConfig) -> Result<RunningBroker> {
+/// Binds the listener (so that the broker registers the port it really has), opens the
+/// broker and starts serving.
+pub(crate) async fn start(mut config: BrokerConfig) -> Result<RunningBroker> {
     let listen = config.listener;
-    let explicit_advertised = config.advertised.is_some();
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
-        .await
-        .map_err(|e| LogError::Closed(format!("broker start task failed: {e}")))??;
     let listener =
         TcpListener::bind(listen).await.map_err(|source| LogError::Io { path: listen.to_string().into(), source })?;
     let addr = listener.local_addr().map_err(|source| LogError::Io { path: listen.to_string().into(), source })?;
-    if !explicit_advertised {
+    if config.advertised.is_none() {
         let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-        *broker.advertised.lock() = (host, addr.port());
+        config.advertised = Some((host, addr.port()));
     }
+    let broker = Broker::open(config).await?;
     broker.log_manager().start_background();
     let (stop, stop_rx) = watch::channel(false);
     crate::broker::group::GroupService::start(&broker, stop_rx.clone());
+    tokio::spawn(Broker::run_metadata_publisher(broker.clone(), stop_rx.clone()));
+    tokio::spawn(crate::broker::BrokerLifecycleManager::run(broker.clone(), stop_rx.clone()));
     let acceptor = tokio::spawn(accept_loop(broker.clone(), listener, stop_rx));
     tracing::info!(%addr, data_dir = %broker.config().data_dir().display(), "broker listening");
     Ok(RunningBroker { broker, addr, stop, acceptor })

@@ -122,6 +122,14 @@ pub enum LogError {
     /// The log was closed or deleted.
     #[error("log {0} is closed")]
     Closed(String),
+    /// The controller quorum refused or failed a metadata change the broker needed.
+    #[error("controller: {message}")]
+    Controller {
+        /// The Kafka error code.
+        code: i16,
+        /// What happened.
+        message: String,
+    },
 }
 
 impl LogError {
@@ -151,6 +159,7 @@ impl LogError {
             },
             Self::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
             Self::InvalidConfig { .. } => INVALID_CONFIG,
+            Self::Controller { code, .. } => *code,
             Self::DirectoryLocked { .. }
             | Self::Corrupt { .. }
             | Self::DataDirectory { .. }

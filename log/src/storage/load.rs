@@ -16,15 +16,13 @@ use super::config::LogConfig;
 use super::error::{IoContext, Result};
 use super::leader_epoch::LeaderEpochCache;
 use super::log::{LoadReport, Log, LogOpenOptions};
+use super::partition_metadata::FILE_NAME as PARTITION_METADATA;
 use super::producer_state::{ProducerStateManager, SNAPSHOT_SUFFIX};
 use super::quarantine::Quarantine;
 use super::segment::{
     CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, LogSegment, RecoveryRules, SWAP_SUFFIX,
     TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX,
 };
-
-/// Kafka's topic-id file.
-const PARTITION_METADATA: &str = "partition.metadata";
 
 /// What a file in a partition directory is.
 #[derive(Debug, PartialEq, Eq)]

@@ -252,6 +252,17 @@ impl LogManager {
         Ok(true)
     }
 
+    /// Moves `tp`'s directory into the quarantine (nothing is deleted) and stops serving it.
+    pub fn quarantine_log(&self, tp: &TopicPartition, reason: &str) -> Result<Option<Quarantined>> {
+        let Some(log) = self.logs.write().remove(tp) else {
+            return Ok(None);
+        };
+        let guard = log.write();
+        let moved = self.quarantine.move_aside(&guard.dir, "data-dir", reason)?;
+        sync_dir(&self.config.data_dir)?;
+        Ok(Some(moved))
+    }
+
     /// One retention pass over every log. Returns segments deleted.
     pub fn run_retention(&self) -> Result<usize> {
         let now_ms = self.clock.now_ms();

@@ -29,6 +29,7 @@ mod load;
 mod log;
 pub mod manager;
 pub mod meta_properties;
+pub mod partition_metadata;
 pub mod producer_state;
 pub mod quarantine;
 mod retention;

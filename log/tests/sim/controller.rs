@@ -69,6 +69,7 @@ impl SimController {
             partitions: Some(partitions),
             replication_factor: Some(rf),
             configs: Vec::new(),
+            assignments: Vec::new(),
         };
         let out = self.qc.create_topic(req);
         self.log.extend(out.records);

@@ -30,7 +30,7 @@ pub use coordinator::{
 };
 pub use state::GroupState;
 
-use super::{ApiError, Broker, LEADER_EPOCH};
+use super::{ApiError, Broker, NewTopic};
 use crate::codes;
 use crate::record::{Compression, RecordBatch, RecordBatchBuilder, RecordIter};
 use crate::storage::{AppendOrigin, TopicPartition};
@@ -193,28 +193,25 @@ impl GroupService {
 }
 
 /// Appends coordinator records (key, value or tombstone) to a `__consumer_offsets` partition.
+/// `__consumer_offsets` exists by then: FindCoordinator, JoinGroup and OffsetCommit create it.
 fn append(broker: &Broker, partition: i32, records: &[coordinator::CoordinatorRecord]) -> Result<(), ApiError> {
-    ensure_offsets_topic(broker)?;
     let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-    let log = broker
-        .logs
-        .get_log(&tp)
-        .ok_or_else(|| ApiError::new(codes::COORDINATOR_NOT_AVAILABLE, format!("{tp} does not exist")))?;
+    let unavailable = |why: String| ApiError::new(codes::COORDINATOR_NOT_AVAILABLE, why);
+    let log = broker.logs.get_log(&tp).ok_or_else(|| unavailable(format!("{tp} does not exist")))?;
+    let epoch = broker.leader_epoch(&tp).map_err(|code| unavailable(format!("{tp} is not led here (error {code})")))?;
     let now = broker.now_ms();
     let mut builder = RecordBatchBuilder::new(Compression::None);
     for (key, value) in records {
         builder.append(now, Some(key), value.as_deref(), &[]);
     }
     let mut bytes = builder.build();
-    log.write()
-        .append_as_leader(&mut bytes, LEADER_EPOCH, AppendOrigin::Coordinator, now)
-        .map_err(super::storage_error)?;
+    log.write().append_as_leader(&mut bytes, epoch, AppendOrigin::Coordinator, now).map_err(super::storage_error)?;
     broker.notify_appended(&tp);
     Ok(())
 }
 
 /// Creates `__consumer_offsets` the first time a group needs it, as Kafka does.
-pub(crate) fn ensure_offsets_topic(broker: &Broker) -> Result<(), ApiError> {
+pub(crate) async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ApiError> {
     if broker.topic(OFFSETS_TOPIC).is_some() {
         return Ok(());
     }
@@ -223,7 +220,11 @@ pub(crate) fn ensure_offsets_topic(broker: &Broker) -> Result<(), ApiError> {
         ("cleanup.policy".to_string(), "compact".to_string()),
         ("segment.bytes".to_string(), (100 << 20).to_string()),
     ]);
-    match broker.create_topic(OFFSETS_TOPIC, partitions, overrides, false) {
+    let topic = NewTopic {
+        replication_factor: Some(broker.config.cluster.offsets_replication_factor()),
+        ..NewTopic::new(OFFSETS_TOPIC, partitions).with_configs(overrides)
+    };
+    match broker.create_topic(topic, false).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == codes::TOPIC_ALREADY_EXISTS => Ok(()),
         Err(e) => Err(e),

@@ -30,7 +30,8 @@ fn committed(broker: &Broker, group: &str) -> Result<Option<i64>, i16> {
 
 async fn started(dir: &std::path::Path) -> RunningBroker {
     let running = Broker::start(BrokerConfig::embedded(dir)).await.unwrap();
-    running.broker().create_topic("t", 1, Default::default(), false).unwrap();
+    running.broker().create_topic(crate::broker::NewTopic::new("t", 1), false).await.unwrap();
+    crate::broker::group::ensure_offsets_topic(running.broker()).await.unwrap();
     running
 }
 
@@ -107,7 +108,7 @@ async fn a_load_that_fails_part_way_serves_nothing_and_keeps_answering_load_in_p
     let config = BrokerConfig::embedded(dir.path());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let reopened = loop {
-        match Broker::open(config.clone()) {
+        match Broker::open(config.clone()).await {
             Ok(b) => break b,
             Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
             Err(e) => panic!("{e}"),

@@ -13,54 +13,45 @@ use crate::broker::{ApiError, Broker, refuse_internal_topic};
 use crate::codes;
 use crate::storage::TopicPartition;
 
-pub(super) fn delete_topics(broker: &Broker, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub(super) async fn delete_topics(broker: &Broker, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     // v6 names topics (or ids) in `topics`; older versions in `topic_names`.
     let mut targets: Vec<(Option<String>, uuid::Uuid)> =
         req.topic_names.iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect();
     targets.extend(req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)));
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
-            let name = name.or_else(|| {
-                broker.metadata.lock().topics().iter().find(|(_, t)| t.uuid() == id).map(|(n, _)| n.clone())
-            });
-            let result = DeletableTopicResult::default()
-                .with_name(name.clone().map(|n| TopicName(str_bytes(n))))
-                .with_topic_id(id);
-            let outcome = match &name {
-                None => Err(ApiError::new(codes::UNKNOWN_TOPIC_ID, format!("no topic has id {id}"))),
-                Some(n) => broker.delete_topic(n),
-            };
-            match outcome {
-                Ok(()) => result,
-                Err(e) => result.with_error_code(e.code).with_error_message(Some(str_bytes(e.message))),
-            }
-        })
-        .collect();
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let name = name.or_else(|| broker.topic_name(id));
+        let result =
+            DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(str_bytes(n)))).with_topic_id(id);
+        let outcome = match &name {
+            None => Err(ApiError::new(codes::UNKNOWN_TOPIC_ID, format!("no topic has id {id}"))),
+            Some(n) => broker.delete_topic(n).await,
+        };
+        responses.push(match outcome {
+            Ok(()) => result,
+            Err(e) => result.with_error_code(e.code).with_error_message(Some(str_bytes(e.message))),
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub(super) fn create_partitions(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
-    let node = broker.config.node_id;
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.to_string();
-            let outcome = match &t.assignments {
-                Some(a) if a.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != node)) => Err(ApiError::new(
-                    codes::INVALID_REPLICA_ASSIGNMENT,
-                    format!("only broker {node} exists; assignments may not name others"),
-                )),
-                _ => broker.create_partitions(&name, t.count, req.validate_only),
-            };
-            let result = CreatePartitionsTopicResult::default().with_name(t.name);
-            match outcome {
-                Ok(()) => result,
-                Err(e) => result.with_error_code(e.code).with_error_message(Some(str_bytes(e.message))),
-            }
-        })
-        .collect();
+pub(super) async fn create_partitions(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let outcome = match &t.assignments {
+            Some(a) if !a.is_empty() => Err(ApiError::new(
+                codes::INVALID_REPLICA_ASSIGNMENT,
+                "replica assignments for new partitions are not supported yet; the controller places them",
+            )),
+            _ => broker.create_partitions(&name, t.count, req.validate_only).await,
+        };
+        let result = CreatePartitionsTopicResult::default().with_name(t.name);
+        results.push(match outcome {
+            Ok(()) => result,
+            Err(e) => result.with_error_code(e.code).with_error_message(Some(str_bytes(e.message))),
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }
 
@@ -102,14 +93,33 @@ pub(super) fn delete_records(broker: &Broker, req: DeleteRecordsRequest) -> Dele
 }
 
 pub(super) fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
+    let node = broker.config.node_id;
     let (host, port) = broker.advertised.lock().clone();
-    let node = BrokerId(broker.config.node_id);
+    let others: Vec<DescribeClusterBroker> = broker.with_image(|image| {
+        image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced && b.id != node)
+            .filter_map(|b| {
+                let endpoint = b.endpoints.first()?;
+                let answer = DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(str_bytes(endpoint.host.clone()))
+                    .with_port(i32::from(endpoint.port))
+                    .with_rack(b.rack.clone().map(str_bytes));
+                Some(answer)
+            })
+            .collect()
+    });
+    let own = DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(node))
+        .with_host(str_bytes(host))
+        .with_port(i32::from(port))
+        .with_rack(broker.config.cluster.rack.clone().map(str_bytes));
     DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(broker.metadata.lock().cluster_id().to_string()))
-        .with_controller_id(node)
-        .with_brokers(vec![
-            DescribeClusterBroker::default().with_broker_id(node).with_host(str_bytes(host)).with_port(i32::from(port)),
-        ])
+        .with_cluster_id(str_bytes(broker.cluster_id().to_owned()))
+        .with_controller_id(BrokerId(node))
+        .with_brokers(std::iter::once(own).chain(others).collect())
         .with_cluster_authorized_operations(i32::MIN)
 }
 
@@ -133,7 +143,10 @@ pub(super) fn offset_for_leader_epoch(
                         return result.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION);
                     };
                     // The caller's view of the current epoch must match ours (KIP-320).
-                    let current = broker.leader_epoch(&tp);
+                    let current = match broker.leader_epoch(&tp) {
+                        Ok(epoch) => epoch,
+                        Err(code) => return result.with_error_code(code),
+                    };
                     if p.current_leader_epoch > current {
                         return result.with_error_code(codes::UNKNOWN_LEADER_EPOCH);
                     }

@@ -169,32 +169,26 @@ fn unsupported_resource(resource_type: i8) -> ApiError {
     ApiError::new(codes::INVALID_REQUEST, format!("config resource type {resource_type} is not supported"))
 }
 
-pub(super) fn alter(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
-            let name = r.resource_name.to_string();
-            // AlterConfigs replaces every override with the given set.
-            let overrides: BTreeMap<String, String> = r
-                .configs
-                .iter()
-                .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
-                .collect();
-            let outcome = match r.resource_type {
-                RESOURCE_TOPIC => broker.set_topic_overrides(&name, overrides, req.validate_only),
-                RESOURCE_BROKER => broker.set_dynamic_broker_configs(&name, overrides, req.validate_only),
-                other => Err(unsupported_resource(other)),
-            };
-            let response = AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name);
-            match outcome {
-                Ok(()) => response,
-                Err(e) => response.with_error_code(e.code).with_error_message(Some(str_bytes(e.message))),
-            }
-        })
-        .collect();
+pub(super) async fn alter(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let name = r.resource_name.to_string();
+        // AlterConfigs replaces every override with the given set.
+        let overrides: BTreeMap<String, String> =
+            r.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
+        let outcome = match r.resource_type {
+            RESOURCE_TOPIC => broker.set_topic_overrides(&name, overrides, req.validate_only).await,
+            RESOURCE_BROKER => broker.set_dynamic_broker_configs(&name, overrides, req.validate_only).await,
+            other => Err(unsupported_resource(other)),
+        };
+        let response = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name);
+        responses.push(match outcome {
+            Ok(()) => response,
+            Err(e) => response.with_error_code(e.code).with_error_message(Some(str_bytes(e.message))),
+        });
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -204,32 +198,29 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-pub(super) fn incremental_alter(
+pub(super) async fn incremental_alter(
     broker: &Broker,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
-            let name = r.resource_name.to_string();
-            let outcome = match r.resource_type {
-                RESOURCE_TOPIC => incremental_topic(broker, &name, &r.configs, req.validate_only),
-                RESOURCE_BROKER => incremental_broker(broker, &name, &r.configs, req.validate_only),
-                other => Err(unsupported_resource(other)),
-            };
-            let response =
-                IncrementalResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name);
-            match outcome {
-                Ok(()) => response,
-                Err(e) => response.with_error_code(e.code).with_error_message(Some(str_bytes(e.message))),
-            }
-        })
-        .collect();
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let name = r.resource_name.to_string();
+        let outcome = match r.resource_type {
+            RESOURCE_TOPIC => incremental_topic(broker, &name, &r.configs, req.validate_only).await,
+            RESOURCE_BROKER => incremental_broker(broker, &name, &r.configs, req.validate_only).await,
+            other => Err(unsupported_resource(other)),
+        };
+        let response =
+            IncrementalResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name);
+        responses.push(match outcome {
+            Ok(()) => response,
+            Err(e) => response.with_error_code(e.code).with_error_message(Some(str_bytes(e.message))),
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-fn incremental_topic(
+async fn incremental_topic(
     broker: &Broker,
     name: &str,
     changes: &[incremental_alter_configs_request::AlterableConfig],
@@ -240,10 +231,10 @@ fn incremental_topic(
         .ok_or_else(|| ApiError::new(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("topic '{name}' does not exist")))?;
     let effective = broker.topic_config_for(&meta.configs)?.to_props();
     let overrides = apply_operations(meta.configs, &effective, changes)?;
-    broker.set_topic_overrides(name, overrides, validate_only)
+    broker.set_topic_overrides(name, overrides, validate_only).await
 }
 
-fn incremental_broker(
+async fn incremental_broker(
     broker: &Broker,
     name: &str,
     changes: &[incremental_alter_configs_request::AlterableConfig],
@@ -251,7 +242,7 @@ fn incremental_broker(
 ) -> Result<(), ApiError> {
     let effective = broker_entries(broker).into_iter().map(|(k, v, _)| (k, v)).collect();
     let overrides = apply_operations(broker.dynamic_broker_configs(name), &effective, changes)?;
-    broker.set_dynamic_broker_configs(name, overrides, validate_only)
+    broker.set_dynamic_broker_configs(name, overrides, validate_only).await
 }
 
 /// Applies SET, DELETE, APPEND and SUBTRACT to a resource's overrides. List operations

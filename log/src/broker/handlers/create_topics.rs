@@ -6,41 +6,53 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::broker::{ApiError, Broker, NewTopic};
 use crate::codes;
 
 /// Kafka's ConfigSource values used in responses.
 const CONFIG_SOURCE_TOPIC: i8 = 1;
 const CONFIG_SOURCE_DEFAULT: i8 = 5;
 
-pub(super) fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub(super) async fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
         let name = topic.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         let partitions = if topic.num_partitions == -1 { broker.config.num_partitions } else { topic.num_partitions };
-        let outcome = if !topic.assignments.is_empty() {
-            Err(crate::broker::ApiError::new(
-                codes::INVALID_REQUEST,
-                "manual replica assignments are not supported on a single node",
+        let configs: BTreeMap<String, String> = topic
+            .configs
+            .iter()
+            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+            .collect();
+        let mut assignments: Vec<(i32, Vec<i32>)> =
+            topic.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
+        assignments.sort_by_key(|(index, _)| *index);
+        let outcome = if assignments.iter().enumerate().any(|(i, (index, _))| *index != i as i32) {
+            Err(ApiError::new(
+                codes::INVALID_REPLICA_ASSIGNMENT,
+                "assignments must name partitions 0, 1, 2, ... once each",
             ))
-        } else if topic.replication_factor != -1 && topic.replication_factor != 1 {
-            Err(crate::broker::ApiError::new(
-                codes::INVALID_REPLICATION_FACTOR,
-                format!("replication factor {} is larger than the 1 available broker", topic.replication_factor),
+        } else if !assignments.is_empty() && (topic.num_partitions != -1 || topic.replication_factor != -1) {
+            Err(ApiError::new(
+                codes::INVALID_REQUEST,
+                "with replica assignments, the partition count and replication factor must be -1",
             ))
         } else {
-            let overrides: BTreeMap<String, String> = topic
-                .configs
-                .iter()
-                .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
-                .collect();
-            broker.create_topic(&name, partitions, overrides, req.validate_only)
+            let request = NewTopic {
+                name: name.clone(),
+                partitions,
+                replication_factor: (topic.replication_factor != -1).then_some(topic.replication_factor),
+                configs,
+                assignments: assignments.into_iter().map(|(_, replicas)| replicas).collect(),
+            };
+            broker.create_topic(request, req.validate_only).await
         };
         results.push(match outcome {
             Ok(meta) => {
-                let mut result =
-                    result.with_topic_id(meta.uuid()).with_num_partitions(meta.partitions).with_replication_factor(1);
+                let mut result = result
+                    .with_topic_id(meta.id)
+                    .with_num_partitions(meta.partitions)
+                    .with_replication_factor(meta.replication_factor);
                 if version >= 5 {
                     let effective = broker.topic_config_for(&meta.configs).map(|c| c.to_props()).unwrap_or_default();
                     let configs = effective

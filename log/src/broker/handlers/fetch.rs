@@ -181,7 +181,10 @@ fn read_partition(
     let Some(log) = broker.logs.get_log(tp) else {
         return (data.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION), Some(Vec::new()));
     };
-    let epoch = broker.leader_epoch(tp);
+    let epoch = match broker.leader_epoch(tp) {
+        Ok(epoch) => epoch,
+        Err(code) => return (data.with_error_code(code), Some(Vec::new())),
+    };
     if position.current_leader_epoch >= 0 && position.current_leader_epoch != epoch {
         let code = if position.current_leader_epoch < epoch {
             codes::FENCED_LEADER_EPOCH

@@ -37,9 +37,14 @@ fn opt_text(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|s| s.to_string())
 }
 
-pub(super) fn find_coordinator(broker: &Broker, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub(super) async fn find_coordinator(
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
     let keys: Vec<StrBytes> = if version >= 4 { req.coordinator_keys.clone() } else { vec![req.key.clone()] };
     let (host, port) = broker.advertised.lock().clone();
+    let offsets_topic = if req.key_type == GROUP_KEY { ensure_offsets_topic(broker).await } else { Ok(()) };
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
         .map(|key| {
@@ -56,8 +61,8 @@ pub(super) fn find_coordinator(broker: &Broker, req: FindCoordinatorRequest, ver
             if let Err(reason) = validate_group_id(&key) {
                 return refused(codes::INVALID_GROUP_ID, reason);
             }
-            if let Err(e) = ensure_offsets_topic(broker) {
-                return refused(codes::COORDINATOR_NOT_AVAILABLE, e.message);
+            if let Err(e) = &offsets_topic {
+                return refused(codes::COORDINATOR_NOT_AVAILABLE, e.message.clone());
             }
             answer
                 .with_node_id(BrokerId(broker.config.node_id))
@@ -84,6 +89,9 @@ pub(super) async fn join_group(
     req: JoinGroupRequest,
     version: i16,
 ) -> JoinGroupResponse {
+    if let Err(e) = ensure_offsets_topic(broker).await {
+        tracing::info!(reason = %e.message, "JoinGroup before __consumer_offsets could be created");
+    }
     let request = JoinRequest {
         group_id: text(&req.group_id),
         member_id: text(&req.member_id),
@@ -180,7 +188,10 @@ fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
     broker.topic(topic).is_some_and(|t| (0..t.partitions).contains(&partition))
 }
 
-pub(super) fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub(super) async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    if let Err(e) = ensure_offsets_topic(broker).await {
+        tracing::info!(reason = %e.message, "OffsetCommit before __consumer_offsets could be created");
+    }
     let mut offsets = Vec::new();
     let mut results: Vec<(String, i32, i16)> = Vec::new();
     for topic in &req.topics {
@@ -473,7 +484,7 @@ mod tests {
         let config = BrokerConfig::embedded(dir.path());
         let running = Broker::start(config.clone()).await.unwrap();
         let broker = running.broker().clone();
-        broker.create_topic("t", 1, Default::default(), false).unwrap();
+        broker.create_topic(crate::broker::NewTopic::new("t", 1), false).await.unwrap();
         let commit = OffsetCommitRequest::default()
             .with_group_id(GroupId(str_bytes("g")))
             .with_generation_id_or_member_epoch(-1)
@@ -482,14 +493,14 @@ mod tests {
                     OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(5),
                 ]),
             ]);
-        assert_eq!(offset_commit(&broker, commit).topics[0].partitions[0].error_code, codes::NONE);
+        assert_eq!(offset_commit(&broker, commit).await.topics[0].partitions[0].error_code, codes::NONE);
         drop(broker);
         running.shutdown().await.unwrap();
 
         // Opened but not started: nothing has replayed __consumer_offsets yet.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let reopened = loop {
-            match Broker::open(config.clone()) {
+            match Broker::open(config.clone()).await {
                 Ok(b) => break b,
                 Err(e) if std::time::Instant::now() < deadline => {
                     tracing::debug!(error = %e, "directory still held");

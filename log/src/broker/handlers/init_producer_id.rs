@@ -6,7 +6,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use crate::broker::Broker;
 use crate::codes;
 
-pub(super) fn handle(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub(super) async fn handle(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let refuse = |code| {
         InitProducerIdResponse::default().with_error_code(code).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)
     };
@@ -14,11 +14,11 @@ pub(super) fn handle(broker: &Broker, req: InitProducerIdRequest) -> InitProduce
         tracing::info!("InitProducerId with a transactional id; transactions are not supported yet");
         return refuse(codes::INVALID_REQUEST);
     }
-    match broker.metadata.lock().allocate_producer_id() {
+    match broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
-            tracing::error!(error = %e, "could not persist the producer id counter");
-            refuse(codes::KAFKA_STORAGE_ERROR)
+            tracing::warn!(code = e.code, reason = %e.message, "no producer id from the controller");
+            refuse(e.code)
         }
     }
 }

@@ -4,7 +4,7 @@
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use crate::broker::{Broker, LEADER_EPOCH};
+use crate::broker::Broker;
 use crate::codes;
 use crate::storage::{Log, TopicPartition};
 
@@ -14,8 +14,6 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
 pub(super) fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
-    // The leader epoch exists from v4 and cannot be sent to older clients.
-    let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
         let name = topic.name.0.to_string();
@@ -24,12 +22,22 @@ pub(super) fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> 
             .iter()
             .map(|p| {
                 let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                let Some(log) = broker.logs.get_log(&TopicPartition::new(name.clone(), p.partition_index)) else {
-                    return response
-                        .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
-                        .with_timestamp(-1)
-                        .with_offset(-1);
+                let tp = TopicPartition::new(name.clone(), p.partition_index);
+                let refuse = |code| response.clone().with_error_code(code).with_timestamp(-1).with_offset(-1);
+                let Some(log) = broker.logs.get_log(&tp) else {
+                    return refuse(codes::UNKNOWN_TOPIC_OR_PARTITION);
                 };
+                let current = match broker.leader_epoch(&tp) {
+                    Ok(epoch) => epoch,
+                    Err(code) => return refuse(code),
+                };
+                // The caller's view of the current epoch must match ours (KIP-320).
+                if p.current_leader_epoch >= 0 && p.current_leader_epoch != current {
+                    let newer = p.current_leader_epoch > current;
+                    return refuse(if newer { codes::UNKNOWN_LEADER_EPOCH } else { codes::FENCED_LEADER_EPOCH });
+                }
+                // The leader epoch exists from v4 and cannot be sent to older clients.
+                let epoch = if version >= 4 { current } else { -1 };
                 let log = log.read();
                 match lookup(&log, p.timestamp) {
                     Ok((timestamp, offset)) => {

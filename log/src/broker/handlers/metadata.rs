@@ -1,7 +1,5 @@
-//! Metadata: brokers, the controller and topic layouts; creates unknown topics when
-//! `auto.create.topics.enable` allows and the client asks.
-
-use std::collections::BTreeMap;
+//! Metadata: brokers, the controller and topic layouts, from the committed cluster image;
+//! creates unknown topics when `auto.create.topics.enable` allows and the client asks.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -9,68 +7,99 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 
 use super::str_bytes;
-use crate::broker::{Broker, LEADER_EPOCH};
+use crate::broker::{Broker, NewTopic};
 use crate::codes;
+use crate::controller::{ClusterImage, TopicImage};
 use crate::storage::validate_topic_name;
 
-pub(super) fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let node = BrokerId(broker.config.node_id);
-    let (host, port) = broker.advertised.lock().clone();
+pub(super) async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
     let requested: Option<Vec<String>> =
         req.topics.map(|topics| topics.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect());
     // v0 has no flag: auto-creation is implied, as in Kafka.
     let may_create = broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
-    let names: Vec<String> = match requested {
-        Some(names) => names,
-        None => broker.metadata.lock().topics().keys().cloned().collect(),
-    };
-    let mut topics = Vec::with_capacity(names.len());
-    for name in names {
-        let topic = MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name.clone()))));
-        if let Err(e) = validate_topic_name(&name) {
+    let names: Vec<String> = requested.unwrap_or_else(|| broker.topic_names());
+    let mut refused = Vec::new();
+    for name in &names {
+        if let Err(e) = validate_topic_name(name) {
             tracing::info!(topic = %name, reason = %e, "metadata for an invalid topic name");
-            topics.push(topic.with_error_code(codes::INVALID_TOPIC_EXCEPTION));
-            continue;
-        }
-        let mut meta = broker.topic(&name);
-        if meta.is_none() && may_create {
-            match broker.create_topic(&name, broker.config.num_partitions, BTreeMap::new(), false) {
-                Ok(created) => meta = Some(created),
-                Err(e) if e.code == codes::TOPIC_ALREADY_EXISTS => meta = broker.topic(&name),
-                Err(e) => {
-                    topics.push(topic.with_error_code(e.code));
-                    continue;
-                }
+            refused.push((name.clone(), codes::INVALID_TOPIC_EXCEPTION));
+        } else if may_create && broker.topic(name).is_none() {
+            let created = broker.create_topic(NewTopic::new(name.clone(), broker.config.num_partitions), false).await;
+            match created {
+                Err(e) if e.code != codes::TOPIC_ALREADY_EXISTS => refused.push((name.clone(), e.code)),
+                _ => {}
             }
         }
-        let Some(meta) = meta else {
-            topics.push(topic.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION));
-            continue;
-        };
-        let partitions = (0..meta.partitions)
-            .map(|p| {
-                MetadataResponsePartition::default()
-                    .with_partition_index(p)
-                    .with_leader_id(node)
-                    .with_leader_epoch(LEADER_EPOCH)
-                    .with_replica_nodes(vec![node])
-                    .with_isr_nodes(vec![node])
+    }
+    broker.with_image(|image| {
+        let topics = names
+            .iter()
+            .map(|name| {
+                let topic = MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name.clone()))));
+                if let Some((_, code)) = refused.iter().find(|(n, _)| n == name) {
+                    return topic.with_error_code(*code);
+                }
+                match image.topic(name) {
+                    Some(t) => describe_topic(topic, t),
+                    None => topic.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                }
             })
             .collect();
-        topics.push(
-            topic
-                .with_topic_id(meta.uuid())
-                .with_is_internal(name.starts_with("__"))
-                .with_partitions(partitions)
-                .with_topic_authorized_operations(i32::MIN),
-        );
-    }
-    MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default().with_node_id(node).with_host(str_bytes(host)).with_port(i32::from(port)),
-        ])
-        .with_cluster_id(Some(str_bytes(broker.metadata.lock().cluster_id().to_string())))
-        .with_controller_id(node)
-        .with_topics(topics)
-        .with_cluster_authorized_operations(i32::MIN)
+        MetadataResponse::default()
+            .with_brokers(brokers(broker, image))
+            .with_cluster_id(Some(str_bytes(broker.cluster_id().to_owned())))
+            .with_controller_id(BrokerId(broker.config.node_id))
+            .with_topics(topics)
+            .with_cluster_authorized_operations(i32::MIN)
+    })
+}
+
+fn describe_topic(topic: MetadataResponseTopic, t: &TopicImage) -> MetadataResponseTopic {
+    let ids = |ids: &[i32]| ids.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
+    let partitions = t
+        .partitions
+        .iter()
+        .map(|(index, p)| {
+            let error = if p.has_leader() { codes::NONE } else { codes::LEADER_NOT_AVAILABLE };
+            MetadataResponsePartition::default()
+                .with_error_code(error)
+                .with_partition_index(*index)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+        })
+        .collect();
+    topic
+        .with_topic_id(t.id)
+        .with_is_internal(t.name.starts_with("__"))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(i32::MIN)
+}
+
+/// The unfenced brokers, at their advertised listeners; this one where it really listens.
+fn brokers(broker: &Broker, image: &ClusterImage) -> Vec<MetadataResponseBroker> {
+    let node = broker.config.node_id;
+    let (host, port) = broker.advertised.lock().clone();
+    let mut brokers: Vec<MetadataResponseBroker> = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced && b.id != node)
+        .filter_map(|b| {
+            let endpoint = b.endpoints.first()?;
+            let answer = MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(endpoint.host.clone()))
+                .with_port(i32::from(endpoint.port))
+                .with_rack(b.rack.clone().map(str_bytes));
+            Some(answer)
+        })
+        .collect();
+    let own = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(node))
+        .with_host(str_bytes(host))
+        .with_port(i32::from(port))
+        .with_rack(broker.config.cluster.rack.clone().map(str_bytes));
+    brokers.insert(0, own);
+    brokers
 }

@@ -65,7 +65,7 @@ pub(crate) enum Reply {
 /// Runs blocking file work (appends) so that it cannot stall the other connections of
 /// this tokio worker: on a multi-threaded runtime the worker hands its other tasks on
 /// first, as Kafka keeps this work on request handler threads, away from the network ones.
-fn blocking<R>(work: impl FnOnce() -> R) -> R {
+pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
         _ => work(),
@@ -84,28 +84,30 @@ pub(crate) async fn handle(
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(api_versions::handle(kafka_protocol::messages::ApiVersionsResponse::default()))
         }
-        RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(broker, req, version)),
-        RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(broker, req, version)),
+        RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(broker, req, version).await),
+        RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(broker, req, version).await),
         RequestKind::Produce(req) => {
             return blocking(|| produce::handle(broker, req)).map(|r| Reply::Message(ResponseKind::Produce(r)));
         }
         RequestKind::Fetch(req) => return Some(Reply::Fetch(fetch::handle(broker, req).await)),
-        RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(init_producer_id::handle(broker, req)),
-        RequestKind::DeleteTopics(req) => ResponseKind::DeleteTopics(admin::delete_topics(broker, req)),
-        RequestKind::CreatePartitions(req) => ResponseKind::CreatePartitions(admin::create_partitions(broker, req)),
+        RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(init_producer_id::handle(broker, req).await),
+        RequestKind::DeleteTopics(req) => ResponseKind::DeleteTopics(admin::delete_topics(broker, req).await),
+        RequestKind::CreatePartitions(req) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(broker, req).await)
+        }
         RequestKind::DeleteRecords(req) => ResponseKind::DeleteRecords(admin::delete_records(broker, req)),
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(admin::describe_cluster(broker)),
         RequestKind::OffsetForLeaderEpoch(req) => {
             ResponseKind::OffsetForLeaderEpoch(admin::offset_for_leader_epoch(broker, req))
         }
         RequestKind::DescribeConfigs(req) => ResponseKind::DescribeConfigs(configs::describe(broker, req, version)),
-        RequestKind::AlterConfigs(req) => ResponseKind::AlterConfigs(configs::alter(broker, req)),
+        RequestKind::AlterConfigs(req) => ResponseKind::AlterConfigs(configs::alter(broker, req).await),
         RequestKind::IncrementalAlterConfigs(req) => {
-            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, req))
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, req).await)
         }
         RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(broker, req, version)),
         RequestKind::FindCoordinator(req) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(broker, req, version))
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, req, version).await)
         }
         RequestKind::JoinGroup(req) => {
             let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
@@ -114,7 +116,7 @@ pub(crate) async fn handle(
         RequestKind::SyncGroup(req) => ResponseKind::SyncGroup(groups::sync_group(broker, req).await),
         RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(groups::heartbeat(broker, req)),
         RequestKind::LeaveGroup(req) => ResponseKind::LeaveGroup(groups::leave_group(broker, req, version)),
-        RequestKind::OffsetCommit(req) => ResponseKind::OffsetCommit(groups::offset_commit(broker, req)),
+        RequestKind::OffsetCommit(req) => ResponseKind::OffsetCommit(groups::offset_commit(broker, req).await),
         RequestKind::OffsetFetch(req) => ResponseKind::OffsetFetch(groups::offset_fetch(broker, req, version)),
         RequestKind::DescribeGroups(req) => ResponseKind::DescribeGroups(groups::describe_groups(broker, req)),
         RequestKind::ListGroups(req) => ResponseKind::ListGroups(groups::list_groups(broker, req)),

@@ -1,12 +1,13 @@
-//! Produce: validates and appends each partition's batches; acks 0, 1 and -1 (all). On a
-//! single node the ISR is this broker alone, so `acks=all` succeeds unless the topic's
-//! `min.insync.replicas` asks for more replicas than exist.
+//! Produce: validates and appends each partition's batches, stamped with the partition's
+//! leader epoch from the metadata log; acks 0, 1 and -1 (all). Replicas do not fetch yet,
+//! so the ISR is the leader alone and `acks=all` succeeds unless the topic's
+//! `min.insync.replicas` asks for more.
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::str_bytes;
-use crate::broker::{Broker, LEADER_EPOCH};
+use crate::broker::Broker;
 use crate::codes;
 use crate::storage::{AppendOrigin, TopicPartition};
 
@@ -56,6 +57,14 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
                 partitions.push(fail(codes::CORRUPT_MESSAGE, "the partition's records are null".into()));
                 continue;
             };
+            let tp = TopicPartition::new(name.clone(), data.index);
+            let epoch = match broker.leader_epoch(&tp) {
+                Ok(epoch) => epoch,
+                Err(code) => {
+                    partitions.push(fail(code, format!("{tp} is not led by broker {}", broker.config.node_id)));
+                    continue;
+                }
+            };
             let mut bytes = records.to_vec();
             let mut log = log.write();
             if req.acks == -1 && log.config().min_insync_replicas > 1 {
@@ -66,9 +75,9 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
                 ));
                 continue;
             }
-            match log.append_as_leader(&mut bytes, LEADER_EPOCH, AppendOrigin::Client, now) {
+            match log.append_as_leader(&mut bytes, epoch, AppendOrigin::Client, now) {
                 Ok(info) => {
-                    appended.push(TopicPartition::new(name.clone(), data.index));
+                    appended.push(tp);
                     partitions.push(
                         response
                             .with_base_offset(info.first_offset)

@@ -25,6 +25,8 @@ use crate::storage::checkpoint::write_atomically;
 const LOG_FILE: &str = "raft-log";
 const VOTE_FILE: &str = "raft-vote";
 const PURGED_FILE: &str = "raft-purged";
+/// Held while the log is open, so two processes never append to it.
+const LOCK_FILE: &str = ".lock";
 /// The largest frame accepted when reading the log back.
 const MAX_FRAME_BYTES: usize = 64 << 20;
 
@@ -41,6 +43,7 @@ struct Inner {
     end_position: u64,
     last_purged: Option<LogId<NodeId>>,
     vote: Option<Vote<NodeId>>,
+    _lock: File,
 }
 
 /// The Raft log store; clones share one log.
@@ -111,6 +114,11 @@ impl MetadataLogStore {
     /// Opens (or creates) the log in `dir`, cutting off a torn tail.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE))?;
+        if lock.try_lock().is_err() {
+            let reason = "the metadata log is open in another process (or another broker in this one)";
+            return Err(std::io::Error::new(std::io::ErrorKind::ResourceBusy, reason));
+        }
         let path = dir.join(LOG_FILE);
         let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
         let (entries, end_position) = read_frames(&mut file)?;
@@ -131,6 +139,7 @@ impl MetadataLogStore {
             end_position,
             last_purged,
             vote: read_json(&dir.join(VOTE_FILE))?,
+            _lock: lock,
         };
         Ok(Self { inner: Arc::new(Mutex::new(inner)) })
     }

@@ -171,6 +171,8 @@ impl MetadataQuorum {
             if quorum.wait_for_leader(timeout).await != Some(config.node_id) {
                 return Err(QuorumError::Raft(format!("node {} did not elect itself", config.node_id)));
             }
+            // Leading is not enough: the image must hold every entry of the log it replays.
+            quorum.confirm_leadership().await?;
         }
         Ok(quorum)
     }
@@ -221,6 +223,11 @@ impl MetadataQuorum {
     /// A copy of the committed image.
     pub fn image(&self) -> ClusterImage {
         self.state_machine.image()
+    }
+
+    /// The offset of the last record in the committed image.
+    pub fn image_offset(&self) -> i64 {
+        self.state_machine.with_image(|image| image.offset)
     }
 
     /// Runs `f` on the committed image without copying it.

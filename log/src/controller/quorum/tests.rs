@@ -52,6 +52,9 @@ async fn a_torn_tail_is_cut_off_and_the_rest_survives() {
     assert_eq!(entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
     let state = log.get_log_state().await.unwrap();
     assert_eq!(state.last_log_id.map(|l| l.index), Some(4));
+    let locked = MetadataLogStore::open(dir.path()).unwrap_err().to_string();
+    assert!(locked.contains("another process"), "one process at a time: {locked}");
+    drop(log);
 
     // A flipped bit in an earlier frame is corruption, not a torn tail: the voter refuses
     // to start rather than forget entries it acknowledged.

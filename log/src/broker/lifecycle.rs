@@ -1,0 +1,156 @@
+//! The broker's life in the cluster (Kafka's BrokerLifecycleManager): it registers with
+//! the active controller under a new incarnation id, heartbeats every
+//! `broker.heartbeat.interval.ms` so that its session holds, is unfenced once it has
+//! caught up with the metadata log, and registers again if the controller forgot it.
+//! Producer ids come from the controller in blocks, as KIP-730 has them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{ApiError, Broker};
+use crate::codes;
+use crate::controller::records::BrokerEndpoint;
+use crate::controller::service::ControllerService;
+use crate::controller::{BrokerHeartbeat, ControllerError, RegisterBroker};
+
+/// How long start-up keeps retrying a registration the controller refuses (another
+/// incarnation's session still alive, a controller election under way).
+const REGISTRATION_PATIENCE: Duration = Duration::from_secs(30);
+
+/// This process's registration, and its block of producer ids.
+#[derive(Debug)]
+pub struct BrokerLifecycleManager {
+    incarnation_id: Uuid,
+    /// The registration's epoch; -1 until registered.
+    broker_epoch: AtomicI64,
+    /// The producer ids still to hand out: `next..end`.
+    producer_ids: Mutex<(i64, i64)>,
+}
+
+impl Default for BrokerLifecycleManager {
+    fn default() -> Self {
+        Self { incarnation_id: Uuid::new_v4(), broker_epoch: AtomicI64::new(-1), producer_ids: Mutex::new((0, 0)) }
+    }
+}
+
+fn refused(e: impl std::fmt::Display, code: i16) -> ApiError {
+    ApiError::new(code, e.to_string())
+}
+
+impl BrokerLifecycleManager {
+    /// Random for every process start.
+    pub fn incarnation_id(&self) -> Uuid {
+        self.incarnation_id
+    }
+
+    /// The registration's epoch, -1 before the first registration.
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::Acquire)
+    }
+
+    fn controller(broker: &Broker) -> Result<&ControllerService, ApiError> {
+        broker.controller.as_ref().ok_or_else(|| ApiError::new(codes::NOT_CONTROLLER, "no controller in this process"))
+    }
+
+    /// Registers and heartbeats until unfenced, retrying refusals for a bounded time.
+    pub(crate) async fn start(&self, broker: &Broker) -> Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + REGISTRATION_PATIENCE;
+        loop {
+            let attempt = async {
+                self.register(broker).await?;
+                self.heartbeat(broker, false).await
+            };
+            match attempt.await {
+                Ok(false) => return Ok(()),
+                Ok(true) => tracing::debug!("registered but still fenced; retrying"),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(e) => tracing::info!(code = e.code, reason = %e.message, "broker registration refused; retrying"),
+            }
+            tokio::time::sleep(Duration::from_millis(broker.config.cluster.broker_heartbeat_interval_ms as u64)).await;
+        }
+    }
+
+    async fn register(&self, broker: &Broker) -> Result<(), ApiError> {
+        let (host, port) = broker.advertised.lock().clone();
+        let request = RegisterBroker {
+            broker_id: broker.config.node_id,
+            incarnation_id: self.incarnation_id,
+            rack: broker.config.cluster.rack.clone(),
+            endpoints: vec![BrokerEndpoint { name: "PLAINTEXT".into(), host, port }],
+            previous_broker_epoch: None,
+        };
+        let controller = Self::controller(broker)?;
+        let reply = controller.run(|c, now| c.register_broker(request, now)).await;
+        let epoch = reply.map_err(|e| refused(&e, e.code()))?.map_err(|e| refused(&e, e.code()))?;
+        self.broker_epoch.store(epoch, Ordering::Release);
+        tracing::info!(broker_epoch = epoch, incarnation = %self.incarnation_id, "registered with the controller");
+        Ok(())
+    }
+
+    /// One heartbeat; returns whether the broker is still fenced.
+    async fn heartbeat(&self, broker: &Broker, want_shutdown: bool) -> Result<bool, ApiError> {
+        let beat = BrokerHeartbeat {
+            broker_id: broker.config.node_id,
+            broker_epoch: self.broker_epoch(),
+            // The broker's metadata cache is the quorum's image: it has replayed all of it.
+            metadata_offset: broker.quorum.image_offset(),
+            want_shutdown,
+        };
+        let controller = Self::controller(broker)?;
+        let reply = controller.run(|c, now| c.heartbeat(beat, now)).await.map_err(|e| refused(&e, e.code()))?;
+        match reply {
+            Ok(reply) => Ok(reply.is_fenced),
+            Err(e @ (ControllerError::BrokerIdNotRegistered(_) | ControllerError::StaleBrokerEpoch { .. })) => {
+                tracing::warn!(reason = %e, "the controller no longer knows this registration; registering again");
+                self.register(broker).await?;
+                Ok(true)
+            }
+            Err(e) => Err(refused(&e, e.code())),
+        }
+    }
+
+    /// Heartbeats (and lets the controller fence silent brokers) until `stop`.
+    pub(crate) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+        let every = Duration::from_millis(broker.config.cluster.broker_heartbeat_interval_ms.max(1) as u64);
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+                _ = ticks.tick() => {}
+            }
+            if let Some(controller) = &broker.controller
+                && let Err(e) = controller.tick().await
+            {
+                tracing::warn!(error = %e, "controller tick failed");
+            }
+            if let Err(e) = broker.lifecycle.heartbeat(&broker, false).await {
+                tracing::warn!(code = e.code, reason = %e.message, "broker heartbeat failed");
+            }
+        }
+    }
+
+    /// A producer id never handed out before, from this broker's block; a new block from
+    /// the controller when it runs out.
+    pub(crate) async fn next_producer_id(&self, broker: &Broker) -> Result<i64, ApiError> {
+        {
+            let mut ids = self.producer_ids.lock();
+            if ids.0 < ids.1 {
+                ids.0 += 1;
+                return Ok(ids.0 - 1);
+            }
+        }
+        let (node, epoch) = (broker.config.node_id, self.broker_epoch());
+        let controller = Self::controller(broker)?;
+        let block = controller.run(|c, _| c.allocate_producer_ids(node, epoch)).await;
+        let (first, size) = block.map_err(|e| refused(&e, e.code()))?.map_err(|e| refused(&e, e.code()))?;
+        let mut ids = self.producer_ids.lock();
+        *ids = (first + 1, first + size);
+        Ok(first)
+    }
+}

@@ -1,0 +1,179 @@
+//! Makes this broker's storage follow the metadata log (Kafka's BrokerMetadataPublisher):
+//! every committed change to topics, partitions or configs is applied to the local logs.
+//! A partition placed on this broker gets its directory (with `partition.metadata`
+//! naming the topic id), a config change reaches the logs it covers, and a deleted topic's
+//! directories are removed. Start-up also settles directories the image does not know:
+//! those of deleted topics (a crash interrupted their removal) are removed, those of an
+//! unknown topic are adopted, so data on disk is never dropped unasked.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{ApiError, Broker, config};
+use crate::controller::records::ConfigResource;
+use crate::controller::{ClusterImage, CreateTopic, TopicImage};
+use crate::storage::error::Result;
+use crate::storage::{LogConfig, TopicPartition, partition_metadata};
+
+/// The image last applied to storage.
+#[derive(Debug)]
+pub(crate) struct Published {
+    image: ClusterImage,
+    defaults: LogConfig,
+}
+
+impl Published {
+    pub(crate) fn new(defaults: LogConfig) -> Self {
+        Self { image: ClusterImage { offset: -2, ..ClusterImage::new() }, defaults }
+    }
+}
+
+/// The topic-config defaults the image's broker configs give, or the static ones when
+/// those are invalid (logged: a bad stored value must not stop the broker).
+pub(crate) fn log_defaults(config: &super::BrokerConfig, image: &ClusterImage) -> LogConfig {
+    let empty = BTreeMap::new();
+    let cluster_wide = image.configs.get(&ConfigResource::Broker(None)).unwrap_or(&empty);
+    let own = image.configs.get(&ConfigResource::Broker(Some(config.node_id))).unwrap_or(&empty);
+    config::effective_log_defaults(config, &[cluster_wide, own]).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "stored run-time broker configs are invalid; using the static ones");
+        config.log_manager.default_log_config.clone()
+    })
+}
+
+/// A topic's log config: the defaults with its overrides, or the defaults when those are
+/// invalid (logged).
+pub(crate) fn topic_log_config(defaults: &LogConfig, image: &ClusterImage, name: &str) -> LogConfig {
+    let Some(overrides) = image.configs.get(&ConfigResource::Topic(name.to_owned())) else {
+        return defaults.clone();
+    };
+    defaults.with_overrides(overrides).unwrap_or_else(|e| {
+        tracing::error!(topic = %name, error = %e, "stored topic config is invalid; using the defaults");
+        defaults.clone()
+    })
+}
+
+impl Broker {
+    /// Applies what the metadata log committed since the last call. Calls are serialised.
+    pub(crate) fn publish_metadata(&self) -> Result<()> {
+        let mut published = self.published.lock();
+        let image = self.quorum.image();
+        if image.offset == published.image.offset {
+            return Ok(());
+        }
+        let defaults = log_defaults(&self.config, &image);
+        let defaults_changed = defaults != published.defaults;
+        if defaults_changed {
+            *self.log_defaults.write() = defaults.clone();
+        }
+        // Removals first: a topic deleted and created again under its name must not find
+        // the old one's directories.
+        for gone in published.image.topics.values().filter(|t| !image.topics.contains_key(&t.id)) {
+            self.remove_topic_logs(&gone.name, gone.id)?;
+        }
+        for topic in image.topics.values() {
+            let before = published.image.topics.get(&topic.id);
+            let resource = ConfigResource::Topic(topic.name.clone());
+            let configs_changed = image.configs.get(&resource) != published.image.configs.get(&resource);
+            if defaults_changed || configs_changed || before != Some(topic) {
+                self.apply_topic(&image, &defaults, topic)?;
+            }
+        }
+        *published = Published { image, defaults };
+        Ok(())
+    }
+
+    fn apply_topic(&self, image: &ClusterImage, defaults: &LogConfig, topic: &TopicImage) -> Result<()> {
+        self.logs.set_topic_config(&topic.name, topic_log_config(defaults, image, &topic.name));
+        let node = self.config.node_id;
+        for (index, _) in topic.partitions.iter().filter(|(_, p)| p.replicas.contains(&node)) {
+            let log = self.logs.get_or_create_log(&TopicPartition::new(topic.name.clone(), *index))?;
+            let dir = log.read().dir().to_path_buf();
+            if partition_metadata::read_topic_id(&dir).ok().flatten() != Some(topic.id) {
+                partition_metadata::write_topic_id(&dir, topic.id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the local logs of a deleted topic, skipping any that belong to another
+    /// topic of the same name.
+    fn remove_topic_logs(&self, name: &str, id: Uuid) -> Result<()> {
+        for (tp, log) in self.logs.logs().into_iter().filter(|(tp, _)| tp.topic == name) {
+            let recorded = partition_metadata::read_topic_id(log.read().dir()).ok().flatten();
+            if recorded.is_none_or(|r| r == id) {
+                self.logs.delete_log(&tp)?;
+            }
+        }
+        tracing::info!(topic = name, %id, "removed the logs of a deleted topic");
+        Ok(())
+    }
+
+    /// Settles the directories on disk that the image does not place here, before the first
+    /// publish: removes those of deleted topics and adopts those of unknown ones.
+    pub(crate) async fn settle_unknown_logs(&self) -> Result<(), ApiError> {
+        let mut adopt: BTreeMap<String, (Option<Uuid>, i32)> = BTreeMap::new();
+        for (tp, log) in self.logs.logs() {
+            let dir = log.read().dir().to_path_buf();
+            let recorded = partition_metadata::read_topic_id(&dir).map_err(super::storage_error)?;
+            let known = self.with_image(|image| image.topic(&tp.topic).map(|t| t.id));
+            let removed = self.with_image(|image| recorded.is_some_and(|id| image.removed_topics.contains(&id)));
+            match (known, recorded) {
+                _ if removed => {
+                    tracing::info!(partition = %tp, "finishing the removal of a deleted topic's partition");
+                    self.logs.delete_log(&tp).map_err(super::storage_error)?;
+                }
+                (Some(_), None) => {} // a directory of the previous format: the publisher names it
+                (Some(id), Some(r)) if id == r => {}
+                (Some(_), Some(_)) => {
+                    let reason =
+                        "it belongs to an earlier topic of the same name, which the metadata log does not know";
+                    tracing::error!(partition = %tp, reason, "moving the partition directory aside");
+                    self.logs.quarantine_log(&tp, reason).map_err(super::storage_error)?;
+                }
+                (None, recorded) => {
+                    let entry = adopt.entry(tp.topic.clone()).or_insert((recorded, 0));
+                    entry.1 = entry.1.max(tp.partition + 1);
+                }
+            }
+        }
+        for (name, (id, partitions)) in adopt {
+            self.adopt_topic(&name, id, partitions).await?;
+        }
+        Ok(())
+    }
+
+    async fn adopt_topic(&self, name: &str, id: Option<Uuid>, partitions: i32) -> Result<(), ApiError> {
+        tracing::warn!(topic = name, partitions, "adopting partitions found on disk without topic metadata");
+        let node = self.config.node_id;
+        let request = CreateTopic {
+            name: name.to_owned(),
+            topic_id: id.unwrap_or_else(Uuid::new_v4),
+            partitions: Some(partitions),
+            replication_factor: Some(1),
+            configs: Vec::new(),
+            assignments: vec![vec![node]; partitions as usize],
+        };
+        self.run_controller(|c, _| c.create_topic(request)).await.map(|_| ())
+    }
+
+    /// Applies each commit of the metadata log until `stop`.
+    pub(crate) async fn run_metadata_publisher(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+        let mut committed = broker.quorum.committed_offset();
+        loop {
+            tokio::select! {
+                changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+                changed = committed.changed() => if changed.is_err() { return },
+            }
+            let publisher = broker.clone();
+            let applied = tokio::task::spawn_blocking(move || publisher.publish_metadata()).await;
+            match applied {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "applying metadata to storage failed"),
+                Err(e) => tracing::error!(error = %e, "the metadata publisher task failed"),
+            }
+        }
+    }
+}
