@@ -33,6 +33,19 @@ impl TopicMetadata {
     }
 }
 
+/// A broker clients can reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveBroker {
+    /// `node.id`.
+    pub id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: u16,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+}
+
 /// The config resource of broker configs set at run time for `resource`: `""` for the
 /// cluster-wide default, else a node id.
 pub(crate) fn broker_resource(resource: &str) -> ConfigResource {
@@ -83,6 +96,23 @@ impl Broker {
                 Some(p) => Ok(p.leader_epoch),
             }
         })
+    }
+
+    /// The unfenced brokers at their advertised listeners, this one first, where it really
+    /// listens.
+    pub fn live_brokers(&self) -> Vec<LiveBroker> {
+        let node = self.config.node_id;
+        let (host, port) = self.advertised.lock().clone();
+        let own = LiveBroker { id: node, host, port, rack: self.config.cluster.rack.clone() };
+        let others: Vec<LiveBroker> = self.with_image(|image| {
+            let live = image.brokers.values().filter(|b| !b.fenced && b.id != node);
+            live.filter_map(|b| {
+                let endpoint = b.endpoints.first()?;
+                Some(LiveBroker { id: b.id, host: endpoint.host.clone(), port: endpoint.port, rack: b.rack.clone() })
+            })
+            .collect()
+        });
+        std::iter::once(own).chain(others).collect()
     }
 
     /// The broker configs changed at run time for `resource`: `""` for the cluster-wide

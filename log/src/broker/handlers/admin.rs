@@ -93,33 +93,21 @@ pub(super) fn delete_records(broker: &Broker, req: DeleteRecordsRequest) -> Dele
 }
 
 pub(super) fn describe_cluster(broker: &Broker) -> DescribeClusterResponse {
-    let node = broker.config.node_id;
-    let (host, port) = broker.advertised.lock().clone();
-    let others: Vec<DescribeClusterBroker> = broker.with_image(|image| {
-        image
-            .brokers
-            .values()
-            .filter(|b| !b.fenced && b.id != node)
-            .filter_map(|b| {
-                let endpoint = b.endpoints.first()?;
-                let answer = DescribeClusterBroker::default()
-                    .with_broker_id(BrokerId(b.id))
-                    .with_host(str_bytes(endpoint.host.clone()))
-                    .with_port(i32::from(endpoint.port))
-                    .with_rack(b.rack.clone().map(str_bytes));
-                Some(answer)
-            })
-            .collect()
-    });
-    let own = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(node))
-        .with_host(str_bytes(host))
-        .with_port(i32::from(port))
-        .with_rack(broker.config.cluster.rack.clone().map(str_bytes));
+    let brokers = broker
+        .live_brokers()
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(broker.cluster_id().to_owned()))
-        .with_controller_id(BrokerId(node))
-        .with_brokers(std::iter::once(own).chain(others).collect())
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN)
 }
 

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use super::str_bytes;
 use crate::broker::{Broker, NewTopic};
 use crate::codes;
-use crate::controller::{ClusterImage, TopicImage};
+use crate::controller::TopicImage;
 use crate::storage::validate_topic_name;
 
 pub(super) async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
@@ -46,7 +46,7 @@ pub(super) async fn handle(broker: &Broker, req: MetadataRequest, version: i16) 
             })
             .collect();
         MetadataResponse::default()
-            .with_brokers(brokers(broker, image))
+            .with_brokers(brokers(broker))
             .with_cluster_id(Some(str_bytes(broker.cluster_id().to_owned())))
             .with_controller_id(BrokerId(broker.config.node_id))
             .with_topics(topics)
@@ -77,29 +77,15 @@ fn describe_topic(topic: MetadataResponseTopic, t: &TopicImage) -> MetadataRespo
         .with_topic_authorized_operations(i32::MIN)
 }
 
-/// The unfenced brokers, at their advertised listeners; this one where it really listens.
-fn brokers(broker: &Broker, image: &ClusterImage) -> Vec<MetadataResponseBroker> {
-    let node = broker.config.node_id;
-    let (host, port) = broker.advertised.lock().clone();
-    let mut brokers: Vec<MetadataResponseBroker> = image
-        .brokers
-        .values()
-        .filter(|b| !b.fenced && b.id != node)
-        .filter_map(|b| {
-            let endpoint = b.endpoints.first()?;
-            let answer = MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.id))
-                .with_host(str_bytes(endpoint.host.clone()))
-                .with_port(i32::from(endpoint.port))
-                .with_rack(b.rack.clone().map(str_bytes));
-            Some(answer)
-        })
-        .collect();
-    let own = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(node))
-        .with_host(str_bytes(host))
-        .with_port(i32::from(port))
-        .with_rack(broker.config.cluster.rack.clone().map(str_bytes));
-    brokers.insert(0, own);
+fn brokers(broker: &Broker) -> Vec<MetadataResponseBroker> {
+    let brokers = broker.live_brokers().into_iter();
     brokers
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect()
 }
