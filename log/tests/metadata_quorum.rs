@@ -53,7 +53,7 @@ async fn append(nodes: &BTreeMap<u64, MetadataQuorum>, records: Vec<MetadataReco
     loop {
         for node in nodes.values() {
             match node.append(records.clone()).await {
-                Ok(()) => return,
+                Ok(_) => return,
                 Err(QuorumError::NotController { .. }) => {}
                 Err(e) => panic!("append failed: {e}"),
             }
@@ -148,26 +148,31 @@ mod controller_service {
     use std::sync::Arc;
 
     use freshet_log::codes;
+    use freshet_log::controller::quorum::network::{ControllerClient, ControllerHandler};
     use freshet_log::controller::service::ControllerService;
     use freshet_log::controller::{BrokerHeartbeat, ControllerConfig, ControllerOutput, CreateTopic, RegisterBroker};
+    use freshet_log::controller::{ControllerReply, ControllerRequest};
     use freshet_log::time::SystemClock;
 
     use super::*;
 
-    fn service(quorum: MetadataQuorum) -> ControllerService {
+    fn service(quorum: MetadataQuorum) -> Arc<ControllerService> {
         let config = ControllerConfig { session_timeout_ms: 600, ..ControllerConfig::default() };
-        ControllerService::new(Arc::new(quorum), config, Arc::new(SystemClock))
+        let service = Arc::new(ControllerService::new(Arc::new(quorum), config, Arc::new(SystemClock)));
+        let handler: Arc<dyn ControllerHandler> = service.clone();
+        service.quorum().serve_controller(Arc::downgrade(&handler));
+        service
     }
 
     async fn on_leader<T>(
-        services: &BTreeMap<u64, ControllerService>,
+        services: &BTreeMap<u64, Arc<ControllerService>>,
         request: impl Fn(&mut freshet_log::controller::QuorumController, i64) -> ControllerOutput<T>,
     ) -> T {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             for s in services.values() {
                 match s.run(&request).await {
-                    Ok(reply) => return reply,
+                    Ok((reply, _offset)) => return reply,
                     Err(e) => assert_eq!(e.code(), codes::NOT_CONTROLLER, "{e}"),
                 }
             }
@@ -215,9 +220,21 @@ mod controller_service {
         };
         on_leader(&services, create).await.unwrap();
 
-        // A follower's service refuses and names the leader.
+        // Over the controller listener: a follower refuses and names the leader; the
+        // leader answers, with the offset of the records it wrote.
         let leader = services[&1].quorum().wait_for_leader(WAIT).await.unwrap();
         let follower = services.keys().copied().find(|id| *id != leader).unwrap();
+        let client = ControllerClient::new(None);
+        let request = || ControllerRequest::CreatePartitions { name: "orders".into(), count: 4 };
+        let err = client.call(voters[&follower], request(), WAIT).await.unwrap_err();
+        assert!(matches!(err, QuorumError::NotController { leader: Some(l) } if l == leader), "{err}");
+        let answer = client.call(voters[&leader], request(), WAIT).await.unwrap();
+        assert_eq!(answer.reply, Ok(ControllerReply::Done));
+        assert_eq!(answer.metadata_offset, services[&leader].quorum().image_offset());
+        let again = client.call(voters[&leader], request(), WAIT).await.unwrap();
+        assert_eq!(again.reply.unwrap_err().code(), codes::INVALID_PARTITIONS, "reused connection, refused request");
+        assert_eq!(services[&leader].quorum().image().topic("orders").unwrap().partitions.len(), 4);
+
         let refused =
             services[&follower].run(|c, now| ControllerOutput { records: c.tick(now), reply: () }).await.unwrap_err();
         assert_eq!(refused.code(), codes::NOT_CONTROLLER);

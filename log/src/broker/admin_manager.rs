@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::metadata_cache::broker_resource;
 use super::{ApiError, Broker, MAX_PARTITIONS_PER_TOPIC, TopicMetadata, config, refuse_internal_topic, storage_error};
 use crate::codes;
-use crate::controller::CreateTopic;
 use crate::controller::records::ConfigResource;
+use crate::controller::{ControllerRequest, CreateTopic};
 use crate::storage::validate_topic_name;
 
 /// A topic to create.
@@ -82,7 +82,7 @@ impl Broker {
             configs: topic.configs.into_iter().collect(),
             assignments: topic.assignments,
         };
-        self.run_controller(|c, _| c.create_topic(request)).await?;
+        self.run_controller(ControllerRequest::CreateTopic(request)).await?;
         self.publish_now().await?;
         tracing::info!(topic = %name, partitions, "created topic");
         self.topic(&name).ok_or_else(|| unknown_topic(&name))
@@ -110,7 +110,7 @@ impl Broker {
     /// its partitions (a crash in between is finished at the next start).
     pub async fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
         refuse_internal_topic(name, "deleted")?;
-        self.run_controller(|c, _| c.delete_topic(name)).await?;
+        self.run_controller(ControllerRequest::DeleteTopic { name: name.to_owned() }).await?;
         self.publish_now().await?;
         tracing::info!(topic = name, "deleted topic");
         Ok(())
@@ -132,7 +132,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        self.run_controller(|c, _| c.create_partitions(name, count)).await?;
+        self.run_controller(ControllerRequest::CreatePartitions { name: name.to_owned(), count }).await?;
         self.publish_now().await?;
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
@@ -155,7 +155,7 @@ impl Broker {
             return Ok(());
         }
         let resource = ConfigResource::Topic(name.to_owned());
-        self.run_controller(|c, _| c.alter_configs(resource, overrides)).await?;
+        self.run_controller(ControllerRequest::AlterConfigs { resource, configs: overrides }).await?;
         self.publish_now().await?;
         tracing::info!(topic = name, "changed topic config");
         Ok(())
@@ -188,7 +188,7 @@ impl Broker {
             return Ok(());
         }
         let target = broker_resource(resource);
-        self.run_controller(|c, _| c.alter_configs(target, configs)).await?;
+        self.run_controller(ControllerRequest::AlterConfigs { resource: target, configs }).await?;
         self.publish_now().await?;
         tracing::info!(
             resource = if resource.is_empty() { "cluster default" } else { resource },

@@ -15,8 +15,7 @@ use uuid::Uuid;
 use super::{ApiError, Broker};
 use crate::codes;
 use crate::controller::records::BrokerEndpoint;
-use crate::controller::service::ControllerService;
-use crate::controller::{BrokerHeartbeat, ControllerError, RegisterBroker};
+use crate::controller::{BrokerHeartbeat, ControllerError, ControllerReply, ControllerRequest, RegisterBroker};
 
 /// How long start-up keeps retrying a registration the controller refuses (another
 /// incarnation's session still alive, a controller election under way).
@@ -42,6 +41,10 @@ fn refused(e: impl std::fmt::Display, code: i16) -> ApiError {
     ApiError::new(code, e.to_string())
 }
 
+fn unexpected(reply: &ControllerReply) -> ApiError {
+    ApiError::new(codes::UNKNOWN_SERVER_ERROR, format!("the controller answered with {reply:?}"))
+}
+
 impl BrokerLifecycleManager {
     /// Random for every process start.
     pub fn incarnation_id(&self) -> Uuid {
@@ -53,8 +56,10 @@ impl BrokerLifecycleManager {
         self.broker_epoch.load(Ordering::Acquire)
     }
 
-    fn controller(broker: &Broker) -> Result<&ControllerService, ApiError> {
-        broker.controller.as_ref().ok_or_else(|| ApiError::new(codes::NOT_CONTROLLER, "no controller in this process"))
+    /// How long one request of the broker's lifecycle waits for the controller: a
+    /// heartbeat that takes longer than the session is of no use.
+    fn patience(broker: &Broker) -> Duration {
+        Duration::from_millis(broker.config.cluster.broker_session_timeout_ms.max(1) as u64)
     }
 
     /// Registers and heartbeats until unfenced, retrying refusals for a bounded time.
@@ -84,9 +89,11 @@ impl BrokerLifecycleManager {
             endpoints: vec![BrokerEndpoint { name: "PLAINTEXT".into(), host, port }],
             previous_broker_epoch: None,
         };
-        let controller = Self::controller(broker)?;
-        let reply = controller.run(|c, now| c.register_broker(request, now)).await;
-        let epoch = reply.map_err(|e| refused(&e, e.code()))?.map_err(|e| refused(&e, e.code()))?;
+        let reply = broker.ask_controller(ControllerRequest::RegisterBroker(request), Self::patience(broker)).await?;
+        let epoch = match reply.map_err(|e| refused(&e, e.code()))? {
+            ControllerReply::BrokerEpoch(epoch) => epoch,
+            other => return Err(unexpected(&other)),
+        };
         self.broker_epoch.store(epoch, Ordering::Release);
         tracing::info!(broker_epoch = epoch, incarnation = %self.incarnation_id, "registered with the controller");
         Ok(())
@@ -101,10 +108,10 @@ impl BrokerLifecycleManager {
             metadata_offset: broker.quorum.image_offset(),
             want_shutdown,
         };
-        let controller = Self::controller(broker)?;
-        let reply = controller.run(|c, now| c.heartbeat(beat, now)).await.map_err(|e| refused(&e, e.code()))?;
+        let reply = broker.ask_controller(ControllerRequest::BrokerHeartbeat(beat), Self::patience(broker)).await?;
         match reply {
-            Ok(reply) => Ok(reply.is_fenced),
+            Ok(ControllerReply::Heartbeat(reply)) => Ok(reply.is_fenced),
+            Ok(other) => Err(unexpected(&other)),
             Err(e @ (ControllerError::BrokerIdNotRegistered(_) | ControllerError::StaleBrokerEpoch { .. })) => {
                 tracing::warn!(reason = %e, "the controller no longer knows this registration; registering again");
                 self.register(broker).await?;
@@ -124,7 +131,7 @@ impl BrokerLifecycleManager {
                 changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
                 _ = ticks.tick() => {}
             }
-            if let Some(controller) = &broker.controller
+            if let Some(controller) = broker.controller.local()
                 && let Err(e) = controller.tick().await
             {
                 tracing::warn!(error = %e, "controller tick failed");
@@ -146,9 +153,12 @@ impl BrokerLifecycleManager {
             }
         }
         let (node, epoch) = (broker.config.node_id, self.broker_epoch());
-        let controller = Self::controller(broker)?;
-        let block = controller.run(|c, _| c.allocate_producer_ids(node, epoch)).await;
-        let (first, size) = block.map_err(|e| refused(&e, e.code()))?.map_err(|e| refused(&e, e.code()))?;
+        let request = ControllerRequest::AllocateProducerIds { broker_id: node, broker_epoch: epoch };
+        let block = broker.ask_controller(request, Self::patience(broker)).await?;
+        let (first, size) = match block.map_err(|e| refused(&e, e.code()))? {
+            ControllerReply::ProducerIds { first, size } => (first, size),
+            other => return Err(unexpected(&other)),
+        };
         let mut ids = self.producer_ids.lock();
         *ids = (first + 1, first + size);
         Ok(first)

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{ApiError, Broker, config};
 use crate::controller::records::ConfigResource;
-use crate::controller::{ClusterImage, CreateTopic, TopicImage};
+use crate::controller::{ClusterImage, ControllerRequest, CreateTopic, TopicImage};
 use crate::storage::error::Result;
 use crate::storage::{LogConfig, TopicPartition, partition_metadata};
 
@@ -156,7 +156,7 @@ impl Broker {
             configs: Vec::new(),
             assignments: vec![vec![node]; partitions as usize],
         };
-        self.run_controller(|c, _| c.create_topic(request)).await.map(|_| ())
+        self.run_controller(ControllerRequest::CreateTopic(request)).await.map(|_| ())
     }
 
     /// Applies each commit of the metadata log until `stop`.

@@ -25,6 +25,7 @@
 mod admin_manager;
 pub mod cluster_config;
 pub mod config;
+mod controller_channel;
 pub mod fetch_session;
 pub mod group;
 pub(crate) mod handlers;
@@ -50,7 +51,7 @@ pub use metadata_cache::TopicMetadata;
 use crate::codes;
 use crate::controller::quorum::{MetadataQuorum, QuorumConfig, QuorumError};
 use crate::controller::service::ControllerService;
-use crate::controller::{ControllerConfig, ControllerError, ControllerOutput, QuorumController};
+use crate::controller::{ControllerConfig, ControllerError, ControllerReply, ControllerRequest};
 use crate::storage::error::{LogError, Result};
 use crate::storage::{LogConfig, LogManager, LogManagerConfig, MetaProperties};
 use crate::time::{Clock, SystemClock};
@@ -84,6 +85,9 @@ fn refuse_unbuilt_modes(config: &BrokerConfig) -> Result<()> {
     Ok(())
 }
 
+/// How long an administrative request waits for the active controller.
+const CONTROLLER_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The most partitions one CreateTopics or auto-creation may ask for.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
@@ -110,8 +114,8 @@ pub struct Broker {
     pub(crate) cluster_id: String,
     /// The metadata log, and the image it commits.
     pub(crate) quorum: Arc<MetadataQuorum>,
-    /// The controller in this process (every node, until dedicated roles arrive).
-    pub(crate) controller: Option<ControllerService>,
+    /// The way to the active controller, here or on another node.
+    pub(crate) controller: controller_channel::ControllerChannel,
     /// Registration, heartbeats and producer-id blocks.
     pub(crate) lifecycle: BrokerLifecycleManager,
     /// The image last applied to the local logs.
@@ -183,14 +187,19 @@ impl Broker {
         }
         let groups = group::GroupService::new(group_config, clock.now_ms(), offsets_topic.is_some());
         let lifecycle = BrokerLifecycleManager::default();
-        let controller = ControllerService::new(quorum.clone(), controller_config(&config), clock.clone())
-            .with_local_broker(config.node_id, lifecycle.incarnation_id());
+        let controller = Arc::new(
+            ControllerService::new(quorum.clone(), controller_config(&config), clock.clone())
+                .with_local_broker(config.node_id, lifecycle.incarnation_id()),
+        );
+        let handler: Arc<dyn crate::controller::quorum::network::ControllerHandler> = controller.clone();
+        quorum.serve_controller(Arc::downgrade(&handler));
+        let controller = controller_channel::ControllerChannel::new(quorum.clone(), Some(controller));
         let broker = Arc::new(Self {
             config,
             logs,
             cluster_id: meta.cluster_id,
             quorum,
-            controller: Some(controller),
+            controller,
             lifecycle,
             published: Mutex::new(metadata_publisher::Published::new(defaults.clone())),
             clock,
@@ -221,25 +230,23 @@ impl Broker {
         &self.quorum
     }
 
-    /// Runs a request on the active controller, answering NOT_CONTROLLER when this process
-    /// has none or does not lead the quorum.
-    pub(crate) async fn run_controller<T>(
-        &self,
-        request: impl FnOnce(&mut QuorumController, i64) -> ControllerOutput<Result<T, ControllerError>>,
-    ) -> Result<T, ApiError> {
-        let controller = self
-            .controller
-            .as_ref()
-            .ok_or_else(|| ApiError::new(codes::NOT_CONTROLLER, "this node runs no controller"))?;
-        match controller.run(request).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => Err(ApiError::new(e.code(), e.to_string())),
-            Err(e @ QuorumError::NotController { .. }) => Err(ApiError::new(e.code(), e.to_string())),
-            Err(e) => {
-                tracing::error!(error = %e, "the controller quorum failed");
-                Err(ApiError::new(e.code(), e.to_string()))
-            }
+    /// Runs a request on the active controller, wherever it is, and waits until this
+    /// node's metadata holds what it wrote. The controller's refusal is the error.
+    pub(crate) async fn run_controller(&self, request: ControllerRequest) -> Result<ControllerReply, ApiError> {
+        match self.controller.send(request, CONTROLLER_REQUEST_TIMEOUT).await? {
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(ApiError::new(e.code(), e.to_string())),
         }
+    }
+
+    /// Like [`Broker::run_controller`], with the controller's refusal kept apart from a
+    /// failure to reach it.
+    pub(crate) async fn ask_controller(
+        &self,
+        request: ControllerRequest,
+        timeout: std::time::Duration,
+    ) -> Result<Result<ControllerReply, ControllerError>, ApiError> {
+        self.controller.send(request, timeout).await
     }
 
     /// The effective config for a topic with these overrides.

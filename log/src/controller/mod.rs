@@ -7,6 +7,7 @@
 //! - [`QuorumController`]: registration, heartbeats and fencing, leader election with
 //!   KIP-966's eligible leader replicas, AlterPartition, topic creation and deletion, and
 //!   producer-id blocks. Records it emits are replicated by the Raft quorum before they count.
+//! - [`ControllerRequest`]: what brokers ask of it, locally or over the controller listener.
 
 mod image;
 mod partition_change;
@@ -14,6 +15,7 @@ mod placement;
 pub mod quorum;
 mod quorum_controller;
 pub mod records;
+mod requests;
 pub mod service;
 #[cfg(test)]
 mod tests;
@@ -25,3 +27,4 @@ pub use quorum_controller::{
     QuorumController, RegisterBroker,
 };
 pub use records::{MetadataRecord, NO_LEADER};
+pub use requests::{ControllerReply, ControllerRequest, ControllerResponse};

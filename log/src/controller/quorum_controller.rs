@@ -50,7 +50,7 @@ impl Default for ControllerConfig {
 }
 
 /// Why the controller refused a request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
 pub enum ControllerError {
     /// Another live process is registered with this node id.
     #[error("broker {0} is already registered by another live process (duplicate node.id?)")]
@@ -155,7 +155,7 @@ pub struct ControllerOutput<T> {
 }
 
 /// BrokerRegistration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RegisterBroker {
     /// `node.id`.
     pub broker_id: i32,
@@ -170,7 +170,7 @@ pub struct RegisterBroker {
 }
 
 /// BrokerHeartbeat.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct BrokerHeartbeat {
     /// The broker.
     pub broker_id: i32,
@@ -183,7 +183,7 @@ pub struct BrokerHeartbeat {
 }
 
 /// The answer to a heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HeartbeatReply {
     /// Still fenced.
     pub is_fenced: bool,
@@ -192,7 +192,7 @@ pub struct HeartbeatReply {
 }
 
 /// AlterPartition: a leader asks to change the ISR.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlterPartition {
     /// The leader.
     pub broker_id: i32,
@@ -211,7 +211,7 @@ pub struct AlterPartition {
 }
 
 /// CreateTopics, for one topic.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CreateTopic {
     /// Name (already validated by the broker).
     pub name: String,

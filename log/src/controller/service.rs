@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
+use super::quorum::network::{ControllerFuture, ControllerHandler};
 use super::quorum::{MetadataQuorum, QuorumError};
-use super::{ControllerConfig, ControllerOutput, QuorumController};
+use super::{ControllerConfig, ControllerOutput, ControllerRequest, ControllerResponse, QuorumController};
 use crate::time::Clock;
 
 /// Runs controller requests where the quorum allows.
@@ -47,12 +48,19 @@ impl ControllerService {
         &self.quorum
     }
 
-    /// Runs `request` on the active controller and commits what it wrote. NOT_CONTROLLER
-    /// (with the leader, when known) on any other node.
+    /// Runs a broker's request, if this node is the active controller.
+    pub async fn handle(&self, request: ControllerRequest) -> Result<ControllerResponse, QuorumError> {
+        let (reply, metadata_offset) = self.run(|c, now| request.apply(c, now)).await?;
+        Ok(ControllerResponse { reply, metadata_offset })
+    }
+
+    /// Runs `request` on the active controller and commits what it wrote; returns the
+    /// answer and the offset of the last record written (or of the image it read).
+    /// NOT_CONTROLLER (with the leader, when known) on any other node.
     pub async fn run<T>(
         &self,
         request: impl FnOnce(&mut QuorumController, i64) -> ControllerOutput<T>,
-    ) -> Result<T, QuorumError> {
+    ) -> Result<(T, i64), QuorumError> {
         let mut active = self.active.lock().await;
         let now_ms = self.clock.now_ms();
         let term = self.quorum.current_term();
@@ -80,18 +88,23 @@ impl ControllerService {
         if let Some(e) = controller.take_failure() {
             return Err(QuorumError::Raft(format!("the controller built an inconsistent record: {e}")));
         }
-        if !out.records.is_empty() {
-            self.quorum.append(out.records).await?;
-        }
+        let offset =
+            if out.records.is_empty() { controller.image().offset } else { self.quorum.append(out.records).await? };
         *active = Some((term, controller));
-        Ok(out.reply)
+        Ok((out.reply, offset))
     }
 
     /// Fences brokers whose sessions expired; call it every few hundred milliseconds.
     pub async fn tick(&self) -> Result<(), QuorumError> {
         match self.run(|c, now| ControllerOutput { records: c.tick(now), reply: () }).await {
-            Err(QuorumError::NotController { .. }) => Ok(()),
-            other => other,
+            Ok(_) | Err(QuorumError::NotController { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
+    }
+}
+
+impl ControllerHandler for ControllerService {
+    fn handle(&self, request: ControllerRequest) -> ControllerFuture<'_> {
+        Box::pin(ControllerService::handle(self, request))
     }
 }

@@ -44,10 +44,11 @@ impl std::fmt::Display for MetadataBatch {
 }
 
 openraft::declare_raft_types!(
-    /// The quorum's Raft types: entries carry [`MetadataBatch`]es; nodes are `node.id`s.
+    /// The quorum's Raft types: entries carry [`MetadataBatch`]es and answer the offset of
+    /// their last record; nodes are `node.id`s.
     pub MetadataRaft:
         D = MetadataBatch,
-        R = (),
+        R = i64,
         NodeId = u64,
         Node = BasicNode,
         SnapshotData = Cursor<Vec<u8>>,
@@ -121,8 +122,11 @@ impl QuorumConfig {
 /// A running member of the quorum.
 pub struct MetadataQuorum {
     node_id: u64,
+    voters: BTreeMap<u64, SocketAddr>,
     raft: Raft<MetadataRaft>,
     state_machine: MetadataStateMachine,
+    /// Answers the controller requests that arrive on this node's listener.
+    controller: network::ControllerSlot,
     server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -155,14 +159,22 @@ impl MetadataQuorum {
         let raft = Raft::new(config.node_id, raft_config, network, log_store, state_machine.clone())
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let controller = network::ControllerSlot::default();
         let server = match listen.as_ref() {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr).await.map_err(storage)?;
-                Some(tokio::spawn(network::serve(listener, raft.clone())))
+                Some(tokio::spawn(network::serve(listener, raft.clone(), controller.clone())))
             }
             None => None,
         };
-        let quorum = Self { node_id: config.node_id, raft, state_machine, server: parking_lot::Mutex::new(server) };
+        let quorum = Self {
+            node_id: config.node_id,
+            voters: config.voters.clone(),
+            raft,
+            state_machine,
+            controller,
+            server: parking_lot::Mutex::new(server),
+        };
         quorum.initialize(&config).await?;
         if config.voters.is_empty() {
             // A quorum of one elects itself within an election timeout; until it has, every
@@ -192,10 +204,10 @@ impl MetadataQuorum {
         }
     }
 
-    /// Appends records and waits until they commit.
-    pub async fn append(&self, records: Vec<MetadataRecord>) -> Result<(), QuorumError> {
+    /// Appends records and waits until they commit; returns the offset of the last one.
+    pub async fn append(&self, records: Vec<MetadataRecord>) -> Result<i64, QuorumError> {
         match self.raft.client_write(MetadataBatch { records }).await {
-            Ok(_) => Ok(()),
+            Ok(written) => Ok(written.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(QuorumError::NotController { leader: f.leader_id })
             }
@@ -258,6 +270,16 @@ impl MetadataQuorum {
     /// The voters' ids as the committed membership has them.
     pub fn voters(&self) -> BTreeSet<u64> {
         self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
+    }
+
+    /// The voters' controller addresses, as configured (empty on a single node).
+    pub fn voter_addresses(&self) -> &BTreeMap<u64, SocketAddr> {
+        &self.voters
+    }
+
+    /// Serves the controller requests that peers send to this node with `handler`.
+    pub fn serve_controller(&self, handler: std::sync::Weak<dyn network::ControllerHandler>) {
+        self.controller.set(handler);
     }
 
     /// Waits until some node leads, for at most `timeout`.

@@ -1,8 +1,16 @@
 //! The quorum's transport: openraft's RPCs over TCP between the controllers' `CONTROLLER`
 //! listeners, one request at a time per connection, each frame `[length u32][json]`.
 //! Connections are made on first use and dropped on any error; openraft retries.
+//!
+//! The same listener answers [`ControllerRequest`]s from brokers on other nodes (Kafka's
+//! controller APIs share its controller listener too): [`ControllerClient`] sends them, and
+//! the [`ControllerHandler`] this node registers answers them.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
@@ -16,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use super::MetadataRaft;
+use super::{MetadataRaft, QuorumError};
+use crate::controller::{ControllerRequest, ControllerResponse};
 
 type NodeId = u64;
 
@@ -30,6 +39,7 @@ enum Request {
     AppendEntries(AppendEntriesRequest<MetadataRaft>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<MetadataRaft>),
+    Controller(ControllerRequest),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -37,6 +47,60 @@ enum Response {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    Controller(Result<ControllerResponse, RemoteQuorumError>),
+}
+
+/// A [`QuorumError`] as it crosses the wire.
+#[derive(Debug, Serialize, Deserialize)]
+enum RemoteQuorumError {
+    NotController { leader: Option<u64> },
+    Failed(String),
+}
+
+impl From<QuorumError> for RemoteQuorumError {
+    fn from(e: QuorumError) -> Self {
+        match e {
+            QuorumError::NotController { leader } => Self::NotController { leader },
+            other => Self::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<RemoteQuorumError> for QuorumError {
+    fn from(e: RemoteQuorumError) -> Self {
+        match e {
+            RemoteQuorumError::NotController { leader } => Self::NotController { leader },
+            RemoteQuorumError::Failed(message) => Self::Raft(message),
+        }
+    }
+}
+
+/// The future a [`ControllerHandler`] answers with.
+pub type ControllerFuture<'a> = Pin<Box<dyn Future<Output = Result<ControllerResponse, QuorumError>> + Send + 'a>>;
+
+/// Answers controller requests that arrive on the controller listener.
+pub trait ControllerHandler: Send + Sync + std::fmt::Debug {
+    /// Runs `request` if this node is the active controller; NOT_CONTROLLER otherwise.
+    fn handle(&self, request: ControllerRequest) -> ControllerFuture<'_>;
+}
+
+/// Where the listener finds this node's controller, once it has one. Weak: the controller
+/// owns the quorum, not the other way round.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ControllerSlot(Arc<parking_lot::RwLock<Option<Weak<dyn ControllerHandler>>>>);
+
+impl ControllerSlot {
+    pub(crate) fn set(&self, handler: Weak<dyn ControllerHandler>) {
+        *self.0.write() = Some(handler);
+    }
+
+    async fn handle(&self, request: ControllerRequest) -> Result<ControllerResponse, RemoteQuorumError> {
+        let handler = self.0.read().as_ref().and_then(Weak::upgrade);
+        match handler {
+            Some(handler) => handler.handle(request).await.map_err(Into::into),
+            None => Err(RemoteQuorumError::NotController { leader: None }),
+        }
+    }
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> std::io::Result<()> {
@@ -60,7 +124,7 @@ async fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut TcpStream) -> s
 /// Serves the quorum RPCs of peers on `listener` until the task is dropped. The
 /// connections are served by tasks this one owns, so aborting it closes every one of
 /// them: a peer must not go on talking to a Raft instance that has shut down.
-pub(crate) async fn serve(listener: TcpListener, raft: Raft<MetadataRaft>) {
+pub(crate) async fn serve(listener: TcpListener, raft: Raft<MetadataRaft>, controller: ControllerSlot) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -76,9 +140,9 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft<MetadataRaft>) {
                 continue;
             }
         };
-        let raft = raft.clone();
+        let (raft, controller) = (raft.clone(), controller.clone());
         connections.spawn(async move {
-            if let Err(e) = serve_connection(stream, raft).await
+            if let Err(e) = serve_connection(stream, raft, controller).await
                 && e.kind() != std::io::ErrorKind::UnexpectedEof
             {
                 tracing::debug!(%peer, error = %e, "quorum connection closed");
@@ -87,7 +151,11 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft<MetadataRaft>) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: Raft<MetadataRaft>) -> std::io::Result<()> {
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: Raft<MetadataRaft>,
+    controller: ControllerSlot,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     loop {
         let request: Request = read_frame(&mut stream).await?;
@@ -95,6 +163,7 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft<MetadataRaft>) -> st
             Request::AppendEntries(rpc) => Response::AppendEntries(raft.append_entries(rpc).await),
             Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
             Request::InstallSnapshot(rpc) => Response::InstallSnapshot(raft.install_snapshot(rpc).await),
+            Request::Controller(request) => Response::Controller(controller.handle(request).await),
         };
         write_frame(&mut stream, &response).await?;
         if response.is_fatal() {
@@ -109,6 +178,7 @@ impl Response {
             Self::AppendEntries(r) => matches!(r, Err(RaftError::Fatal(_))),
             Self::Vote(r) => matches!(r, Err(RaftError::Fatal(_))),
             Self::InstallSnapshot(r) => matches!(r, Err(RaftError::Fatal(_))),
+            Self::Controller(_) => false,
         }
     }
 }
@@ -170,23 +240,75 @@ impl PeerConnection {
     }
 
     async fn connect<E: std::error::Error>(&self) -> Result<TcpStream, RpcError<E>> {
-        let unreachable = |e: std::io::Error| RPCError::Unreachable(Unreachable::new(&e));
         let addr: SocketAddr = self.addr.parse().map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(unreachable)?;
-        if let Some(source) = self.source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
-            socket.bind(SocketAddr::new(source, 0)).map_err(unreachable)?;
-        }
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
-            .await
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        stream.set_nodelay(true).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        Ok(stream)
+        connect(addr, self.source).await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
     }
 
     fn unexpected<E: std::error::Error>(&self, response: &Response) -> RpcError<E> {
         let e = std::io::Error::other(format!("node {} answered with {response:?}", self.target));
         RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+/// Connects to `addr`, leaving from `source` when given.
+async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }?;
+    if let Some(source) = source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Sends [`ControllerRequest`]s to a controller's listener, keeping idle connections for
+/// reuse (Kafka's NodeToControllerChannelManager, without the choice of target: the caller
+/// names the voter).
+#[derive(Debug, Default)]
+pub struct ControllerClient {
+    source: Option<IpAddr>,
+    idle: parking_lot::Mutex<HashMap<SocketAddr, Vec<TcpStream>>>,
+}
+
+impl ControllerClient {
+    /// Connections leave from `source`, when given.
+    pub fn new(source: Option<IpAddr>) -> Self {
+        Self { source: source.filter(|ip| !ip.is_unspecified()), idle: Default::default() }
+    }
+
+    /// Sends `request` to the controller listening on `addr` and waits, at most `timeout`,
+    /// for its answer.
+    pub async fn call(
+        &self,
+        addr: SocketAddr,
+        request: ControllerRequest,
+        timeout: Duration,
+    ) -> Result<ControllerResponse, QuorumError> {
+        let pooled = self.idle.lock().get_mut(&addr).and_then(Vec::pop);
+        let exchange = async {
+            let mut stream = match pooled {
+                Some(stream) => stream,
+                None => connect(addr, self.source).await?,
+            };
+            write_frame(&mut stream, &Request::Controller(request)).await?;
+            let response = read_frame::<Response>(&mut stream).await?;
+            Ok::<_, std::io::Error>((stream, response))
+        };
+        let failed = |e: &dyn std::fmt::Display| QuorumError::Raft(format!("controller at {addr}: {e}"));
+        let (stream, response) = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return Err(failed(&e)),
+            Err(_) => return Err(failed(&format!("no answer within {timeout:?}"))),
+        };
+        match response {
+            Response::Controller(answer) => {
+                self.idle.lock().entry(addr).or_default().push(stream);
+                answer.map_err(Into::into)
+            }
+            other => Err(failed(&format!("unexpected answer {other:?}"))),
+        }
     }
 }
 

@@ -154,7 +154,8 @@ impl RaftStateMachine<MetadataRaft> for MetadataStateMachine {
         Ok((applied.last_applied, applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<NodeId>>
+    /// Each entry's reply is the offset of the last record in the image after it.
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<i64>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<MetadataRaft>> + Send,
         I::IntoIter: Send,
@@ -163,8 +164,8 @@ impl RaftStateMachine<MetadataRaft> for MetadataStateMachine {
         let offset = {
             let mut applied = self.applied.write();
             for entry in entries {
-                replies.push(());
                 if applied.last_applied.is_some_and(|last| entry.log_id <= last) {
+                    replies.push(applied.image.offset);
                     continue; // already in the image (from the snapshot it started with)
                 }
                 match &entry.payload {
@@ -175,6 +176,7 @@ impl RaftStateMachine<MetadataRaft> for MetadataStateMachine {
                     }
                 }
                 applied.last_applied = Some(entry.log_id);
+                replies.push(applied.image.offset);
             }
             applied.image.offset
         };
