@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::metadata_cache::broker_resource;
-use super::{ApiError, Broker, MAX_PARTITIONS_PER_TOPIC, TopicMetadata, config, refuse_internal_topic, storage_error};
+use super::{ApiError, Broker, MAX_PARTITIONS_PER_TOPIC, TopicMetadata, config, refuse_internal_topic};
 use crate::codes;
 use crate::controller::records::ConfigResource;
 use crate::controller::{ControllerRequest, CreateTopic};
@@ -54,8 +54,12 @@ fn unknown_topic(name: &str) -> ApiError {
 
 impl Broker {
     /// Applies what has committed to the local logs, off the async workers.
-    async fn publish_now(&self) -> Result<(), ApiError> {
-        super::handlers::blocking(|| self.publish_metadata()).map_err(storage_error)
+    async fn publish_now(&self) {
+        // The change has committed whatever happens here: a failure to apply it locally is
+        // the publisher's to retry, not the client's.
+        if let Err(e) = super::handlers::blocking(|| self.publish_metadata()) {
+            tracing::error!(error = %e, "applying committed metadata to storage failed; the publisher retries");
+        }
     }
 
     /// Validates and creates a topic. With `validate_only`, checks everything and changes
@@ -83,7 +87,7 @@ impl Broker {
             assignments: topic.assignments,
         };
         self.run_controller(ControllerRequest::CreateTopic(request)).await?;
-        self.publish_now().await?;
+        self.publish_now().await;
         tracing::info!(topic = %name, partitions, "created topic");
         self.topic(&name).ok_or_else(|| unknown_topic(&name))
     }
@@ -111,7 +115,7 @@ impl Broker {
     pub async fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
         refuse_internal_topic(name, "deleted")?;
         self.run_controller(ControllerRequest::DeleteTopic { name: name.to_owned() }).await?;
-        self.publish_now().await?;
+        self.publish_now().await;
         tracing::info!(topic = name, "deleted topic");
         Ok(())
     }
@@ -133,7 +137,7 @@ impl Broker {
             return Ok(());
         }
         self.run_controller(ControllerRequest::CreatePartitions { name: name.to_owned(), count }).await?;
-        self.publish_now().await?;
+        self.publish_now().await;
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
     }
@@ -156,7 +160,7 @@ impl Broker {
         }
         let resource = ConfigResource::Topic(name.to_owned());
         self.run_controller(ControllerRequest::AlterConfigs { resource, configs: overrides }).await?;
-        self.publish_now().await?;
+        self.publish_now().await;
         tracing::info!(topic = name, "changed topic config");
         Ok(())
     }
@@ -189,7 +193,7 @@ impl Broker {
         }
         let target = broker_resource(resource);
         self.run_controller(ControllerRequest::AlterConfigs { resource: target, configs }).await?;
-        self.publish_now().await?;
+        self.publish_now().await;
         tracing::info!(
             resource = if resource.is_empty() { "cluster default" } else { resource },
             "changed broker configs"

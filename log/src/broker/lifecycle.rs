@@ -41,6 +41,30 @@ fn refused(e: impl std::fmt::Display, code: i16) -> ApiError {
     ApiError::new(code, e.to_string())
 }
 
+/// Runs `attempt` every heartbeat interval until it answers `true`. A refusal by the
+/// controller fails start-up after [`REGISTRATION_PATIENCE`]; no controller at all (the
+/// quorum still electing, or the other voters not started yet) is waited out.
+async fn retry_at_start<F, Fut>(broker: &Broker, what: &str, mut attempt: F) -> Result<(), ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, ApiError>>,
+{
+    let deadline = tokio::time::Instant::now() + REGISTRATION_PATIENCE;
+    let every = Duration::from_millis(broker.config.cluster.broker_heartbeat_interval_ms.max(1) as u64);
+    loop {
+        match attempt().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => tracing::debug!(what, "not yet; retrying"),
+            Err(e) if e.code == codes::REQUEST_TIMED_OUT => {
+                tracing::info!(what, reason = %e.message, "waiting for the controller quorum");
+            }
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(e) => tracing::info!(what, code = e.code, reason = %e.message, "refused; retrying"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 fn unexpected(reply: &ControllerReply) -> ApiError {
     ApiError::new(codes::UNKNOWN_SERVER_ERROR, format!("the controller answered with {reply:?}"))
 }
@@ -62,22 +86,18 @@ impl BrokerLifecycleManager {
         Duration::from_millis(broker.config.cluster.broker_session_timeout_ms.max(1) as u64)
     }
 
-    /// Registers and heartbeats until unfenced, retrying refusals for a bounded time.
+    /// Registers, retrying refusals (another incarnation's session still alive) for a
+    /// bounded time and waiting as long as it takes for a controller to be elected. The
+    /// broker stays fenced until [`Self::wait_until_unfenced`].
     pub(crate) async fn start(&self, broker: &Broker) -> Result<(), ApiError> {
-        let deadline = tokio::time::Instant::now() + REGISTRATION_PATIENCE;
-        loop {
-            let attempt = async {
-                self.register(broker).await?;
-                self.heartbeat(broker, false).await
-            };
-            match attempt.await {
-                Ok(false) => return Ok(()),
-                Ok(true) => tracing::debug!("registered but still fenced; retrying"),
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-                Err(e) => tracing::info!(code = e.code, reason = %e.message, "broker registration refused; retrying"),
-            }
-            tokio::time::sleep(Duration::from_millis(broker.config.cluster.broker_heartbeat_interval_ms as u64)).await;
-        }
+        retry_at_start(broker, "broker registration", || async { self.register(broker).await.map(|()| true) }).await
+    }
+
+    /// Heartbeats until the controller unfences this broker, which it does once the
+    /// broker reports that it applied the metadata log up to its registration.
+    pub(crate) async fn wait_until_unfenced(&self, broker: &Broker) -> Result<(), ApiError> {
+        retry_at_start(broker, "unfencing", || async { self.heartbeat(broker, false).await.map(|fenced| !fenced) })
+            .await
     }
 
     async fn register(&self, broker: &Broker) -> Result<(), ApiError> {
@@ -104,8 +124,9 @@ impl BrokerLifecycleManager {
         let beat = BrokerHeartbeat {
             broker_id: broker.config.node_id,
             broker_epoch: self.broker_epoch(),
-            // The broker's metadata cache is the quorum's image: it has replayed all of it.
-            metadata_offset: broker.quorum.image_offset(),
+            // What the broker has applied to its logs, not merely what its image holds: it
+            // may lead only partitions it has set up.
+            metadata_offset: broker.published_offset(),
             want_shutdown,
         };
         let reply = broker.ask_controller(ControllerRequest::BrokerHeartbeat(beat), Self::patience(broker)).await?;

@@ -18,6 +18,9 @@ use crate::controller::{ClusterImage, ControllerRequest, CreateTopic, TopicImage
 use crate::storage::error::Result;
 use crate::storage::{LogConfig, TopicPartition, partition_metadata};
 
+/// How soon a failed publish is tried again.
+const PUBLISH_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The image last applied to storage.
 #[derive(Debug)]
 pub(crate) struct Published {
@@ -26,10 +29,13 @@ pub(crate) struct Published {
 }
 
 impl Published {
+    /// Nothing published yet: an offset below any image's, even the empty one's (-1).
     pub(crate) fn new(defaults: LogConfig) -> Self {
-        Self { image: ClusterImage { offset: -2, ..ClusterImage::new() }, defaults }
+        Self { image: ClusterImage { offset: NOTHING_PUBLISHED, ..ClusterImage::new() }, defaults }
     }
 }
+
+const NOTHING_PUBLISHED: i64 = -2;
 
 /// The topic-config defaults the image's broker configs give, or the static ones when
 /// those are invalid (logged: a bad stored value must not stop the broker).
@@ -59,10 +65,10 @@ impl Broker {
     /// Applies what the metadata log committed since the last call. Calls are serialised.
     pub(crate) fn publish_metadata(&self) -> Result<()> {
         let mut published = self.published.lock();
-        let image = self.quorum.image();
-        if image.offset == published.image.offset {
+        if self.quorum.image_offset() == published.image.offset {
             return Ok(());
         }
+        let image = self.quorum.image();
         let defaults = log_defaults(&self.config, &image);
         let defaults_changed = defaults != published.defaults;
         if defaults_changed {
@@ -159,21 +165,35 @@ impl Broker {
         self.run_controller(ControllerRequest::CreateTopic(request)).await.map(|_| ())
     }
 
-    /// Applies each commit of the metadata log until `stop`.
+    /// The offset of the image last applied to the local logs.
+    pub(crate) fn published_offset(&self) -> i64 {
+        self.published.lock().image.offset
+    }
+
+    /// Applies each commit of the metadata log until `stop`. A failed publish (a full
+    /// disk, say) is tried again every second until it succeeds.
     pub(crate) async fn run_metadata_publisher(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         let mut committed = broker.quorum.committed_offset();
+        let mut failing = false;
         loop {
             tokio::select! {
                 changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
                 changed = committed.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(PUBLISH_RETRY), if failing => {}
             }
             let publisher = broker.clone();
             let applied = tokio::task::spawn_blocking(move || publisher.publish_metadata()).await;
-            match applied {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "applying metadata to storage failed"),
-                Err(e) => tracing::error!(error = %e, "the metadata publisher task failed"),
-            }
+            failing = match applied {
+                Ok(Ok(())) => false,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "applying metadata to storage failed; retrying");
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the metadata publisher task failed; retrying");
+                    true
+                }
+            };
         }
     }
 }

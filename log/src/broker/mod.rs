@@ -212,6 +212,8 @@ impl Broker {
         broker.lifecycle.start(&broker).await.map_err(controller_failure)?;
         broker.settle_unknown_logs().await.map_err(controller_failure)?;
         broker.publish_metadata()?;
+        broker.lifecycle.wait_until_unfenced(&broker).await.map_err(controller_failure)?;
+        broker.publish_metadata()?;
         Ok(broker)
     }
 

@@ -42,6 +42,9 @@ pub struct RunningBroker {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     acceptor: tokio::task::JoinHandle<()>,
+    /// The metadata publisher and the lifecycle manager: they must be done before the
+    /// quorum and the logs close under them.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningBroker {
@@ -60,6 +63,9 @@ impl RunningBroker {
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
         let _ = self.acceptor.await;
+        for task in self.background {
+            let _ = task.await;
+        }
         self.broker.shutdown_quorum().await;
         let logs = self.broker.log_manager().clone();
         tokio::task::spawn_blocking(move || logs.shutdown())
@@ -92,11 +98,13 @@ pub(crate) async fn start(mut config: BrokerConfig) -> Result<RunningBroker> {
     broker.log_manager().start_background();
     let (stop, stop_rx) = watch::channel(false);
     crate::broker::group::GroupService::start(&broker, stop_rx.clone());
-    tokio::spawn(Broker::run_metadata_publisher(broker.clone(), stop_rx.clone()));
-    tokio::spawn(crate::broker::BrokerLifecycleManager::run(broker.clone(), stop_rx.clone()));
+    let background = vec![
+        tokio::spawn(Broker::run_metadata_publisher(broker.clone(), stop_rx.clone())),
+        tokio::spawn(crate::broker::BrokerLifecycleManager::run(broker.clone(), stop_rx.clone())),
+    ];
     let acceptor = tokio::spawn(accept_loop(broker.clone(), listener, stop_rx));
     tracing::info!(%addr, data_dir = %broker.config().data_dir().display(), "broker listening");
-    Ok(RunningBroker { broker, addr, stop, acceptor })
+    Ok(RunningBroker { broker, addr, stop, acceptor, background })
 }
 
 async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, mut stop: watch::Receiver<bool>) {

@@ -18,7 +18,9 @@ pub(super) async fn handle(broker: &Broker, req: InitProducerIdRequest) -> InitP
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::warn!(code = e.code, reason = %e.message, "no producer id from the controller");
-            refuse(e.code)
+            // The controller's own codes (NOT_CONTROLLER, STALE_BROKER_EPOCH, ...) mean
+            // nothing to a producer, which would treat them as fatal: it retries this one.
+            refuse(codes::COORDINATOR_NOT_AVAILABLE)
         }
     }
 }

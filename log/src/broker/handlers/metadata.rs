@@ -31,6 +31,7 @@ pub(super) async fn handle(broker: &Broker, req: MetadataRequest, version: i16) 
             }
         }
     }
+    let live = brokers(broker);
     broker.with_image(|image| {
         let topics = names
             .iter()
@@ -46,7 +47,7 @@ pub(super) async fn handle(broker: &Broker, req: MetadataRequest, version: i16) 
             })
             .collect();
         MetadataResponse::default()
-            .with_brokers(brokers(broker))
+            .with_brokers(live)
             .with_cluster_id(Some(str_bytes(broker.cluster_id().to_owned())))
             .with_controller_id(BrokerId(broker.config.node_id))
             .with_topics(topics)

@@ -92,7 +92,9 @@ impl MetadataStateMachine {
         self.applied.read().image.clone()
     }
 
-    /// Runs `f` on the committed image without copying it.
+    /// Runs `f` on the committed image without copying it. `f` must not read the image
+    /// again: the lock is fair, so a second read would queue behind a waiting writer that
+    /// waits for the first.
     pub fn with_image<T>(&self, f: impl FnOnce(&ClusterImage) -> T) -> T {
         f(&self.applied.read().image)
     }
