@@ -77,7 +77,7 @@ impl Broker {
         // Removals first: a topic deleted and created again under its name must not find
         // the old one's directories.
         for gone in published.image.topics.values().filter(|t| !image.topics.contains_key(&t.id)) {
-            self.remove_topic_logs(&gone.name, gone.id)?;
+            self.remove_topic_logs(&image, &gone.name, gone.id)?;
         }
         for topic in image.topics.values() {
             let before = published.image.topics.get(&topic.id);
@@ -95,21 +95,33 @@ impl Broker {
         self.logs.set_topic_config(&topic.name, topic_log_config(defaults, image, &topic.name));
         let node = self.config.node_id;
         for (index, _) in topic.partitions.iter().filter(|(_, p)| p.replicas.contains(&node)) {
-            let log = self.logs.get_or_create_log(&TopicPartition::new(topic.name.clone(), *index))?;
+            let tp = TopicPartition::new(topic.name.clone(), *index);
+            let log = self.logs.get_or_create_log(&tp)?;
             let dir = log.read().dir().to_path_buf();
-            if partition_metadata::read_topic_id(&dir).ok().flatten() != Some(topic.id) {
-                partition_metadata::write_topic_id(&dir, topic.id)?;
+            match partition_metadata::read_topic_id(&dir)? {
+                Some(id) if id == topic.id => {}
+                None => partition_metadata::write_topic_id(&dir, topic.id)?,
+                Some(other) => {
+                    // Another topic's data under this name: keep it aside, start afresh.
+                    let reason = format!("it holds topic id {other}, but the metadata log names {}", topic.id);
+                    tracing::error!(partition = %tp, %reason, "moving the partition directory aside");
+                    self.logs.quarantine_log(&tp, &reason)?;
+                    let log = self.logs.get_or_create_log(&tp)?;
+                    partition_metadata::write_topic_id(log.read().dir(), topic.id)?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Removes the local logs of a deleted topic, skipping any that belong to another
-    /// topic of the same name.
-    fn remove_topic_logs(&self, name: &str, id: Uuid) -> Result<()> {
+    /// Removes the local logs of a deleted topic. A log that names another topic id is
+    /// kept, and so is one that names none while a topic of the same name exists: it may
+    /// be that topic's, set up by a publish that failed before naming it.
+    fn remove_topic_logs(&self, image: &ClusterImage, name: &str, id: Uuid) -> Result<()> {
+        let name_reused = image.topic_ids.contains_key(name);
         for (tp, log) in self.logs.logs().into_iter().filter(|(tp, _)| tp.topic == name) {
-            let recorded = partition_metadata::read_topic_id(log.read().dir()).ok().flatten();
-            if recorded.is_none_or(|r| r == id) {
+            let recorded = partition_metadata::read_topic_id(log.read().dir())?;
+            if recorded == Some(id) || (recorded.is_none() && !name_reused) {
                 self.logs.delete_log(&tp)?;
             }
         }
