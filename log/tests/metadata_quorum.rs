@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,20 +13,10 @@ use std::time::Duration;
 
 use freshet_log::controller::quorum::{MetadataQuorum, QuorumConfig, QuorumError};
 use freshet_log::controller::records::{MetadataRecord, RegisterBrokerRecord};
+use support::{free_ports, init_tracing};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Logs to the test's output when `RUST_LOG` asks for it.
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::from_default_env();
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
-}
-
-fn free_ports(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
-}
 
 fn config(id: u64, voters: &BTreeMap<u64, SocketAddr>, root: &Path, snapshot_every: u64) -> QuorumConfig {
     QuorumConfig {

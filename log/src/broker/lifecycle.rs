@@ -115,6 +115,7 @@ impl BrokerLifecycleManager {
             other => return Err(unexpected(&other)),
         };
         self.broker_epoch.store(epoch, Ordering::Release);
+        broker.replicas.set_broker_epoch(epoch);
         tracing::info!(broker_epoch = epoch, incarnation = %self.incarnation_id, "registered with the controller");
         Ok(())
     }

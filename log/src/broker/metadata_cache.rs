@@ -3,10 +3,11 @@
 //! leaders, epochs, configs) is the metadata log's, never a copy that could drift.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::Broker;
+use super::{Broker, Partition};
 use crate::codes;
 use crate::controller::records::ConfigResource;
 use crate::controller::{ClusterImage, PartitionRegistration, TopicImage};
@@ -83,19 +84,21 @@ impl Broker {
         self.with_image(|image| image.topic(&tp.topic).and_then(|t| t.partitions.get(&tp.partition)).cloned())
     }
 
-    /// The leader epoch of a partition this broker leads; else the error code a client
-    /// gets: UNKNOWN_TOPIC_OR_PARTITION, or NOT_LEADER_OR_FOLLOWER (it should refresh its
+    /// The replica of a partition this broker leads; else the error code a client gets:
+    /// UNKNOWN_TOPIC_OR_PARTITION, or NOT_LEADER_OR_FOLLOWER (it should refresh its
     /// metadata and go to the leader).
+    pub(crate) fn leader_replica(&self, tp: &TopicPartition) -> Result<Arc<Partition>, i16> {
+        match self.replicas.partition(tp) {
+            Some(replica) if replica.leader_epoch().is_ok() => Ok(replica),
+            Some(_) => Err(codes::NOT_LEADER_OR_FOLLOWER),
+            None if self.partition(tp).is_some() => Err(codes::NOT_LEADER_OR_FOLLOWER),
+            None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
+        }
+    }
+
+    /// The leader epoch of a partition this broker leads; else as [`Self::leader_replica`].
     pub(crate) fn leader_epoch(&self, tp: &TopicPartition) -> Result<i32, i16> {
-        let node = self.config.node_id;
-        self.with_image(|image| {
-            let partition = image.topic(&tp.topic).and_then(|t| t.partitions.get(&tp.partition));
-            match partition {
-                None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
-                Some(p) if p.leader != node => Err(codes::NOT_LEADER_OR_FOLLOWER),
-                Some(p) => Ok(p.leader_epoch),
-            }
-        })
+        self.leader_replica(tp)?.leader_epoch()
     }
 
     /// The unfenced brokers at their advertised listeners, this one first, where it really

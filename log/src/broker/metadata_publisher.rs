@@ -92,26 +92,43 @@ impl Broker {
     }
 
     fn apply_topic(&self, image: &ClusterImage, defaults: &LogConfig, topic: &TopicImage) -> Result<()> {
-        self.logs.set_topic_config(&topic.name, topic_log_config(defaults, image, &topic.name));
+        let config = topic_log_config(defaults, image, &topic.name);
+        let min_insync_replicas = config.min_insync_replicas as i32;
+        self.logs.set_topic_config(&topic.name, config);
         let node = self.config.node_id;
-        for (index, _) in topic.partitions.iter().filter(|(_, p)| p.replicas.contains(&node)) {
+        let now = self.now_ms();
+        for (index, registration) in topic.partitions.iter().filter(|(_, p)| p.replicas.contains(&node)) {
             let tp = TopicPartition::new(topic.name.clone(), *index);
-            let log = self.logs.get_or_create_log(&tp)?;
+            let log = self.name_partition_log(&tp, topic.id)?;
+            self.replicas.apply_registration(&tp, topic.id, &log, registration.clone(), min_insync_replicas, now)?;
+        }
+        Ok(())
+    }
+
+    /// The log of `tp`, created if need be, with `partition.metadata` naming `topic_id`.
+    /// A directory naming another id is moved aside and the log starts afresh.
+    fn name_partition_log(&self, tp: &TopicPartition, topic_id: Uuid) -> Result<crate::storage::manager::SharedLog> {
+        {
+            let log = self.logs.get_or_create_log(tp)?;
             let dir = log.read().dir().to_path_buf();
             match partition_metadata::read_topic_id(&dir)? {
-                Some(id) if id == topic.id => {}
-                None => partition_metadata::write_topic_id(&dir, topic.id)?,
+                Some(id) if id == topic_id => return Ok(log),
+                None => {
+                    partition_metadata::write_topic_id(&dir, topic_id)?;
+                    return Ok(log);
+                }
                 Some(other) => {
                     // Another topic's data under this name: keep it aside, start afresh.
-                    let reason = format!("it holds topic id {other}, but the metadata log names {}", topic.id);
+                    let reason = format!("it holds topic id {other}, but the metadata log names {topic_id}");
                     tracing::error!(partition = %tp, %reason, "moving the partition directory aside");
-                    self.logs.quarantine_log(&tp, &reason)?;
-                    let log = self.logs.get_or_create_log(&tp)?;
-                    partition_metadata::write_topic_id(log.read().dir(), topic.id)?;
+                    self.replicas.remove(tp);
+                    self.logs.quarantine_log(tp, &reason)?;
                 }
             }
         }
-        Ok(())
+        let log = self.logs.get_or_create_log(tp)?;
+        partition_metadata::write_topic_id(log.read().dir(), topic_id)?;
+        Ok(log)
     }
 
     /// Removes the local logs of a deleted topic. A log that names another topic id is
@@ -122,6 +139,7 @@ impl Broker {
         for (tp, log) in self.logs.logs().into_iter().filter(|(tp, _)| tp.topic == name) {
             let recorded = partition_metadata::read_topic_id(log.read().dir())?;
             if recorded == Some(id) || (recorded.is_none() && !name_reused) {
+                self.replicas.remove(&tp);
                 self.logs.delete_log(&tp)?;
             }
         }

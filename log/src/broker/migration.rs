@@ -54,6 +54,13 @@ pub(crate) async fn migrate(data_dir: &Path, quorum: &MetadataQuorum, node_id: i
     let corrupt = |reason: String| LogError::Corrupt { path: path.clone(), reason };
     let legacy: LegacyFile =
         serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not valid topic metadata: {e}")))?;
+    if !quorum.voter_addresses().is_empty() {
+        return Err(corrupt(
+            "is the single-node format: start this node once as a single node (without controller.quorum.voters) \
+             to move it into the metadata log, then join it to the cluster"
+                .into(),
+        ));
+    }
     if legacy.cluster_id != cluster_id {
         return Err(corrupt(format!(
             "holds topics of cluster {}, but meta.properties says {cluster_id}",

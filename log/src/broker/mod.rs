@@ -34,6 +34,7 @@ pub mod metadata_cache;
 mod metadata_publisher;
 pub mod migration;
 mod purgatory;
+pub mod replica_manager;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +48,7 @@ pub use cluster_config::{ClusterConfig, Listener, ProcessRole, QuorumVoter};
 pub use config::BrokerConfig;
 pub use lifecycle::BrokerLifecycleManager;
 pub use metadata_cache::TopicMetadata;
+pub use replica_manager::{Partition, ReplicaManager};
 
 use crate::codes;
 use crate::controller::quorum::{MetadataQuorum, QuorumConfig, QuorumError};
@@ -60,27 +62,17 @@ use crate::time::{Clock, SystemClock};
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 
 /// Checks the cluster settings, and refuses, naming the key, what is parsed and checked but
-/// not built yet: a multi-node controller quorum and nodes without the broker role.
+/// not built yet: nodes without both roles (dedicated controllers and broker-only nodes).
 fn refuse_unbuilt_modes(config: &BrokerConfig) -> Result<()> {
     config.validate()?;
     let cluster = &config.cluster;
-    let refuse = |key: &str, value: String, reason: &str| {
-        Err(crate::storage::LogError::InvalidConfig { key: key.into(), value, reason: reason.into() })
-    };
-    if !cluster.has_role(ProcessRole::Broker) {
-        return refuse(
-            "process.roles",
-            "controller".into(),
-            "dedicated controllers are not available yet: use broker,controller",
-        );
-    }
-    if !cluster.is_single_node() {
-        let voters = cluster.voters.iter().map(|v| v.id.to_string()).collect::<Vec<_>>().join(",");
-        return refuse(
-            "controller.quorum.voters",
-            voters,
-            "a multi-node controller quorum is not available yet: leave it unset for a single node",
-        );
+    if !cluster.has_role(ProcessRole::Broker) || !cluster.has_role(ProcessRole::Controller) {
+        let roles = cluster.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect::<Vec<_>>().join(",");
+        return Err(LogError::InvalidConfig {
+            key: "process.roles".into(),
+            value: roles,
+            reason: "dedicated controllers and broker-only nodes are not available yet: use broker,controller".into(),
+        });
     }
     Ok(())
 }
@@ -131,6 +123,8 @@ pub struct Broker {
     pub(crate) log_defaults: RwLock<LogConfig>,
     /// The group coordinator.
     pub(crate) groups: group::GroupService,
+    /// The partitions this broker holds replicas of.
+    pub(crate) replicas: ReplicaManager,
 }
 
 impl Broker {
@@ -166,7 +160,13 @@ impl Broker {
         let mut manager_config =
             LogManagerConfig { default_log_config: defaults.clone(), ..config.log_manager.clone() };
         manager_config.owned_root_files.extend(
-            [METADATA_LOG_DIR, migration::LEGACY_METADATA_FILE, migration::MIGRATED_METADATA_FILE].map(String::from),
+            [
+                METADATA_LOG_DIR,
+                migration::LEGACY_METADATA_FILE,
+                migration::MIGRATED_METADATA_FILE,
+                replica_manager::HIGH_WATERMARK_CHECKPOINT,
+            ]
+            .map(String::from),
         );
         let manager_clock = clock.clone();
         let (logs, report) =
@@ -187,6 +187,11 @@ impl Broker {
         }
         let groups = group::GroupService::new(group_config, clock.now_ms(), offsets_topic.is_some());
         let lifecycle = BrokerLifecycleManager::default();
+        let replication = crate::replication::ReplicationConfig {
+            replica_lag_time_max_ms: config.cluster.replica_lag_time_max_ms,
+            ..Default::default()
+        };
+        let replicas = ReplicaManager::open(config.node_id, replication, &data_dir);
         let controller = Arc::new(
             ControllerService::new(quorum.clone(), controller_config(&config), clock.clone())
                 .with_local_broker(config.node_id, lifecycle.incarnation_id()),
@@ -208,6 +213,7 @@ impl Broker {
             fetch_sessions,
             log_defaults: RwLock::new(defaults),
             groups,
+            replicas,
         });
         broker.lifecycle.start(&broker).await.map_err(controller_failure)?;
         broker.settle_unknown_logs().await.map_err(controller_failure)?;
@@ -225,6 +231,11 @@ impl Broker {
     /// The broker's configuration.
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    /// The partitions this broker holds replicas of.
+    pub fn replica_manager(&self) -> &ReplicaManager {
+        &self.replicas
     }
 
     /// The metadata quorum this broker reads the cluster from.
@@ -274,11 +285,29 @@ impl Broker {
     }
 }
 
-/// Starts this node's voter of the metadata quorum: one voter, in-process, for now.
+/// Starts this node's voter of the metadata quorum: in-process alone on a single node, or
+/// on its controller listener among `controller.quorum.voters`.
 async fn start_quorum(config: &BrokerConfig) -> Result<MetadataQuorum> {
     let dir = config.data_dir().join(METADATA_LOG_DIR);
+    let cluster = &config.cluster;
     let mut quorum = QuorumConfig::single_node(config.node_id as u64, &dir);
     quorum.heartbeat_ms = 50;
+    if !cluster.is_single_node() {
+        for voter in &cluster.voters {
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(&(voter.host.as_str(), voter.port))
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| LogError::InvalidConfig {
+                    key: "controller.quorum.voters".into(),
+                    value: format!("{}@{}:{}", voter.id, voter.host, voter.port),
+                    reason: format!("{} does not resolve", voter.host),
+                })?;
+            quorum.voters.insert(voter.id as u64, addr);
+        }
+        quorum.listen = cluster.controller_listener().and_then(|l| l.bind_addr());
+        // Elections across processes: a few hundred milliseconds, not tens.
+        quorum.heartbeat_ms = 100;
+    }
     MetadataQuorum::start(quorum).await.map_err(|e| match e {
         QuorumError::Storage { source, .. } if source.kind() == std::io::ErrorKind::ResourceBusy => {
             LogError::DirectoryLocked { path: config.data_dir().to_path_buf() }

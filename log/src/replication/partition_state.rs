@@ -216,6 +216,9 @@ impl PartitionState {
         isr
     }
 
+    /// `min.insync.replicas`, at most the replica count: what the high watermark waits
+    /// for. (A topic whose minimum exceeds its replicas still makes progress with
+    /// `acks=1`; its `acks=all` writes are refused, as in Kafka.)
     fn effective_min_isr(&self) -> usize {
         let replicas = self.registration.as_ref().map_or(1, |r| r.replicas.len().max(1));
         self.min_insync_replicas.min(replicas)
@@ -477,7 +480,7 @@ impl PartitionState {
         if self.leader.is_none() {
             return Err(codes::NOT_LEADER_OR_FOLLOWER);
         }
-        if self.isr().len() < self.effective_min_isr() {
+        if self.isr().len() < self.min_insync_replicas {
             return Err(codes::NOT_ENOUGH_REPLICAS);
         }
         Ok(())
@@ -493,7 +496,7 @@ impl PartitionState {
         if self.high_watermark < required_end {
             return AckState::Pending;
         }
-        if self.maximal_isr().len() >= self.effective_min_isr() {
+        if self.maximal_isr().len() >= self.min_insync_replicas {
             AckState::Done
         } else {
             AckState::NotEnoughReplicasAfterAppend

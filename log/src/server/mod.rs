@@ -101,6 +101,8 @@ pub(crate) async fn start(mut config: BrokerConfig) -> Result<RunningBroker> {
     let background = vec![
         tokio::spawn(Broker::run_metadata_publisher(broker.clone(), stop_rx.clone())),
         tokio::spawn(crate::broker::BrokerLifecycleManager::run(broker.clone(), stop_rx.clone())),
+        tokio::spawn(crate::broker::ReplicaManager::run(broker.clone(), stop_rx.clone())),
+        tokio::spawn(crate::broker::replica_manager::fetcher::run(broker.clone(), stop_rx.clone())),
     ];
     let acceptor = tokio::spawn(accept_loop(broker.clone(), listener, stop_rx));
     tracing::info!(%addr, data_dir = %broker.config().data_dir().display(), "broker listening");

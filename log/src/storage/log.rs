@@ -243,6 +243,13 @@ impl Log {
         }
     }
 
+    /// Records that `epoch` begins at the log end: this replica now leads in it (KIP-101),
+    /// so OffsetForLeaderEpoch and diverging fetches answer from here on.
+    pub fn begin_leader_epoch(&mut self, epoch: i32) -> Result<()> {
+        let leo = self.log_end_offset();
+        self.leader_epoch_cache.assign(epoch, leo)
+    }
+
     /// Sets the high watermark, clamped to `[log start, log end]`.
     pub fn update_high_watermark(&mut self, offset: i64) -> i64 {
         self.high_watermark = offset.clamp(self.log_start_offset, self.log_end_offset());

@@ -8,6 +8,19 @@ pub mod proxy;
 use freshet_log::broker::{Broker, BrokerConfig};
 use freshet_log::server::RunningBroker;
 
+/// `n` loopback addresses with ports free a moment ago (for configs that must name their
+/// ports before anything binds them, such as `controller.quorum.voters`).
+pub fn free_ports(n: usize) -> Vec<std::net::SocketAddr> {
+    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+/// Logs with `RUST_LOG` (e.g. `RUST_LOG=freshet_log=info`), through the test harness.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::from_default_env();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
 /// An embedded broker without topic auto-creation, and its address.
 pub async fn start() -> (tempfile::TempDir, RunningBroker, String) {
     start_with(|_| {}).await

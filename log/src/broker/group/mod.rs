@@ -197,15 +197,18 @@ impl GroupService {
 fn append(broker: &Broker, partition: i32, records: &[coordinator::CoordinatorRecord]) -> Result<(), ApiError> {
     let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
     let unavailable = |why: String| ApiError::new(codes::COORDINATOR_NOT_AVAILABLE, why);
-    let log = broker.logs.get_log(&tp).ok_or_else(|| unavailable(format!("{tp} does not exist")))?;
-    let epoch = broker.leader_epoch(&tp).map_err(|code| unavailable(format!("{tp} is not led here (error {code})")))?;
+    let replica =
+        broker.leader_replica(&tp).map_err(|code| unavailable(format!("{tp} is not led here (error {code})")))?;
     let now = broker.now_ms();
     let mut builder = RecordBatchBuilder::new(Compression::None);
     for (key, value) in records {
         builder.append(now, Some(key), value.as_deref(), &[]);
     }
     let mut bytes = builder.build();
-    log.write().append_as_leader(&mut bytes, epoch, AppendOrigin::Coordinator, now).map_err(super::storage_error)?;
+    replica.append_as_leader(&mut bytes, AppendOrigin::Coordinator, false, now).map_err(|refused| {
+        let (code, message) = refused.code_and_message();
+        ApiError::new(code, message)
+    })?;
     broker.notify_appended(&tp);
     Ok(())
 }

@@ -39,6 +39,7 @@ async fn started(dir: &std::path::Path) -> RunningBroker {
 /// would: the partition's log is gone while the topic still exists.
 fn break_offsets_partition(broker: &Broker, group: &str) {
     let tp = TopicPartition::new(OFFSETS_TOPIC, partition_for(group, broker.groups.offsets_partitions));
+    broker.replicas.remove(&tp);
     assert!(broker.logs.delete_log(&tp).unwrap());
 }
 

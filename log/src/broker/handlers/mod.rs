@@ -11,6 +11,7 @@ mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod replica_fetch;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
@@ -87,7 +88,10 @@ pub(crate) async fn handle(
         RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(broker, req, version).await),
         RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(broker, req, version).await),
         RequestKind::Produce(req) => {
-            return blocking(|| produce::handle(broker, req)).map(|r| Reply::Message(ResponseKind::Produce(r)));
+            return produce::handle(broker, req).await.map(|r| Reply::Message(ResponseKind::Produce(r)));
+        }
+        RequestKind::Fetch(req) if req.replica_id.0 >= 0 => {
+            return Some(Reply::Fetch(replica_fetch::handle(broker, req).await));
         }
         RequestKind::Fetch(req) => return Some(Reply::Fetch(fetch::handle(broker, req).await)),
         RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(init_producer_id::handle(broker, req).await),

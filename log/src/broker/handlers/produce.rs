@@ -1,23 +1,51 @@
-//! Produce: validates and appends each partition's batches, stamped with the partition's
-//! leader epoch from the metadata log; acks 0, 1 and -1 (all). Replicas do not fetch yet,
-//! so the ISR is the leader alone and `acks=all` succeeds unless the topic's
-//! `min.insync.replicas` asks for more.
+//! Produce: validates and appends each partition's batches on its leader, stamped with the
+//! leader epoch; acks 0, 1 and -1 (all). An `acks=all` produce is refused with
+//! NOT_ENOUGH_REPLICAS while the ISR is below `min.insync.replicas`, and once appended it
+//! waits, up to the request's `timeout_ms`, until every ISR member has it (the high
+//! watermark passes it): NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below the
+//! minimum meanwhile, REQUEST_TIMED_OUT if it never got there, NOT_LEADER_OR_FOLLOWER if
+//! leadership moved (the records may be truncated; the producer retries on the new leader).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::str_bytes;
+use super::{blocking, str_bytes};
 use crate::broker::Broker;
+use crate::broker::replica_manager::Partition;
 use crate::codes;
+use crate::replication::AckState;
 use crate::storage::{AppendOrigin, TopicPartition};
 
-pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResponse> {
+/// An `acks=all` append waiting for the ISR: where its answer sits in the response.
+struct AwaitingAcks {
+    topic: usize,
+    partition: usize,
+    replica: Arc<Partition>,
+    required_end: i64,
+    epoch: i32,
+}
+
+pub(super) async fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
+    let (mut responses, awaiting) = blocking(|| append(broker, req));
+    if !awaiting.is_empty() {
+        wait_for_acks(&mut responses, awaiting, timeout).await;
+    }
+    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+fn append(broker: &Broker, req: ProduceRequest) -> (Vec<TopicProduceResponse>, Vec<AwaitingAcks>) {
     let now = broker.now_ms();
+    let acks_all = req.acks == -1;
     let mut appended = Vec::new();
+    let mut awaiting = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    for topic in req.topic_data {
+    for (topic_index, topic) in req.topic_data.into_iter().enumerate() {
         let name = topic.name.0.to_string();
-        let meta = broker.topic(&name);
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let response = PartitionProduceResponse::default()
@@ -29,55 +57,28 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
                 tracing::info!(topic = %name, partition = data.index, code, reason = %message, "produce refused");
                 response.clone().with_error_code(code).with_error_message(Some(str_bytes(message)))
             };
-            let log = match &meta {
-                _ if ![0, 1, -1].contains(&req.acks) => {
-                    partitions.push(fail(codes::INVALID_REQUIRED_ACKS, format!("acks={} is not 0, 1 or -1", req.acks)));
+            let tp = TopicPartition::new(name.clone(), data.index);
+            let replica = match refuse_early(broker, &req.transactional_id, req.acks, &tp) {
+                Ok(replica) => replica,
+                Err((code, message)) => {
+                    partitions.push(fail(code, message));
                     continue;
                 }
-                _ if name == crate::broker::group::OFFSETS_TOPIC => {
-                    partitions
-                        .push(fail(codes::INVALID_TOPIC_EXCEPTION, format!("cannot append to internal topic {name}")));
-                    continue;
-                }
-                _ if req.transactional_id.is_some() => {
-                    partitions.push(fail(codes::INVALID_REQUEST, "transactional produce is not supported yet".into()));
-                    continue;
-                }
-                Some(m) if (0..m.partitions).contains(&data.index) => {
-                    broker.logs.get_log(&TopicPartition::new(name.clone(), data.index))
-                }
-                _ => None,
-            };
-            let Some(log) = log else {
-                partitions
-                    .push(fail(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("{name}-{} does not exist", data.index)));
-                continue;
             };
             let Some(records) = data.records else {
                 partitions.push(fail(codes::CORRUPT_MESSAGE, "the partition's records are null".into()));
                 continue;
             };
-            let tp = TopicPartition::new(name.clone(), data.index);
-            let epoch = match broker.leader_epoch(&tp) {
-                Ok(epoch) => epoch,
-                Err(code) => {
-                    partitions.push(fail(code, format!("{tp} is not led by broker {}", broker.config.node_id)));
-                    continue;
-                }
-            };
             let mut bytes = records.to_vec();
-            let mut log = log.write();
-            if req.acks == -1 && log.config().min_insync_replicas > 1 {
-                let needed = log.config().min_insync_replicas;
-                partitions.push(fail(
-                    codes::NOT_ENOUGH_REPLICAS,
-                    format!("min.insync.replicas={needed} but the in-sync replicas are 1"),
-                ));
-                continue;
-            }
-            match log.append_as_leader(&mut bytes, epoch, AppendOrigin::Client, now) {
-                Ok(info) => {
+            match replica.append_as_leader(&mut bytes, AppendOrigin::Client, acks_all, now) {
+                Ok((info, epoch)) => {
                     appended.push(tp);
+                    // A retried batch (idempotence) waits too: its first copy may not be
+                    // committed yet.
+                    if acks_all {
+                        let (partition, required_end) = (partitions.len(), info.last_offset + 1);
+                        awaiting.push(AwaitingAcks { topic: topic_index, partition, replica, required_end, epoch });
+                    }
                     partitions.push(
                         response
                             .with_base_offset(info.first_offset)
@@ -85,7 +86,10 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
                             .with_log_start_offset(info.log_start_offset),
                     );
                 }
-                Err(e) => partitions.push(fail(e.kafka_code(), e.to_string())),
+                Err(refused) => {
+                    let (code, message) = refused.code_and_message();
+                    partitions.push(fail(code, message));
+                }
             }
         }
         responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
@@ -93,5 +97,65 @@ pub(super) fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResp
     for tp in &appended {
         broker.notify_appended(tp);
     }
-    (req.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    (responses, awaiting)
+}
+
+/// The partition's leader replica, or why the produce is refused before any append.
+fn refuse_early(
+    broker: &Broker,
+    transactional_id: &Option<kafka_protocol::messages::TransactionalId>,
+    acks: i16,
+    tp: &TopicPartition,
+) -> Result<Arc<Partition>, (i16, String)> {
+    if ![0, 1, -1].contains(&acks) {
+        return Err((codes::INVALID_REQUIRED_ACKS, format!("acks={acks} is not 0, 1 or -1")));
+    }
+    if tp.topic == crate::broker::group::OFFSETS_TOPIC {
+        return Err((codes::INVALID_TOPIC_EXCEPTION, format!("cannot append to internal topic {}", tp.topic)));
+    }
+    if transactional_id.is_some() {
+        return Err((codes::INVALID_REQUEST, "transactional produce is not supported yet".into()));
+    }
+    broker.leader_replica(tp).map_err(|code| (code, not_here(broker, tp, code)))
+}
+
+fn not_here(broker: &Broker, tp: &TopicPartition, code: i16) -> String {
+    match code {
+        codes::UNKNOWN_TOPIC_OR_PARTITION => format!("{tp} does not exist"),
+        _ => format!("{tp} is not led by broker {}", broker.config.node_id),
+    }
+}
+
+/// Waits until every `acks=all` append is on the whole ISR, or `timeout` passes, and sets
+/// each one's answer.
+async fn wait_for_acks(responses: &mut [TopicProduceResponse], awaiting: Vec<AwaitingAcks>, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for wait in awaiting {
+        let mut changes = wait.replica.subscribe();
+        let outcome = loop {
+            match wait.replica.ack_state(wait.required_end, wait.epoch) {
+                AckState::Pending => {}
+                done => break done,
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break AckState::NotLeader, // the replica is gone
+                Err(_) => break AckState::Pending,
+            }
+        };
+        let (code, message) = match outcome {
+            AckState::Done => continue,
+            AckState::Pending => (codes::REQUEST_TIMED_OUT, "the in-sync replicas did not all get the records in time"),
+            AckState::NotEnoughReplicasAfterAppend => {
+                (codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND, "the ISR shrank below min.insync.replicas after the append")
+            }
+            AckState::NotLeader => {
+                (codes::NOT_LEADER_OR_FOLLOWER, "leadership moved before the records were committed")
+            }
+        };
+        let response = &mut responses[wait.topic].partition_responses[wait.partition];
+        tracing::info!(partition = response.index, code, reason = message, "acks=all produce failed");
+        response.error_code = code;
+        response.error_message = Some(str_bytes(message));
+    }
 }

@@ -1,0 +1,197 @@
+//! Three brokers in combined mode (`process.roles=broker,controller`) on loopback, each with
+//! its own data directory and ephemeral ports: they form one controller quorum, forward
+//! admin requests to the active controller, and replicate a topic of replication factor 3
+//! with `min.insync.replicas=2`. When the leader stops, the others elect a new leader from
+//! the ISR and no acknowledged record is lost. Every wait is bounded.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use freshet_log::TopicPartition;
+use freshet_log::broker::{Broker, BrokerConfig};
+use freshet_log::client::{
+    AdminClient, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig, ProducerRecord,
+};
+use freshet_log::server::RunningBroker;
+use support::{free_ports, init_tracing};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Node {
+    config: BrokerConfig,
+    running: Option<RunningBroker>,
+}
+
+struct Cluster {
+    _dirs: Vec<tempfile::TempDir>,
+    nodes: BTreeMap<i32, Node>,
+}
+
+impl Cluster {
+    /// Three combined nodes; `Broker::start` of each waits for a quorum, so they start
+    /// together.
+    async fn start() -> Self {
+        let (clients, controllers) = (free_ports(3), free_ports(3));
+        let voters: Vec<String> = (0..3).map(|i| format!("{}@{}", i + 1, controllers[i])).collect();
+        let voters = voters.join(",");
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut configs = BTreeMap::new();
+        for i in 0..3 {
+            let mut config = BrokerConfig::embedded(dirs[i].path());
+            config.auto_create_topics = false;
+            let listeners = format!("PLAINTEXT://{},CONTROLLER://{}", clients[i], controllers[i]);
+            for (key, value) in [
+                ("node.id", (i + 1).to_string()),
+                ("listeners", listeners),
+                ("controller.quorum.voters", voters.clone()),
+                ("broker.session.timeout.ms", "2000".into()),
+                ("broker.heartbeat.interval.ms", "200".into()),
+                ("replica.lag.time.max.ms", "3000".into()),
+            ] {
+                config.set(key, &value).unwrap();
+            }
+            configs.insert(i as i32 + 1, config);
+        }
+        let starting: Vec<_> = configs.values().cloned().map(|c| tokio::spawn(Broker::start(c))).collect();
+        let mut nodes = BTreeMap::new();
+        for ((id, config), start) in configs.into_iter().zip(starting) {
+            let running = tokio::time::timeout(WAIT, start).await.expect("started in time").unwrap().unwrap();
+            nodes.insert(id, Node { config, running: Some(running) });
+        }
+        Self { _dirs: dirs, nodes }
+    }
+
+    fn bootstrap(&self) -> String {
+        let addrs: Vec<String> =
+            self.nodes.values().filter_map(|n| n.running.as_ref()).map(|r| r.local_addr().to_string()).collect();
+        addrs.join(",")
+    }
+
+    fn broker(&self, id: i32) -> &std::sync::Arc<Broker> {
+        self.nodes[&id].running.as_ref().unwrap().broker()
+    }
+
+    fn live(&self) -> impl Iterator<Item = &std::sync::Arc<Broker>> {
+        self.nodes.values().filter_map(|n| n.running.as_ref().map(|r| r.broker()))
+    }
+
+    async fn stop(&mut self, id: i32) {
+        let running = self.nodes.get_mut(&id).unwrap().running.take().unwrap();
+        running.shutdown().await.unwrap();
+    }
+
+    async fn restart(&mut self, id: i32) {
+        let config = self.nodes[&id].config.clone();
+        let running = tokio::time::timeout(WAIT, Broker::start(config)).await.expect("restarted in time").unwrap();
+        self.nodes.get_mut(&id).unwrap().running = Some(running);
+    }
+
+    async fn shutdown(mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(running) = node.running.take() {
+                running.shutdown().await.unwrap();
+            }
+        }
+    }
+}
+
+/// Waits until `check` holds, at most [`WAIT`].
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn produce(bootstrap: &str, from: usize, to: usize) {
+    let mut config = ProducerConfig::new(bootstrap);
+    config.set_all([("acks", "all"), ("linger.ms", "5")]).unwrap();
+    let producer = Producer::connect(config).await.unwrap();
+    let mut deliveries = Vec::new();
+    for i in from..to {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        let record = ProducerRecord::new("orders").key(&key).value(&value);
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap();
+    }
+    producer.close().await.unwrap();
+}
+
+async fn consume_all(bootstrap: &str, n: usize) -> Vec<String> {
+    let mut config = ConsumerConfig::new(bootstrap);
+    config.set_all([("auto.offset.reset", "earliest"), ("fetch.max.wait.ms", "100")]).unwrap();
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    consumer.assign(&[TopicPartition::new("orders", 0)]).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut values = Vec::new();
+    while values.len() < n {
+        assert!(Instant::now() < deadline, "only {} of {n} records arrived", values.len());
+        for record in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            values.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+        }
+    }
+    values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_combined_nodes_replicate_and_survive_the_loss_of_the_leader() {
+    init_tracing();
+    let mut cluster = Cluster::start().await;
+    let tp = TopicPartition::new("orders", 0);
+
+    // Created through a broker that is not the active controller: forwarded.
+    let leader_of_quorum = cluster.broker(1).quorum().leader().unwrap() as i32;
+    let other = (1..=3).find(|id| *id != leader_of_quorum).unwrap();
+    let admin_addr = cluster.nodes[&other].running.as_ref().unwrap().local_addr().to_string();
+    let admin = AdminClient::connect(ClientConfig::new(&admin_addr)).await.unwrap();
+    admin
+        .create_topic(NewTopic::new("orders", 1).replication_factor(3).config("min.insync.replicas", "2"))
+        .await
+        .unwrap();
+    eventually("every broker holds a replica", || cluster.live().all(|b| b.replica_manager().partition(&tp).is_some()))
+        .await;
+
+    let bootstrap = cluster.bootstrap();
+    produce(&bootstrap, 0, 200).await;
+    eventually("the followers caught up", || {
+        cluster.live().all(|b| b.replica_manager().partition(&tp).unwrap().log().read().log_end_offset() == 200)
+    })
+    .await;
+    let leader = cluster.broker(1).partition(&tp).unwrap().leader;
+    let reg = cluster.broker(leader).replica_manager().partition(&tp).unwrap().registration().unwrap();
+    assert_eq!(reg.isr.len(), 3, "{reg:?}");
+    assert_eq!(cluster.broker(leader).replica_manager().partition(&tp).unwrap().high_watermark(), 200);
+
+    // The leader stops; a new one is elected from the ISR, in a newer epoch, and takes
+    // acks=all writes with the two replicas left.
+    cluster.stop(leader).await;
+    let survivor = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
+    eventually("a new leader is elected", || {
+        cluster.broker(survivor).partition(&tp).is_some_and(|p| p.has_leader() && p.leader != leader)
+    })
+    .await;
+    let bootstrap = cluster.bootstrap();
+    produce(&bootstrap, 200, 300).await;
+    let values = consume_all(&bootstrap, 300).await;
+    let expected: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, expected, "every acknowledged record, once, in order");
+
+    // The old leader comes back as a follower, catches up and rejoins the ISR.
+    cluster.restart(leader).await;
+    eventually("the restarted broker caught up", || {
+        cluster.broker(leader).replica_manager().partition(&tp).is_some_and(|p| p.log().read().log_end_offset() == 300)
+    })
+    .await;
+    eventually("it is back in the ISR", || {
+        cluster.broker(survivor).partition(&tp).is_some_and(|p| p.isr.contains(&leader))
+    })
+    .await;
+    cluster.shutdown().await;
+}
