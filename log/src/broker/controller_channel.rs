@@ -81,7 +81,12 @@ impl ControllerChannel {
         if leader == self.quorum.node_id()
             && let Some(local) = &self.local
         {
-            return local.handle(request).await;
+            // Bounded: without a quorum, the append inside would wait forever. Dropping it
+            // is safe; the controller then starts over from the committed image.
+            return match tokio::time::timeout(timeout, local.handle(request)).await {
+                Ok(answer) => answer,
+                Err(_) => Err(QuorumError::Raft(format!("the local controller did not commit within {timeout:?}"))),
+            };
         }
         let Some(addr) = self.quorum.voter_addresses().get(&leader).copied() else {
             return Err(QuorumError::NotController { leader: Some(leader) });

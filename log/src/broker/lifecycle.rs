@@ -5,7 +5,7 @@
 //! Producer ids come from the controller in blocks, as KIP-730 has them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -15,7 +15,9 @@ use uuid::Uuid;
 use super::{ApiError, Broker};
 use crate::codes;
 use crate::controller::records::BrokerEndpoint;
-use crate::controller::{BrokerHeartbeat, ControllerError, ControllerReply, ControllerRequest, RegisterBroker};
+use crate::controller::{
+    BrokerHeartbeat, ControllerError, ControllerReply, ControllerRequest, HeartbeatReply, RegisterBroker,
+};
 
 /// How long start-up keeps retrying a registration the controller refuses (another
 /// incarnation's session still alive, a controller election under way).
@@ -27,13 +29,17 @@ pub struct BrokerLifecycleManager {
     incarnation_id: Uuid,
     /// The registration's epoch; -1 until registered.
     broker_epoch: AtomicI64,
+    /// The epoch the previous process shut down cleanly from, until it is used.
+    previous_broker_epoch: Mutex<Option<i64>>,
+    /// A controlled shutdown has begun: heartbeats ask for it.
+    want_shutdown: AtomicBool,
     /// The producer ids still to hand out: `next..end`.
     producer_ids: Mutex<(i64, i64)>,
 }
 
 impl Default for BrokerLifecycleManager {
     fn default() -> Self {
-        Self { incarnation_id: Uuid::new_v4(), broker_epoch: AtomicI64::new(-1), producer_ids: Mutex::new((0, 0)) }
+        Self::new(None)
     }
 }
 
@@ -70,6 +76,18 @@ fn unexpected(reply: &ControllerReply) -> ApiError {
 }
 
 impl BrokerLifecycleManager {
+    /// A new incarnation; `previous_broker_epoch` is the one the clean-shutdown marker
+    /// recorded, if the last process stopped cleanly.
+    pub fn new(previous_broker_epoch: Option<i64>) -> Self {
+        Self {
+            incarnation_id: Uuid::new_v4(),
+            broker_epoch: AtomicI64::new(-1),
+            previous_broker_epoch: Mutex::new(previous_broker_epoch),
+            want_shutdown: AtomicBool::new(false),
+            producer_ids: Mutex::new((0, 0)),
+        }
+    }
+
     /// Random for every process start.
     pub fn incarnation_id(&self) -> Uuid {
         self.incarnation_id
@@ -96,8 +114,7 @@ impl BrokerLifecycleManager {
     /// Heartbeats until the controller unfences this broker, which it does once the
     /// broker reports that it applied the metadata log up to its registration.
     pub(crate) async fn wait_until_unfenced(&self, broker: &Broker) -> Result<(), ApiError> {
-        retry_at_start(broker, "unfencing", || async { self.heartbeat(broker, false).await.map(|fenced| !fenced) })
-            .await
+        retry_at_start(broker, "unfencing", || async { self.heartbeat(broker).await.map(|fenced| !fenced) }).await
     }
 
     async fn register(&self, broker: &Broker) -> Result<(), ApiError> {
@@ -107,7 +124,7 @@ impl BrokerLifecycleManager {
             incarnation_id: self.incarnation_id,
             rack: broker.config.cluster.rack.clone(),
             endpoints: vec![BrokerEndpoint { name: "PLAINTEXT".into(), host, port }],
-            previous_broker_epoch: None,
+            previous_broker_epoch: *self.previous_broker_epoch.lock(),
         };
         let reply = broker.ask_controller(ControllerRequest::RegisterBroker(request), Self::patience(broker)).await?;
         let epoch = match reply.map_err(|e| refused(&e, e.code()))? {
@@ -115,29 +132,36 @@ impl BrokerLifecycleManager {
             other => return Err(unexpected(&other)),
         };
         self.broker_epoch.store(epoch, Ordering::Release);
+        self.previous_broker_epoch.lock().take(); // good for one registration only
         broker.replicas.set_broker_epoch(epoch);
+        broker.logs.set_broker_epoch(epoch);
         tracing::info!(broker_epoch = epoch, incarnation = %self.incarnation_id, "registered with the controller");
         Ok(())
     }
 
     /// One heartbeat; returns whether the broker is still fenced.
-    async fn heartbeat(&self, broker: &Broker, want_shutdown: bool) -> Result<bool, ApiError> {
+    async fn heartbeat(&self, broker: &Broker) -> Result<bool, ApiError> {
+        Ok(self.beat(broker).await?.is_fenced)
+    }
+
+    /// One heartbeat, asking for a controlled shutdown once one has begun.
+    async fn beat(&self, broker: &Broker) -> Result<HeartbeatReply, ApiError> {
         let beat = BrokerHeartbeat {
             broker_id: broker.config.node_id,
             broker_epoch: self.broker_epoch(),
             // What the broker has applied to its logs, not merely what its image holds: it
             // may lead only partitions it has set up.
             metadata_offset: broker.published_offset(),
-            want_shutdown,
+            want_shutdown: self.want_shutdown.load(Ordering::Acquire),
         };
         let reply = broker.ask_controller(ControllerRequest::BrokerHeartbeat(beat), Self::patience(broker)).await?;
         match reply {
-            Ok(ControllerReply::Heartbeat(reply)) => Ok(reply.is_fenced),
+            Ok(ControllerReply::Heartbeat(reply)) => Ok(reply),
             Ok(other) => Err(unexpected(&other)),
             Err(e @ (ControllerError::BrokerIdNotRegistered(_) | ControllerError::StaleBrokerEpoch { .. })) => {
                 tracing::warn!(reason = %e, "the controller no longer knows this registration; registering again");
                 self.register(broker).await?;
-                Ok(true)
+                Ok(HeartbeatReply { is_fenced: true, should_shut_down: false })
             }
             Err(e) => Err(refused(&e, e.code())),
         }
@@ -158,9 +182,38 @@ impl BrokerLifecycleManager {
             {
                 tracing::warn!(error = %e, "controller tick failed");
             }
-            if let Err(e) = broker.lifecycle.heartbeat(&broker, false).await {
+            if let Err(e) = broker.lifecycle.heartbeat(&broker).await {
                 tracing::warn!(code = e.code, reason = %e.message, "broker heartbeat failed");
             }
+        }
+    }
+
+    /// A controlled shutdown (Kafka's, on SIGTERM): heartbeats ask the controller to move
+    /// every leadership of this broker elsewhere, until it says they have moved or
+    /// `patience` runs out. Returns whether they moved.
+    pub(crate) async fn controlled_shutdown(&self, broker: &Broker, patience: Duration) -> bool {
+        self.want_shutdown.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + patience;
+        let every = Duration::from_millis(broker.config.cluster.broker_heartbeat_interval_ms.clamp(1, 500) as u64);
+        loop {
+            match self.beat(broker).await {
+                Ok(reply) if reply.should_shut_down => {
+                    tracing::info!("controlled shutdown: leadership has moved away");
+                    return true;
+                }
+                Ok(_) => {}
+                Err(e) if e.code == codes::REQUEST_TIMED_OUT => {
+                    // No controller to move anything: waiting longer cannot help.
+                    tracing::warn!(reason = %e.message, "controlled shutdown: no active controller; stopping anyway");
+                    return false;
+                }
+                Err(e) => tracing::info!(code = e.code, reason = %e.message, "controlled shutdown heartbeat failed"),
+            }
+            if tokio::time::Instant::now() + every > deadline {
+                tracing::warn!(?patience, "controlled shutdown: the controller did not move leadership in time");
+                return false;
+            }
+            tokio::time::sleep(every).await;
         }
     }
 

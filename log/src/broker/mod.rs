@@ -186,7 +186,7 @@ impl Broker {
             group_config.offsets_partitions = partitions;
         }
         let groups = group::GroupService::new(group_config, clock.now_ms(), offsets_topic.is_some());
-        let lifecycle = BrokerLifecycleManager::default();
+        let lifecycle = BrokerLifecycleManager::new(report.previous_broker_epoch);
         let replication = crate::replication::ReplicationConfig {
             replica_lag_time_max_ms: config.cluster.replica_lag_time_max_ms,
             ..Default::default()

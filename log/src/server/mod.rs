@@ -47,6 +47,9 @@ pub struct RunningBroker {
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// How long a controlled shutdown waits for the controller to move leadership away.
+const CONTROLLED_SHUTDOWN_PATIENCE: Duration = Duration::from_secs(30);
+
 impl RunningBroker {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
@@ -58,9 +61,16 @@ impl RunningBroker {
         &self.broker
     }
 
-    /// Stops accepting, lets connections finish their current request, then flushes every
-    /// log, writes the checkpoints and the clean-shutdown marker.
+    /// In a cluster, first a controlled shutdown: leadership moves to other replicas.
+    /// Then stops accepting, lets connections finish their current request, flushes every
+    /// log, writes the checkpoints and the clean-shutdown marker (with the broker epoch, so
+    /// the next start may register at once).
     pub async fn shutdown(self) -> Result<()> {
+        if !self.broker.config().cluster.is_single_node() {
+            // Leadership moves before the node stops, so clients see a new leader at once
+            // instead of waiting out this broker's session.
+            self.broker.lifecycle.controlled_shutdown(&self.broker, CONTROLLED_SHUTDOWN_PATIENCE).await;
+        }
         let _ = self.stop.send(true);
         let _ = self.acceptor.await;
         for task in self.background {

@@ -98,6 +98,9 @@ impl LogManagerConfig {
 pub struct ManagerLoadReport {
     /// Whether the previous shutdown was clean.
     pub had_clean_shutdown: bool,
+    /// The broker's registration epoch when it shut down cleanly, as the clean-shutdown
+    /// marker records it (KIP-966: the controller lets such a broker back at once).
+    pub previous_broker_epoch: Option<i64>,
     /// Partitions loaded.
     pub logs_loaded: usize,
     /// Per-partition load reports, for partitions where something happened.
@@ -128,6 +131,23 @@ pub struct LogManager {
     cleaner: LogCleaner,
     stop: Arc<(Mutex<bool>, Condvar)>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The broker epoch the clean-shutdown marker records; -1: none.
+    broker_epoch: std::sync::atomic::AtomicI64,
+}
+
+/// What the clean-shutdown marker holds (Kafka's format).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct CleanShutdown {
+    version: i32,
+    #[serde(rename = "BrokerEpoch")]
+    broker_epoch: i64,
+}
+
+/// The broker epoch in a clean-shutdown marker, if it names one (an empty marker, from
+/// before brokers registered, names none).
+fn read_clean_shutdown_epoch(marker: &Path) -> Option<i64> {
+    let bytes = std::fs::read(marker).ok()?;
+    serde_json::from_slice::<CleanShutdown>(&bytes).ok().map(|c| c.broker_epoch).filter(|e| *e >= 0)
 }
 
 impl LogManager {
@@ -140,8 +160,12 @@ impl LogManager {
         let dir = config.data_dir.clone();
         let lock = lock_data_dir(&dir)?;
         let quarantine = Quarantine::new(&dir);
-        let mut report =
-            ManagerLoadReport { had_clean_shutdown: dir.join(CLEAN_SHUTDOWN_FILE).exists(), ..Default::default() };
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let mut report = ManagerLoadReport {
+            had_clean_shutdown: marker.exists(),
+            previous_broker_epoch: read_clean_shutdown_epoch(&marker),
+            ..Default::default()
+        };
         let checkpoints = Checkpoints::read(&dir, &quarantine, &mut report)?;
         let to_load = find_partition_dirs(&config, &quarantine, &mut report)?;
         let had_clean_shutdown = report.had_clean_shutdown;
@@ -179,6 +203,7 @@ impl LogManager {
             cleaner,
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             threads: Mutex::new(Vec::new()),
+            broker_epoch: std::sync::atomic::AtomicI64::new(-1),
         });
         manager.checkpoint()?;
         Ok((manager, report))
@@ -393,6 +418,11 @@ impl LogManager {
         }
     }
 
+    /// The broker's registration epoch, for the clean-shutdown marker to record.
+    pub fn set_broker_epoch(&self, epoch: i64) {
+        self.broker_epoch.store(epoch, std::sync::atomic::Ordering::Release);
+    }
+
     /// Stops background work, flushes and closes every log, writes the checkpoints and
     /// the clean-shutdown marker.
     pub fn shutdown(&self) -> Result<()> {
@@ -407,7 +437,13 @@ impl LogManager {
         }
         self.checkpoint()?;
         let marker = self.config.data_dir.join(CLEAN_SHUTDOWN_FILE);
-        File::create(&marker).and_then(|f| f.sync_all()).at(&marker)?;
+        let epoch = self.broker_epoch.load(std::sync::atomic::Ordering::Acquire);
+        let body = if epoch >= 0 {
+            serde_json::to_vec(&CleanShutdown { version: 0, broker_epoch: epoch }).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        std::fs::write(&marker, body).and_then(|()| File::open(&marker)?.sync_all()).at(&marker)?;
         sync_dir(&self.config.data_dir)?;
         tracing::info!(dir = %self.config.data_dir.display(), "log manager shut down cleanly");
         Ok(())

@@ -1,0 +1,238 @@
+//! Three `freshet server` processes in combined mode on loopback, a topic of replication
+//! factor 3 with `min.insync.replicas=2`, and an idempotent `acks=all` producer writing
+//! all along. Round after round the partition's leader is killed with SIGKILL and started
+//! again on its data directory; then every node in turn is stopped with SIGTERM (a
+//! controlled shutdown) and started again, a rolling restart. At the end a consumer reads
+//! the partition from the start: every acknowledged record is there once, in the order it
+//! was sent.
+//!
+//! `CLUSTER_ROUNDS=n` sets the number of kills (CI runs 2; `scripts/cluster-faults.sh`
+//! runs many and records them in RELIABILITY.md).
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use freshet::client::{
+    AdminClient, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig, ProducerRecord,
+    TopicPartition,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+const TOPIC: &str = "orders";
+
+fn free_ports(n: usize) -> Vec<std::net::SocketAddr> {
+    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+/// One node: its settings, and its process while it runs.
+struct Node {
+    settings: Vec<String>,
+    child: Option<Child>,
+    client_addr: String,
+}
+
+impl Node {
+    /// Starts the process; `ready` gets a message once it listens.
+    fn spawn(&mut self, ready: mpsc::Sender<()>) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_freshet"));
+        command.arg("server");
+        for setting in &self.settings {
+            command.args(["--set", setting]);
+        }
+        let mut child =
+            command.env("FRESHET_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("freshet server listening") {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        self.child = Some(child);
+    }
+
+    /// SIGTERM, and waits for the process to finish its controlled shutdown.
+    fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + WAIT;
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the node did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Cluster {
+    _dirs: Vec<tempfile::TempDir>,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let (clients, controllers) = (free_ports(3), free_ports(3));
+        let voters: Vec<String> = (0..3).map(|i| format!("{}@{}", i + 1, controllers[i])).collect();
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut nodes: Vec<Node> = (0..3)
+            .map(|i| Node {
+                settings: vec![
+                    format!("node.id={}", i + 1),
+                    format!("log.dirs={}", dirs[i].path().display()),
+                    format!("listeners=PLAINTEXT://{},CONTROLLER://{}", clients[i], controllers[i]),
+                    format!("controller.quorum.voters={}", voters.join(",")),
+                    "broker.session.timeout.ms=2000".into(),
+                    "broker.heartbeat.interval.ms=200".into(),
+                    "replica.lag.time.max.ms=4000".into(),
+                    "auto.create.topics.enable=false".into(),
+                ],
+                child: None,
+                client_addr: clients[i].to_string(),
+            })
+            .collect();
+        let (ready, started) = mpsc::channel();
+        for node in &mut nodes {
+            node.spawn(ready.clone());
+        }
+        for _ in 0..3 {
+            started.recv_timeout(WAIT).expect("every node starts (they wait for a quorum together)");
+        }
+        Self { _dirs: dirs, nodes }
+    }
+
+    fn bootstrap(&self) -> String {
+        self.nodes.iter().map(|n| n.client_addr.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    fn restart(&mut self, id: i32) {
+        let (ready, started) = mpsc::channel();
+        self.nodes[id as usize - 1].spawn(ready);
+        started.recv_timeout(WAIT).expect("the killed node starts again");
+    }
+}
+
+/// The partition's leader and ISR, as a live broker describes them.
+async fn partition_state(admin: &AdminClient) -> Option<(i32, Vec<i32>)> {
+    let topics = admin.describe_topics(&[TOPIC]).await.ok()?;
+    let partition = topics.first()?.partitions.first()?.clone();
+    (partition.leader >= 0).then_some((partition.leader, partition.isr))
+}
+
+async fn eventually_state(admin: &AdminClient, what: &str, check: impl Fn(i32, &[i32]) -> bool) -> i32 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some((leader, isr)) = partition_state(admin).await
+            && check(leader, &isr)
+        {
+            return leader;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends numbered records until `stop`, each acknowledged before it counts; returns them.
+async fn produce_until(bootstrap: String, stop: Arc<AtomicBool>) -> Vec<String> {
+    let mut config = ProducerConfig::new(&bootstrap);
+    config.set_all([("acks", "all"), ("enable.idempotence", "true"), ("linger.ms", "2")]).unwrap();
+    let producer = Producer::connect(config).await.unwrap();
+    let mut acked = Vec::new();
+    let mut next = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let mut window = Vec::new();
+        for _ in 0..50 {
+            let value = format!("r{next:08}");
+            next += 1;
+            let delivery = producer.send(ProducerRecord::new(TOPIC).key("k").value(&value)).await.unwrap();
+            window.push((value, delivery));
+        }
+        for (value, delivery) in window {
+            // An idempotent producer retries through the failover: every send succeeds.
+            delivery.await.unwrap_or_else(|e| panic!("{value} was not acknowledged: {e}"));
+            acked.push(value);
+        }
+    }
+    producer.close().await.unwrap();
+    acked
+}
+
+async fn consume(bootstrap: &str, n: usize) -> Vec<String> {
+    let mut config = ConsumerConfig::new(bootstrap);
+    config.set_all([("auto.offset.reset", "earliest"), ("fetch.max.wait.ms", "100")]).unwrap();
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    consumer.assign(&[TopicPartition::new(TOPIC, 0)]).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut values = Vec::new();
+    let text = |record: freshet::client::ConsumerRecord| String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+    while values.len() < n {
+        assert!(Instant::now() < deadline, "only {} of {n} records could be read", values.len());
+        values.extend(consumer.poll(Duration::from_millis(200)).await.unwrap().into_iter().map(text));
+    }
+    // Anything after them would be a record written twice.
+    values.extend(consumer.poll(Duration::from_millis(500)).await.unwrap().into_iter().map(text));
+    values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
+    let rounds: usize = std::env::var("CLUSTER_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
+    let mut cluster = Cluster::start();
+    let bootstrap = cluster.bootstrap();
+    let admin = AdminClient::connect(ClientConfig::new(&bootstrap)).await.unwrap();
+    admin.create_topic(NewTopic::new(TOPIC, 1).replication_factor(3).config("min.insync.replicas", "2")).await.unwrap();
+    eventually_state(&admin, "all three replicas are in sync", |_, isr| isr.len() == 3).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = tokio::spawn(produce_until(bootstrap.clone(), stop.clone()));
+    for round in 0..rounds {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let leader = eventually_state(&admin, "the partition has a leader", |_, _| true).await;
+        eprintln!("round {round}: killing leader {leader}");
+        cluster.nodes[leader as usize - 1].kill();
+        eventually_state(&admin, "another node leads", |l, _| l != leader).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.restart(leader);
+        eventually_state(&admin, "the killed node is back in the ISR", |_, isr| isr.contains(&leader)).await;
+    }
+    for id in 1..=3 {
+        let leader = eventually_state(&admin, "the partition has a leader", |_, _| true).await;
+        eprintln!("rolling restart: SIGTERM to node {id} (leader: {leader})");
+        cluster.nodes[id as usize - 1].terminate();
+        if id == leader {
+            // The controlled shutdown moved leadership before the process exited.
+            let (now_leading, _) = partition_state(&admin).await.unwrap_or((-1, Vec::new()));
+            assert_ne!(now_leading, id, "leadership moved before the stop");
+        }
+        cluster.restart(id);
+        eventually_state(&admin, "the restarted node is back in the ISR", |_, isr| isr.contains(&id)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = tokio::time::timeout(WAIT, producing).await.expect("the producer finished").unwrap();
+    assert!(!acked.is_empty());
+    let read = consume(&bootstrap, acked.len()).await;
+    assert_eq!(read, acked, "every acknowledged record, once, in order");
+    eprintln!("{rounds} leader kills and a rolling restart, {} records acknowledged and read back", acked.len());
+}
