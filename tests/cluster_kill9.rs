@@ -26,9 +26,23 @@ use freshet::client::{
 const WAIT: Duration = Duration::from_secs(60);
 const TOPIC: &str = "orders";
 
+/// `n` free loopback ports below Linux's ephemeral range (32768 and up), so that a node's
+/// port is not taken by some outgoing connection while the node is down between a kill and
+/// its restart.
 fn free_ports(n: usize) -> Vec<std::net::SocketAddr> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+    let seed = std::process::id() as u64 ^ std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64;
+    let mut x = seed | 1;
+    let mut held = Vec::new();
+    while held.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20_000 + (x % 12_000) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
+    }
+    held.iter().map(|l| l.local_addr().unwrap()).collect()
 }
 
 /// One node: its settings, and its process while it runs.
@@ -36,6 +50,8 @@ struct Node {
     settings: Vec<String>,
     child: Option<Child>,
     client_addr: String,
+    /// Where its processes' stderr goes, one after the other.
+    log: std::path::PathBuf,
 }
 
 impl Node {
@@ -46,8 +62,8 @@ impl Node {
         for setting in &self.settings {
             command.args(["--set", setting]);
         }
-        let mut child =
-            command.env("FRESHET_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut child = command.env("FRESHET_LOG", "info").stdout(Stdio::piped()).stderr(log).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -88,6 +104,7 @@ impl Drop for Node {
 
 struct Cluster {
     _dirs: Vec<tempfile::TempDir>,
+    logs: tempfile::TempDir,
     nodes: Vec<Node>,
 }
 
@@ -96,6 +113,7 @@ impl Cluster {
         let (clients, controllers) = (free_ports(3), free_ports(3));
         let voters: Vec<String> = (0..3).map(|i| format!("{}@{}", i + 1, controllers[i])).collect();
         let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let logs = tempfile::tempdir().unwrap();
         let mut nodes: Vec<Node> = (0..3)
             .map(|i| Node {
                 settings: vec![
@@ -110,16 +128,20 @@ impl Cluster {
                 ],
                 child: None,
                 client_addr: clients[i].to_string(),
+                log: logs.path().join(format!("node-{}.log", i + 1)),
             })
             .collect();
         let (ready, started) = mpsc::channel();
         for node in &mut nodes {
             node.spawn(ready.clone());
         }
+        let cluster = Self { _dirs: dirs, logs, nodes };
         for _ in 0..3 {
-            started.recv_timeout(WAIT).expect("every node starts (they wait for a quorum together)");
+            if started.recv_timeout(WAIT).is_err() {
+                cluster.fail("every node starts (they wait for a quorum together)");
+            }
         }
-        Self { _dirs: dirs, nodes }
+        cluster
     }
 
     fn bootstrap(&self) -> String {
@@ -129,7 +151,23 @@ impl Cluster {
     fn restart(&mut self, id: i32) {
         let (ready, started) = mpsc::channel();
         self.nodes[id as usize - 1].spawn(ready);
-        started.recv_timeout(WAIT).expect("the killed node starts again");
+        if started.recv_timeout(WAIT).is_err() {
+            self.fail(&format!("node {id} starts again"));
+        }
+    }
+
+    /// Fails the test with the end of every node's log.
+    fn fail(&self, what: &str) -> ! {
+        for node in &self.nodes {
+            let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().filter(|l| !l.contains("openraft")).collect();
+            eprintln!("--- {} (last lines)", node.log.display());
+            for line in &tail[tail.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
+        let _ = &self.logs;
+        panic!("timed out waiting until {what}");
     }
 }
 

@@ -108,6 +108,17 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+async fn create_orders(cluster: &Cluster, tp: &TopicPartition) -> AdminClient {
+    let admin = AdminClient::connect(ClientConfig::new(&cluster.bootstrap())).await.unwrap();
+    admin
+        .create_topic(NewTopic::new("orders", 1).replication_factor(3).config("min.insync.replicas", "2"))
+        .await
+        .unwrap();
+    eventually("every broker holds a replica", || cluster.live().all(|b| b.replica_manager().partition(tp).is_some()))
+        .await;
+    admin
+}
+
 async fn produce(bootstrap: &str, from: usize, to: usize) {
     let mut config = ProducerConfig::new(bootstrap);
     config.set_all([("acks", "all"), ("linger.ms", "5")]).unwrap();
@@ -193,5 +204,34 @@ async fn three_combined_nodes_replicate_and_survive_the_loss_of_the_leader() {
         cluster.broker(survivor).partition(&tp).is_some_and(|p| p.isr.contains(&leader))
     })
     .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_left_behind_the_leaders_log_start_starts_afresh_and_catches_up() {
+    init_tracing();
+    let mut cluster = Cluster::start().await;
+    let tp = TopicPartition::new("orders", 0);
+    let admin = create_orders(&cluster, &tp).await;
+    produce(&cluster.bootstrap(), 0, 100).await;
+    let leader = cluster.broker(1).partition(&tp).unwrap().leader;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.stop(follower).await;
+
+    // While it is away the leader's log moves on and its start passes the follower's end.
+    produce(&cluster.bootstrap(), 100, 200).await;
+    let deleted = admin.delete_records(&[(tp.clone(), 150)]).await.unwrap();
+    assert_eq!(deleted[0].1.as_ref().unwrap(), &150, "{deleted:?}");
+    cluster.restart(follower).await;
+    eventually("the follower starts afresh at the leader's log start and catches up", || {
+        let replica = cluster.broker(follower).replica_manager().partition(&tp);
+        replica.is_some_and(|p| {
+            let log = p.log().read();
+            log.log_start_offset() == 150 && log.log_end_offset() == 200
+        })
+    })
+    .await;
+    eventually("it is back in the ISR", || cluster.broker(leader).partition(&tp).is_some_and(|p| p.isr.len() == 3))
+        .await;
     cluster.shutdown().await;
 }

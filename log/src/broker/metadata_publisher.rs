@@ -35,7 +35,7 @@ impl Published {
     }
 }
 
-const NOTHING_PUBLISHED: i64 = -2;
+pub(crate) const NOTHING_PUBLISHED: i64 = -2;
 
 /// The topic-config defaults the image's broker configs give, or the static ones when
 /// those are invalid (logged: a bad stored value must not stop the broker).
@@ -87,6 +87,7 @@ impl Broker {
                 self.apply_topic(&image, &defaults, topic)?;
             }
         }
+        self.published_offset.store(image.offset, std::sync::atomic::Ordering::Release);
         *published = Published { image, defaults };
         Ok(())
     }
@@ -195,9 +196,10 @@ impl Broker {
         self.run_controller(ControllerRequest::CreateTopic(request)).await.map(|_| ())
     }
 
-    /// The offset of the image last applied to the local logs.
+    /// The offset of the image last applied to the local logs. Never waits for a publish
+    /// in progress (heartbeats ask for it).
     pub(crate) fn published_offset(&self) -> i64 {
-        self.published.lock().image.offset
+        self.published_offset.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Applies each commit of the metadata log until `stop`. A failed publish (a full

@@ -112,6 +112,8 @@ pub struct Broker {
     pub(crate) lifecycle: BrokerLifecycleManager,
     /// The image last applied to the local logs.
     published: Mutex<metadata_publisher::Published>,
+    /// Its offset, readable while a publish is under way.
+    published_offset: std::sync::atomic::AtomicI64,
     pub(crate) clock: Arc<dyn Clock>,
     /// Long-polling fetches, woken by appends to the partitions they wait on.
     pub(crate) fetch_purgatory: purgatory::FetchPurgatory,
@@ -207,6 +209,7 @@ impl Broker {
             controller,
             lifecycle,
             published: Mutex::new(metadata_publisher::Published::new(defaults.clone())),
+            published_offset: std::sync::atomic::AtomicI64::new(metadata_publisher::NOTHING_PUBLISHED),
             clock,
             fetch_purgatory: purgatory::FetchPurgatory::default(),
             advertised: Mutex::new(advertised),
@@ -218,6 +221,7 @@ impl Broker {
         broker.lifecycle.start(&broker).await.map_err(controller_failure)?;
         broker.settle_unknown_logs().await.map_err(controller_failure)?;
         broker.publish_metadata()?;
+        broker.replicas.forget_unclaimed_checkpoints();
         broker.lifecycle.wait_until_unfenced(&broker).await.map_err(controller_failure)?;
         broker.publish_metadata()?;
         Ok(broker)

@@ -47,14 +47,16 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchReply {
     let max_bytes = if req.max_bytes > 0 { req.max_bytes as u64 } else { u64::from(u32::MAX) };
     let reads = loop {
         broker.fetch_purgatory.watch(&waiter, requested.iter().map(|r| &r.tp));
-        let reads = read(broker, replica_id, &requested, max_bytes);
+        let reads = super::blocking(|| read(broker, replica_id, &requested, max_bytes));
         let bytes: u64 = reads.iter().flat_map(|(_, ranges)| ranges.iter()).map(|r| r.length).sum();
-        let has_error = reads.iter().any(|(data, _)| data.error_code != codes::NONE || data.diverging_epoch.epoch >= 0);
+        let has_error = reads.iter().any(|(data, _)| {
+            data.error_code != codes::NONE || data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0
+        });
         if bytes > 0 || has_error || i64::from(req.min_bytes) <= 0 || tokio::time::Instant::now() >= deadline {
             break reads;
         }
         if tokio::time::timeout_at(deadline, waiter.notified()).await.is_err() {
-            break read(broker, replica_id, &requested, max_bytes);
+            break super::blocking(|| read(broker, replica_id, &requested, max_bytes));
         }
     };
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
@@ -83,12 +85,18 @@ fn read(
     let eligible = broker.with_image(|image| image.is_eligible(replica_id));
     let now = broker.now_ms();
     let mut remaining = max_bytes;
+    let mut first_data = true;
     requested
         .iter()
         .map(|r| {
             let budget = remaining.min(u64::try_from(r.max_bytes).unwrap_or(0));
-            let (data, ranges) = read_partition(broker, replica_id, r, eligible, budget, now);
-            remaining = remaining.saturating_sub(ranges.iter().map(|range| range.length).sum());
+            // KIP-74: the first partition with data sends at least one batch; the others
+            // stay within the response's limit.
+            let min_one_batch = first_data && remaining > 0;
+            let (data, ranges) = read_partition(broker, replica_id, r, eligible, (budget, min_one_batch), now);
+            let bytes: u64 = ranges.iter().map(|range| range.length).sum();
+            first_data &= bytes == 0;
+            remaining = remaining.saturating_sub(bytes);
             (data, ranges)
         })
         .collect()
@@ -99,7 +107,7 @@ fn read_partition(
     replica_id: i32,
     r: &Requested,
     eligible: bool,
-    budget: u64,
+    (budget, min_one_batch): (u64, bool),
     now: i64,
 ) -> (PartitionData, Vec<FileRange>) {
     let data = PartitionData::default()
@@ -123,8 +131,15 @@ fn read_partition(
         fetch_offset: r.fetch_offset,
         last_fetched_epoch: (r.last_fetched_epoch >= 0).then_some(r.last_fetched_epoch),
     };
-    match partition.read_for_follower(&fetch, eligible, budget, now) {
+    match partition.read_for_follower(&fetch, eligible, budget, min_one_batch, now) {
         Err(code) => (data.with_error_code(code), Vec::new()),
+        Ok(ReplicaRead::OutOfRange { log_start_offset, high_watermark }) => {
+            let data = data
+                .with_error_code(codes::OFFSET_OUT_OF_RANGE)
+                .with_log_start_offset(log_start_offset)
+                .with_high_watermark(high_watermark);
+            (data, Vec::new())
+        }
         Ok(ReplicaRead::Diverging { epoch, end_offset }) => {
             let diverging = EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset);
             (data.with_diverging_epoch(diverging).with_high_watermark(partition.high_watermark()), Vec::new())

@@ -180,10 +180,14 @@ fn apply_partition(partition: &Partition, fetch: &FollowerFetch, data: Partition
             .map(|_| ()),
         codes::NONE => {
             let records = data.records.unwrap_or_default();
-            partition.append_from_leader(fetch, &records, data.high_watermark, now).map(|_| ())
+            let leader = (data.high_watermark, data.log_start_offset);
+            partition.append_from_leader(fetch, &records, leader, now).map(|_| ())
         }
         codes::OFFSET_OUT_OF_RANGE if data.log_start_offset > fetch.position.fetch_offset => {
             partition.restart_at(fetch, data.log_start_offset, now)
+        }
+        codes::OFFSET_OUT_OF_RANGE if data.high_watermark >= 0 && data.high_watermark < fetch.position.fetch_offset => {
+            partition.truncate_to_leader(fetch, data.high_watermark, now)
         }
         code => {
             // Leadership moved (NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH): the

@@ -114,15 +114,18 @@ impl ReplicaManager {
         min_insync_replicas: i32,
         now_ms: i64,
     ) -> Result<Transition> {
-        let partition = self
-            .partitions
-            .write()
-            .entry(tp.clone())
-            .or_insert_with(|| {
+        let existing = self.partition(tp).filter(|p| p.topic_id() == topic_id && Arc::ptr_eq(p.log(), log));
+        let partition = match existing {
+            Some(partition) => partition,
+            None => {
+                // Built outside the map's lock: it takes the log's.
                 let checkpoint = self.checkpointed.lock().remove(tp);
-                Arc::new(Partition::new(tp.clone(), topic_id, log.clone(), self.node_id, self.config, checkpoint))
-            })
-            .clone();
+                let fresh =
+                    Arc::new(Partition::new(tp.clone(), topic_id, log.clone(), self.node_id, self.config, checkpoint));
+                self.partitions.write().insert(tp.clone(), fresh.clone());
+                fresh
+            }
+        };
         partition.configure(self.broker_epoch.load(Ordering::Acquire), min_insync_replicas);
         let transition = partition.apply_registration(reg, now_ms)?;
         match transition {
@@ -177,6 +180,12 @@ impl ReplicaManager {
         self.alters_waiting.notify_one();
     }
 
+    /// Forgets the checkpointed high watermarks no partition claimed at start (topics
+    /// deleted while this broker was away); called once the first publish is done.
+    pub(crate) fn forget_unclaimed_checkpoints(&self) {
+        self.checkpointed.lock().clear();
+    }
+
     /// Writes every partition's high watermark to the checkpoint.
     pub(crate) fn checkpoint_high_watermarks(&self) -> Result<()> {
         let mut offsets = self.checkpointed.lock().clone();
@@ -211,7 +220,10 @@ impl ReplicaManager {
             }
             let alters = std::mem::take(&mut *replicas.alters.lock());
             for (partition, alter) in alters {
-                send_isr_change(&broker, &partition, alter).await;
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    () = send_isr_change(&broker, &partition, alter) => {}
+                }
             }
         }
         if let Err(e) = super::handlers::blocking(|| replicas.checkpoint_high_watermarks()) {
@@ -242,5 +254,8 @@ async fn send_isr_change(broker: &Broker, partition: &Partition, alter: AlterPar
         Ok(reg) => tracing::info!(partition = %partition.topic_partition(), isr = ?reg.isr, "ISR changed"),
         Err(code) => tracing::info!(partition = %partition.topic_partition(), ?isr, code, "ISR change refused"),
     }
-    partition.alter_partition_answered(answer, broker.now_ms());
+    if !partition.alter_partition_answered(answer, broker.now_ms()) {
+        // The controller elected another leader instead: the fetchers follow it now.
+        broker.replicas.following_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }

@@ -29,6 +29,14 @@ pub(crate) enum ReplicaRead {
         /// Where it ends on the leader.
         end_offset: i64,
     },
+    /// The fetch offset is outside the leader's log: below its start (retention or
+    /// DeleteRecords moved it while the follower was away) or past its end.
+    OutOfRange {
+        /// The leader's log start offset.
+        log_start_offset: i64,
+        /// The leader's high watermark.
+        high_watermark: i64,
+    },
     /// Records from the fetch offset.
     Records {
         /// File ranges up to the leader's log end.
@@ -207,11 +215,19 @@ impl Partition {
         fetch: &ReplicaFetch,
         eligible: bool,
         max_bytes: u64,
+        min_one_batch: bool,
         now_ms: i64,
     ) -> Result<ReplicaRead, i16> {
         let mut state = self.state.lock();
         let mut log = self.log.write();
         let leo = log.log_end_offset();
+        let log_start_offset = log.log_start_offset();
+        let diverges_first = fetch.last_fetched_epoch.is_some() && fetch.fetch_offset > leo;
+        if state.is_leader() && (fetch.fetch_offset < log_start_offset || (fetch.fetch_offset > leo && !diverges_first))
+        {
+            let high_watermark = state.high_watermark();
+            return Ok(ReplicaRead::OutOfRange { log_start_offset, high_watermark });
+        }
         let answer = state.follower_fetch(fetch, leo, log.leader_epoch_cache().history(), eligible, now_ms)?;
         let (high_watermark, high_watermark_moved, alter) = match answer {
             FollowerRead::Diverging { epoch, end_offset } => return Ok(ReplicaRead::Diverging { epoch, end_offset }),
@@ -220,7 +236,7 @@ impl Partition {
             }
         };
         log.update_high_watermark(high_watermark);
-        let info = log.read(fetch.fetch_offset, max_bytes, None, true).map_err(|e| {
+        let info = log.read(fetch.fetch_offset, max_bytes, None, min_one_batch).map_err(|e| {
             tracing::warn!(partition = %self.tp, error = %e, "a follower's fetch could not be read");
             e.kafka_code()
         })?;
@@ -242,26 +258,40 @@ impl Partition {
     }
 
     /// Appends what the leader sent, if this replica still follows that leader in that
-    /// epoch and the records continue its log; then takes the leader's high watermark.
-    /// Returns the bytes appended.
+    /// epoch and the records continue its log; then takes the leader's high watermark and
+    /// log start. An empty log (started afresh at the leader's log start, which may fall
+    /// inside a batch) starts at the first batch's base offset. Returns the bytes appended.
     pub(crate) fn append_from_leader(
         &self,
         sent: &FollowerFetch,
         records: &[u8],
-        leader_high_watermark: i64,
+        leader: (i64, i64),
         now_ms: i64,
     ) -> Result<u64, LogError> {
+        let (leader_high_watermark, leader_log_start) = leader;
         let mut state = self.state.lock();
-        if state.leader_to_follow() != Some(sent.leader) || state.leader_epoch() != sent.leader_epoch {
+        if !still_following(&state, sent) {
             return Ok(0); // leadership moved while the fetch was out
         }
         let mut log = self.log.write();
         if log.log_end_offset() != sent.position.fetch_offset {
             return Ok(0); // truncated meanwhile: the next fetch starts over
         }
+        let first_base = records.get(..8).map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
+        if let Some(base) = first_base.filter(|base| *base < log.log_end_offset())
+            && log.log_start_offset() == log.log_end_offset()
+        {
+            log.truncate_fully_and_start_at(base, now_ms)?;
+        }
         let appended = if records.is_empty() { 0 } else { log.append_as_follower(records, now_ms)?.bytes };
         state.follower_high_watermark(leader_high_watermark, log.log_end_offset());
-        log.update_high_watermark(state.high_watermark());
+        let hw = log.update_high_watermark(state.high_watermark());
+        // The leader's log start (retention, DeleteRecords) reaches the follower, up to what
+        // the follower knows is committed.
+        let new_start = leader_log_start.min(hw);
+        if new_start > log.log_start_offset() {
+            log.delete_records_before(new_start, now_ms)?;
+        }
         Ok(appended)
     }
 
@@ -276,7 +306,7 @@ impl Partition {
     ) -> Result<i64, LogError> {
         let mut state = self.state.lock();
         let mut log = self.log.write();
-        if state.leader_to_follow() != Some(sent.leader) || state.leader_epoch() != sent.leader_epoch {
+        if !still_following(&state, sent) {
             return Ok(log.log_end_offset());
         }
         let leo = log.log_end_offset();
@@ -298,11 +328,31 @@ impl Partition {
     pub(crate) fn restart_at(&self, sent: &FollowerFetch, leader_log_start: i64, now_ms: i64) -> Result<(), LogError> {
         let mut state = self.state.lock();
         let mut log = self.log.write();
-        if state.leader_to_follow() != Some(sent.leader) || log.log_end_offset() >= leader_log_start {
+        if !still_following(&state, sent) || log.log_end_offset() >= leader_log_start {
             return Ok(());
         }
         tracing::warn!(partition = %self.tp, at = leader_log_start, "the leader's log starts past ours: starting afresh");
         log.truncate_fully_and_start_at(leader_log_start, now_ms)?;
+        state.truncated(log.log_end_offset());
+        Ok(())
+    }
+
+    /// This follower's log ends past the leader's and nothing says where they diverged
+    /// (no epochs): keeps what the leader has committed, at most.
+    pub(crate) fn truncate_to_leader(
+        &self,
+        sent: &FollowerFetch,
+        leader_high_watermark: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let mut state = self.state.lock();
+        let mut log = self.log.write();
+        if !still_following(&state, sent) || log.log_end_offset() <= leader_high_watermark {
+            return Ok(());
+        }
+        tracing::warn!(partition = %self.tp, to = leader_high_watermark, "our log ends past the leader's: truncating");
+        let to = leader_high_watermark.max(log.log_start_offset());
+        log.truncate_to(to, now_ms)?;
         state.truncated(log.log_end_offset());
         Ok(())
     }
@@ -314,15 +364,23 @@ impl Partition {
         state.tick(leo, now_ms)
     }
 
-    /// The controller answered an AlterPartition.
-    pub(crate) fn alter_partition_answered(&self, answer: Result<PartitionRegistration, i16>, now_ms: i64) {
+    /// The controller answered an AlterPartition. Returns whether this replica still leads
+    /// (the controller may have elected another leader instead).
+    pub(crate) fn alter_partition_answered(&self, answer: Result<PartitionRegistration, i16>, now_ms: i64) -> bool {
         let mut state = self.state.lock();
         let mut log = self.log.write();
         state.alter_partition_answered(answer, log.log_end_offset(), now_ms);
+        let leads = state.is_leader();
         log.update_high_watermark(state.high_watermark());
         drop((log, state));
         self.notify();
+        leads
     }
+}
+
+/// Whether this replica still follows the leader, in the epoch, that a fetch was sent to.
+fn still_following(state: &PartitionState, sent: &FollowerFetch) -> bool {
+    state.leader_to_follow() == Some(sent.leader) && state.leader_epoch() == sent.leader_epoch
 }
 
 /// Why a leader append was refused.
