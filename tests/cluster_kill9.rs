@@ -11,6 +11,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../log/tests/support/mod.rs"]
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -25,25 +28,6 @@ use freshet::client::{
 
 const WAIT: Duration = Duration::from_secs(60);
 const TOPIC: &str = "orders";
-
-/// `n` free loopback ports below Linux's ephemeral range (32768 and up), so that a node's
-/// port is not taken by some outgoing connection while the node is down between a kill and
-/// its restart.
-fn free_ports(n: usize) -> Vec<std::net::SocketAddr> {
-    let seed = std::process::id() as u64 ^ std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64;
-    let mut x = seed | 1;
-    let mut held = Vec::new();
-    while held.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let port = 20_000 + (x % 12_000) as u16;
-        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            held.push(listener);
-        }
-    }
-    held.iter().map(|l| l.local_addr().unwrap()).collect()
-}
 
 /// One node: its settings, and its process while it runs.
 struct Node {
@@ -110,7 +94,7 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Self {
-        let (clients, controllers) = (free_ports(3), free_ports(3));
+        let (clients, controllers) = (support::free_ports(3), support::free_ports(3));
         let voters: Vec<String> = (0..3).map(|i| format!("{}@{}", i + 1, controllers[i])).collect();
         let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         let logs = tempfile::tempdir().unwrap();

@@ -265,6 +265,7 @@ async fn a_static_member_restarting_within_its_session_timeout_causes_no_rebalan
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_offsets_and_metadata_survive_clean_and_crash_restarts() {
+    support::init_tracing();
     let (dir, mut broker, addr) = support::start_with(fast_groups).await;
     let admin = AdminClient::connect(ClientConfig::new(&addr)).await.unwrap();
     admin.create_topic(NewTopic::new("durable", 3)).await.unwrap();

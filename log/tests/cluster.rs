@@ -189,6 +189,11 @@ async fn three_combined_nodes_replicate_and_survive_the_loss_of_the_leader() {
     })
     .await;
     let bootstrap = cluster.bootstrap();
+    let admin = AdminClient::connect(ClientConfig::new(&bootstrap)).await.unwrap();
+    let described = admin.describe_topics(&["orders"]).await.unwrap();
+    let partition = &described[0].partitions[0];
+    assert_eq!(partition.offline_replicas, vec![leader], "Metadata lists the stopped broker as offline: {partition:?}");
+    assert!(!partition.isr.contains(&leader), "{partition:?}");
     produce(&bootstrap, 200, 300).await;
     let values = consume_all(&bootstrap, 300).await;
     let expected: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
@@ -233,5 +238,44 @@ async fn a_follower_left_behind_the_leaders_log_start_starts_afresh_and_catches_
     .await;
     eventually("it is back in the ISR", || cluster.broker(leader).partition(&tp).is_some_and(|p| p.isr.len() == 3))
         .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
+    init_tracing();
+    let mut cluster = Cluster::start().await;
+    let tp = TopicPartition::new("orders", 0);
+    create_orders(&cluster, &tp).await;
+    let member = |bootstrap: &str| {
+        let mut config = ConsumerConfig::new(bootstrap);
+        config.set_all([("group.id", "billing"), ("enable.auto.commit", "false")]).unwrap();
+        config
+    };
+    let mut consumer = Consumer::connect(member(&cluster.bootstrap())).await.unwrap();
+    consumer.commit_offsets_sync(&[(tp.clone(), 42, Some("first".into()))]).await.unwrap();
+    drop(consumer);
+
+    // The coordinator is the leader of the group's __consumer_offsets partition; it stops,
+    // and the new leader of that partition loads the group.
+    let offsets_partitions = cluster.broker(1).topic("__consumer_offsets").unwrap().partitions;
+    let group_partition = freshet_log::broker::group::coordinator::partition_for("billing", offsets_partitions);
+    let offsets_tp = TopicPartition::new("__consumer_offsets", group_partition);
+    let coordinator = cluster.broker(1).partition(&offsets_tp).unwrap().leader;
+    cluster.stop(coordinator).await;
+    let consumer = Consumer::connect(member(&cluster.bootstrap())).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    let committed = loop {
+        match consumer.committed(std::slice::from_ref(&tp)).await {
+            Ok(committed) => break committed,
+            Err(e) if Instant::now() < deadline => {
+                tracing::info!(error = %e, "the new coordinator is not ready yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the committed offsets were not found on the new coordinator: {e}"),
+        }
+    };
+    let offset = committed[&tp].as_ref().expect("the offset survived");
+    assert_eq!((offset.offset, offset.metadata.as_str()), (42, "first"));
     cluster.shutdown().await;
 }

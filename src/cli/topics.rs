@@ -128,8 +128,14 @@ pub fn run(command: TopicsCommand) -> anyhow::Result<()> {
                     );
                     let list = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
                     for p in &topic.partitions {
+                        // As kafka-topics.sh: the offline replicas only when there are any.
+                        let offline = if p.offline_replicas.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\tOffline: {}", list(&p.offline_replicas))
+                        };
                         println!(
-                            "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}",
+                            "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}{offline}",
                             topic.name,
                             p.partition,
                             p.leader,

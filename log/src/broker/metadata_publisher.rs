@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::{ApiError, Broker, config};
 use crate::controller::records::ConfigResource;
 use crate::controller::{ClusterImage, ControllerRequest, CreateTopic, TopicImage};
+use crate::replication::Transition;
 use crate::storage::error::Result;
 use crate::storage::{LogConfig, TopicPartition, partition_metadata};
 
@@ -101,7 +102,23 @@ impl Broker {
         for (index, registration) in topic.partitions.iter().filter(|(_, p)| p.replicas.contains(&node)) {
             let tp = TopicPartition::new(topic.name.clone(), *index);
             let log = self.name_partition_log(&tp, topic.id)?;
-            self.replicas.apply_registration(&tp, topic.id, &log, registration.clone(), min_insync_replicas, now)?;
+            let transition = self.replicas.apply_registration(
+                &tp,
+                topic.id,
+                &log,
+                registration.clone(),
+                min_insync_replicas,
+                now,
+            )?;
+            if topic.name == super::group::OFFSETS_TOPIC {
+                match transition {
+                    Transition::BecameLeader { .. } => self.groups.leadership_changed(*index, true),
+                    Transition::BecameFollower { .. } | Transition::Removed => {
+                        self.groups.leadership_changed(*index, false)
+                    }
+                    Transition::Updated | Transition::Stale => {}
+                }
+            }
         }
         Ok(())
     }

@@ -28,6 +28,8 @@ pub struct PartitionInfo {
     pub replicas: Vec<i32>,
     /// In-sync replica node ids.
     pub isr: Vec<i32>,
+    /// Replicas whose broker is down (fenced or gone), from Metadata v5.
+    pub offline_replicas: Vec<i32>,
     /// The partition's error code (0 when it is fine).
     pub error_code: i16,
 }
@@ -245,6 +247,7 @@ impl Cluster {
                     leader_epoch: p.leader_epoch,
                     replicas: p.replica_nodes.iter().map(|n| n.0).collect(),
                     isr: p.isr_nodes.iter().map(|n| n.0).collect(),
+                    offline_replicas: p.offline_replicas.iter().map(|n| n.0).collect(),
                     error_code: p.error_code,
                 })
                 .collect();

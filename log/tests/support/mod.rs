@@ -9,10 +9,23 @@ use freshet_log::broker::{Broker, BrokerConfig};
 use freshet_log::server::RunningBroker;
 
 /// `n` loopback addresses with ports free a moment ago (for configs that must name their
-/// ports before anything binds them, such as `controller.quorum.voters`).
+/// ports before anything binds them, such as `controller.quorum.voters`). They come from
+/// below Linux's ephemeral range (32768 and up), so that no outgoing connection of a test
+/// running alongside takes one before its node binds it.
 pub fn free_ports(n: usize) -> Vec<std::net::SocketAddr> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+    let nanos = std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64;
+    let mut x = (nanos ^ u64::from(std::process::id()).rotate_left(32)) | 1;
+    let mut held = Vec::new();
+    while held.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20_000 + (x % 12_000) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
+    }
+    held.iter().map(|l| l.local_addr().unwrap()).collect()
 }
 
 /// Logs with `RUST_LOG` (e.g. `RUST_LOG=freshet_log=info`), through the test harness.

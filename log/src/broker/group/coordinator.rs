@@ -279,6 +279,8 @@ pub struct PendingDeletion {
 enum Load {
     Loading,
     Ready,
+    /// Another broker leads this partition of `__consumer_offsets`: it coordinates.
+    NotCoordinator,
 }
 
 /// The group coordinator.
@@ -444,6 +446,21 @@ impl GroupCoordinator {
         }
     }
 
+    /// This broker stopped leading `partition` of `__consumer_offsets`: its groups are
+    /// dropped here and answer NOT_COORDINATOR, so clients find the new coordinator.
+    pub fn resign(&mut self, partition: i32) {
+        let n = self.partitions.len() as i32;
+        self.groups.retain(|_, g| partition_for(&g.id, n) != partition);
+        if let Some(state) = self.partitions.get_mut(partition as usize) {
+            *state = Load::NotCoordinator;
+        }
+    }
+
+    /// Whether `partition` is loading (not resigned or loaded meanwhile).
+    pub fn is_partition_loading(&self, partition: i32) -> bool {
+        self.partitions.get(partition as usize) == Some(&Load::Loading)
+    }
+
     /// Whether any partition is still loading.
     pub fn is_loading(&self) -> bool {
         self.partitions.contains(&Load::Loading)
@@ -459,6 +476,7 @@ impl GroupCoordinator {
         validate_group_id(group).map_err(|_| codes::INVALID_GROUP_ID)?;
         match self.partitions.get(self.partition_for(group) as usize) {
             Some(Load::Ready) => Ok(()),
+            Some(Load::NotCoordinator) => Err(codes::NOT_COORDINATOR),
             _ => Err(codes::COORDINATOR_LOAD_IN_PROGRESS),
         }
     }

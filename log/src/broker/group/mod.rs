@@ -59,8 +59,12 @@ pub struct GroupService {
     inner: Mutex<Inner>,
     /// Wakes the timer when a request may have moved a deadline earlier.
     wake: Notify,
+    /// Leadership changes of `__consumer_offsets` partitions, for the loader: whether this
+    /// broker now leads each.
+    moves: Mutex<Vec<(i32, bool)>>,
+    moved: Notify,
     /// Partitions of `__consumer_offsets`.
-    offsets_partitions: i32,
+    pub(crate) offsets_partitions: i32,
 }
 
 impl std::fmt::Debug for GroupService {
@@ -80,7 +84,7 @@ impl GroupService {
             coordinator.begin_loading(0..n);
         }
         let inner = Mutex::new(Inner { coordinator, waiting: HashMap::new(), next_request: 0 });
-        Self { inner, wake: Notify::new(), offsets_partitions }
+        Self { inner, wake: Notify::new(), moves: Mutex::new(Vec::new()), moved: Notify::new(), offsets_partitions }
     }
 
     /// Runs `f` on the coordinator, then appends the records it asked for and sends the
@@ -134,24 +138,29 @@ impl GroupService {
         result
     }
 
-    /// OffsetCommit: validated, appended, then applied. Returns per-partition codes.
-    pub(crate) fn commit(&self, broker: &Broker, req: CommitRequest) -> Result<Vec<(String, i32, i16)>, i16> {
+    /// OffsetCommit: validated, appended, then applied. Returns per-partition codes, and
+    /// where the records were appended: the answer waits until they are on the whole ISR
+    /// ([`Appended::wait`]).
+    pub(crate) fn commit(&self, broker: &Broker, req: CommitRequest) -> Result<Commit, i16> {
         let mut inner = self.inner.lock();
         let now = broker.now_ms();
         let pending = inner.coordinator.prepare_commit(now, req)?;
         let result = if pending.records.is_empty() {
-            Ok(inner.coordinator.complete_commit(now, pending))
+            Ok((inner.coordinator.complete_commit(now, pending), None))
         } else {
             match append(broker, pending.partition, &pending.records) {
-                Ok(()) => Ok(inner.coordinator.complete_commit(now, pending)),
+                Ok(at) => Ok((inner.coordinator.complete_commit(now, pending), Some(at))),
                 Err(e) => {
                     tracing::error!(error = %e.message, "could not write committed offsets");
                     let code = write_error(e.code, Written::Offsets);
-                    Ok(pending
-                        .results
-                        .into_iter()
-                        .map(|(t, p, c)| (t, p, if c == codes::NONE { code } else { c }))
-                        .collect())
+                    Ok((
+                        pending
+                            .results
+                            .into_iter()
+                            .map(|(t, p, c)| (t, p, if c == codes::NONE { code } else { c }))
+                            .collect(),
+                        None,
+                    ))
                 }
             }
         };
@@ -172,7 +181,7 @@ impl GroupService {
         flush(&mut inner, broker);
         let (result, pending) = prepare(&inner.coordinator)?;
         if !pending.records.is_empty() {
-            append(broker, pending.partition, &pending.records).map_err(|e| {
+            append(broker, pending.partition, &pending.records).map(|_| ()).map_err(|e| {
                 tracing::error!(error = %e.message, "could not write group tombstones");
                 write_error(e.code, Written::GroupMetadata)
             })?;
@@ -181,20 +190,70 @@ impl GroupService {
         Ok(result)
     }
 
-    /// Starts the background work: replaying `__consumer_offsets` (if the service was
-    /// created loading) and the timer that drives session and rebalance timeouts.
-    pub(crate) fn start(broker: &Arc<Broker>, stop: watch::Receiver<bool>) {
-        if broker.groups.inner.lock().coordinator.is_loading() {
-            let loader = broker.clone();
-            tokio::task::spawn_blocking(move || load_all(&loader));
+    /// This broker became the leader of `partition` of `__consumer_offsets` (`leads`), or
+    /// stopped being it: the coordinator of its groups moves with it (Kafka's
+    /// onElection/onResignation). The loader replays the partition or drops its groups.
+    /// The partition's groups answer at once as its new role says: COORDINATOR_LOAD_IN_PROGRESS
+    /// until the load is done, or NOT_COORDINATOR.
+    pub(crate) fn leadership_changed(&self, partition: i32, leads: bool) {
+        let mut inner = self.inner.lock();
+        if leads {
+            inner.coordinator.abandon_loading(partition);
+        } else {
+            inner.coordinator.resign(partition);
+            tracing::debug!(partition, "no longer the group coordinator of this __consumer_offsets partition");
         }
+        drop(inner);
+        let mut moves = self.moves.lock();
+        moves.retain(|(p, _)| *p != partition);
+        moves.push((partition, leads));
+        drop(moves);
+        self.moved.notify_one();
+    }
+
+    /// Starts the background work: the loader, which replays each partition of
+    /// `__consumer_offsets` this broker leads (and drops the groups of those it stops
+    /// leading), and the timer that drives session and rebalance timeouts.
+    pub(crate) fn start(broker: &Arc<Broker>, stop: watch::Receiver<bool>) {
+        tokio::spawn(run_loader(broker.clone(), stop.clone()));
         tokio::spawn(run_timer(broker.clone(), stop));
     }
 }
 
-/// Appends coordinator records (key, value or tombstone) to a `__consumer_offsets` partition.
+/// What an OffsetCommit came to: per-partition codes, and where its records went.
+pub(crate) type Commit = (Vec<(String, i32, i16)>, Option<Appended>);
+
+/// How long a commit waits for the ISR (`offsets.commit.timeout.ms`).
+pub(crate) const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where coordinator records were appended.
+#[derive(Debug)]
+pub(crate) struct Appended {
+    replica: Arc<crate::broker::Partition>,
+    end: i64,
+    epoch: i32,
+}
+
+impl Appended {
+    /// Waits until the records are on every in-sync replica of their partition; else the
+    /// code to answer an OffsetCommit with (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR or
+    /// REQUEST_TIMED_OUT, all retriable).
+    pub(crate) async fn wait(&self) -> Result<(), i16> {
+        let deadline = tokio::time::Instant::now() + OFFSETS_COMMIT_TIMEOUT;
+        let code = match self.replica.wait_for_ack(self.end, self.epoch, deadline).await {
+            crate::replication::AckState::Done => return Ok(()),
+            crate::replication::AckState::Pending => codes::REQUEST_TIMED_OUT,
+            crate::replication::AckState::NotEnoughReplicasAfterAppend => codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+            crate::replication::AckState::NotLeader => codes::NOT_LEADER_OR_FOLLOWER,
+        };
+        Err(write_error(code, Written::Offsets))
+    }
+}
+
+/// Appends coordinator records (key, value or tombstone) to a `__consumer_offsets` partition,
+/// refused with NOT_ENOUGH_REPLICAS while its ISR is below `min.insync.replicas`.
 /// `__consumer_offsets` exists by then: FindCoordinator, JoinGroup and OffsetCommit create it.
-fn append(broker: &Broker, partition: i32, records: &[coordinator::CoordinatorRecord]) -> Result<(), ApiError> {
+fn append(broker: &Broker, partition: i32, records: &[coordinator::CoordinatorRecord]) -> Result<Appended, ApiError> {
     let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
     let unavailable = |why: String| ApiError::new(codes::COORDINATOR_NOT_AVAILABLE, why);
     let replica =
@@ -205,12 +264,13 @@ fn append(broker: &Broker, partition: i32, records: &[coordinator::CoordinatorRe
         builder.append(now, Some(key), value.as_deref(), &[]);
     }
     let mut bytes = builder.build();
-    replica.append_as_leader(&mut bytes, AppendOrigin::Coordinator, false, now).map_err(|refused| {
-        let (code, message) = refused.code_and_message();
-        ApiError::new(code, message)
-    })?;
+    let (info, epoch) =
+        replica.append_as_leader(&mut bytes, AppendOrigin::Coordinator, true, now).map_err(|refused| {
+            let (code, message) = refused.code_and_message();
+            ApiError::new(code, message)
+        })?;
     broker.notify_appended(&tp);
-    Ok(())
+    Ok(Appended { replica, end: info.last_offset + 1, epoch })
 }
 
 /// Creates `__consumer_offsets` the first time a group needs it, as Kafka does.
@@ -275,7 +335,7 @@ fn flush(inner: &mut Inner, broker: &Broker) {
 fn deliver(inner: &mut Inner, broker: &Broker, output: Output) {
     match output {
         Output::Append { partition, records, group, then } => {
-            let written = if records.is_empty() { Ok(()) } else { append(broker, partition, &records) };
+            let written = if records.is_empty() { Ok(()) } else { append(broker, partition, &records).map(|_| ()) };
             match written {
                 Ok(()) => {
                     for answer in then {
@@ -323,6 +383,50 @@ async fn run_timer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Follows the leadership changes of `__consumer_offsets`, one at a time, until `stop`.
+async fn run_loader(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let moves = std::mem::take(&mut *broker.groups.moves.lock());
+        for (partition, leads) in moves {
+            // A later change of the same partition replaces this one in the queue.
+            let still_leads = !broker.groups.moves.lock().iter().any(|(p, _)| *p == partition);
+            if !leads || !still_leads {
+                continue;
+            }
+            let loader = broker.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let loaded = load_with_retries(&loader, partition, LoadSettings::DEFAULT);
+                if loaded.is_ok() {
+                    // Unless it resigned while loading: then its groups stay another's.
+                    loader.groups.with(&loader, |c, now| {
+                        if c.is_partition_loading(partition) {
+                            c.finish_loading(partition, now);
+                        }
+                    });
+                }
+                loaded
+            })
+            .await;
+            match loaded {
+                Ok(Ok(records)) => {
+                    tracing::info!(partition, records, "loaded the groups of a __consumer_offsets partition")
+                }
+                Ok(Err(reason)) => tracing::error!(
+                    partition,
+                    %reason,
+                    "could not load this partition of __consumer_offsets; its groups answer \
+                     COORDINATOR_LOAD_IN_PROGRESS until it leads again"
+                ),
+                Err(e) => tracing::error!(partition, error = %e, "the group loader task failed"),
+            }
+        }
+        tokio::select! {
+            _ = broker.groups.moved.notified() => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+        }
+    }
+}
+
 /// How `__consumer_offsets` is replayed at start.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LoadSettings {
@@ -340,10 +444,12 @@ impl LoadSettings {
 }
 
 /// Replays every partition of `__consumer_offsets` into the coordinator.
+#[cfg(test)]
 pub(crate) fn load_all(broker: &Broker) {
     load_all_with(broker, LoadSettings::DEFAULT)
 }
 
+#[cfg(test)]
 pub(crate) fn load_all_with(broker: &Broker, settings: LoadSettings) {
     let partitions = broker.groups.offsets_partitions;
     let started = std::time::Instant::now();
@@ -396,7 +502,9 @@ fn load_partition(broker: &Broker, partition: i32, chunk_bytes: u64) -> Result<u
     let Some(log) = broker.logs.get_log(&tp) else { return Ok(0) };
     let (mut next, end, max_decompressed) = {
         let log = log.read();
-        (log.log_start_offset(), log.high_watermark(), log.config().max_decompressed_bytes())
+        // To the log end: a new leader holds every committed record, and its high
+        // watermark may not have caught up with them yet.
+        (log.log_start_offset(), log.log_end_offset(), log.config().max_decompressed_bytes())
     };
     let mut loaded = 0;
     while next < end {

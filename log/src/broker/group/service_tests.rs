@@ -48,8 +48,7 @@ async fn writes_that_fail_are_answered_with_errors_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let running = started(dir.path()).await;
     let broker = running.broker().clone();
-    let codes_of =
-        |r: Result<Vec<(String, i32, i16)>, i16>| r.unwrap().into_iter().map(|(_, _, c)| c).collect::<Vec<_>>();
+    let codes_of = |r: Result<super::Commit, i16>| r.unwrap().0.into_iter().map(|(_, _, c)| c).collect::<Vec<_>>();
     assert_eq!(codes_of(broker.groups.commit(&broker, commit("g", 5))), [codes::NONE]);
     let join = JoinRequest {
         group_id: "live".into(),

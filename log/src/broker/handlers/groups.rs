@@ -22,10 +22,11 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::broker::group::coordinator::{CommitOffset, validate_group_id};
+use crate::broker::group::coordinator::{CommitOffset, partition_for, validate_group_id};
 use crate::broker::group::records::OffsetValue;
-use crate::broker::group::{CommitRequest, JoinRequest, SyncRequest, ensure_offsets_topic};
+use crate::broker::group::{CommitRequest, JoinRequest, OFFSETS_TOPIC, SyncRequest, ensure_offsets_topic};
 use crate::codes;
+use crate::storage::TopicPartition;
 
 const GROUP_KEY: i8 = 0;
 
@@ -43,7 +44,7 @@ pub(super) async fn find_coordinator(
     version: i16,
 ) -> FindCoordinatorResponse {
     let keys: Vec<StrBytes> = if version >= 4 { req.coordinator_keys.clone() } else { vec![req.key.clone()] };
-    let (host, port) = broker.advertised.lock().clone();
+    let live = broker.live_brokers();
     let offsets_topic = if req.key_type == GROUP_KEY { ensure_offsets_topic(broker).await } else { Ok(()) };
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
@@ -64,10 +65,16 @@ pub(super) async fn find_coordinator(
             if let Err(e) = &offsets_topic {
                 return refused(codes::COORDINATOR_NOT_AVAILABLE, e.message.clone());
             }
-            answer
-                .with_node_id(BrokerId(broker.config.node_id))
-                .with_host(str_bytes(host.clone()))
-                .with_port(i32::from(port))
+            // The coordinator is the leader of the group's partition of __consumer_offsets.
+            let tp = TopicPartition::new(OFFSETS_TOPIC, partition_for(&key, broker.groups.offsets_partitions));
+            let leader = broker.partition(&tp).map(|p| p.leader);
+            match leader.and_then(|id| live.iter().find(|b| b.id == id)) {
+                Some(b) => answer
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(str_bytes(b.host.clone()))
+                    .with_port(i32::from(b.port)),
+                None => refused(codes::COORDINATOR_NOT_AVAILABLE, format!("{tp} has no live leader")),
+            }
         })
         .collect();
     if version >= 4 {
@@ -219,7 +226,17 @@ pub(super) async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> 
         offsets,
     };
     match broker.groups.commit(broker, request) {
-        Ok(committed) => results.extend(committed),
+        Ok((committed, appended)) => {
+            // Answered once the offsets are on the whole ISR of their partition.
+            let replicated = match &appended {
+                Some(at) => at.wait().await,
+                None => Ok(()),
+            };
+            let failed = replicated.err();
+            results.extend(
+                committed.into_iter().map(|(t, p, c)| (t, p, failed.filter(|_| c == codes::NONE).unwrap_or(c))),
+            );
+        }
         Err(code) => results.extend(wanted.into_iter().map(|(t, p)| (t, p, code))),
     }
     // Answer in the order the request listed the partitions.

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use super::str_bytes;
 use crate::broker::{Broker, NewTopic};
 use crate::codes;
-use crate::controller::TopicImage;
+use crate::controller::{ClusterImage, TopicImage};
 use crate::storage::validate_topic_name;
 
 pub(super) async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
@@ -41,7 +41,7 @@ pub(super) async fn handle(broker: &Broker, req: MetadataRequest, version: i16) 
                     return topic.with_error_code(*code);
                 }
                 match image.topic(name) {
-                    Some(t) => describe_topic(topic, t),
+                    Some(t) => describe_topic(image, topic, t),
                     None => topic.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION),
                 }
             })
@@ -55,8 +55,13 @@ pub(super) async fn handle(broker: &Broker, req: MetadataRequest, version: i16) 
     })
 }
 
-fn describe_topic(topic: MetadataResponseTopic, t: &TopicImage) -> MetadataResponseTopic {
+fn describe_topic(image: &ClusterImage, topic: MetadataResponseTopic, t: &TopicImage) -> MetadataResponseTopic {
     let ids = |ids: &[i32]| ids.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
+    // A replica is offline when its broker is fenced or gone.
+    let offline = |replicas: &[i32]| {
+        let down = replicas.iter().filter(|id| image.brokers.get(id).is_none_or(|b| b.fenced));
+        down.map(|id| BrokerId(*id)).collect::<Vec<_>>()
+    };
     let partitions = t
         .partitions
         .iter()
@@ -69,6 +74,7 @@ fn describe_topic(topic: MetadataResponseTopic, t: &TopicImage) -> MetadataRespo
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(ids(&p.replicas))
                 .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(offline(&p.replicas))
         })
         .collect();
     topic

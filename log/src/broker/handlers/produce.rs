@@ -131,19 +131,7 @@ fn not_here(broker: &Broker, tp: &TopicPartition, code: i16) -> String {
 async fn wait_for_acks(responses: &mut [TopicProduceResponse], awaiting: Vec<AwaitingAcks>, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
     for wait in awaiting {
-        let mut changes = wait.replica.subscribe();
-        let outcome = loop {
-            match wait.replica.ack_state(wait.required_end, wait.epoch) {
-                AckState::Pending => {}
-                done => break done,
-            }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => break AckState::NotLeader, // the replica is gone
-                Err(_) => break AckState::Pending,
-            }
-        };
-        let (code, message) = match outcome {
+        let (code, message) = match wait.replica.wait_for_ack(wait.required_end, wait.epoch, deadline).await {
             AckState::Done => continue,
             AckState::Pending => (codes::REQUEST_TIMED_OUT, "the in-sync replicas did not all get the records in time"),
             AckState::NotEnoughReplicasAfterAppend => {

@@ -207,6 +207,24 @@ impl Partition {
         self.state.lock().ack_state(required_end, epoch)
     }
 
+    /// Waits until an append that ended at `required_end` in `epoch` is on every ISR
+    /// member (or can no longer be), at most until `deadline`: `Pending` then means out
+    /// of time.
+    pub(crate) async fn wait_for_ack(&self, required_end: i64, epoch: i32, deadline: tokio::time::Instant) -> AckState {
+        let mut changes = self.subscribe();
+        loop {
+            match self.ack_state(required_end, epoch) {
+                AckState::Pending => {}
+                done => return done,
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return AckState::NotLeader, // the replica is gone
+                Err(_) => return AckState::Pending,
+            }
+        }
+    }
+
     /// Serves a follower's fetch as the leader: validates it, records its progress, and
     /// reads from its fetch offset up to the log end (not the high watermark). A refusal
     /// is the Kafka error code for the follower.
