@@ -92,10 +92,11 @@ fn a_restore_longer_than_max_poll_interval_completes_once_and_keeps_the_member()
     let cluster = Cluster::start();
     cluster.create("lines", 2);
     cluster.create("word-counts", 2);
-    let (text, mut exact) = lines(21, 12000);
+    let (text, mut exact) = lines(21, 16000);
     cluster.produce_lines(&text);
     let first = tempfile::tempdir().unwrap();
-    // Without a cache every count update is a changelog record: 96000 of them.
+    // Without a cache every count update is a changelog record: 128000 of them
+    // (enough that restoring them one per poll takes well over a second).
     let mut uncached = config(&cluster, "slow", first.path());
     uncached.set("cache.max.bytes", "0").unwrap();
     let streams = KafkaStreams::new(word_count(), uncached).unwrap();

@@ -276,6 +276,11 @@ fn append(broker: &Broker, partition: i32, records: &[coordinator::CoordinatorRe
 /// Creates `__consumer_offsets` the first time a group needs it, as Kafka does.
 pub(crate) async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ApiError> {
     if broker.topic(OFFSETS_TOPIC).is_some() {
+        // Another request may have just created it, and its replicas may not be set up
+        // here yet: waits for that publish (a no-op when it is done).
+        if broker.published_offset() < broker.quorum.image_offset() {
+            crate::broker::handlers::blocking(|| broker.publish_metadata()).map_err(crate::broker::storage_error)?;
+        }
         return Ok(());
     }
     let partitions = broker.groups.offsets_partitions;

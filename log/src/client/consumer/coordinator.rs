@@ -173,6 +173,35 @@ impl Membership {
         self.state.lock().coordinator = None;
     }
 
+    /// OffsetFetch through the coordinator, retried while the coordinator is loading,
+    /// moving or unreachable (COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR, ...), as Kafka's
+    /// consumer retries it, for at most `timeout`.
+    pub async fn committed_offsets(
+        &self,
+        cluster: &Cluster,
+        partitions: &[TopicPartition],
+        timeout: std::time::Duration,
+    ) -> Result<Vec<(TopicPartition, Option<crate::client::group::CommittedOffset>)>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let attempt = async {
+                let connection = self.coordinator(cluster).await?;
+                crate::client::group::fetch_offsets(&connection, &self.group_id, Some(partitions)).await
+            };
+            match attempt.await {
+                Ok(offsets) => return Ok(offsets),
+                Err(e) if e.is_retriable() && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(group = %self.group_id, error = %e, "committed offsets not available yet; retrying");
+                    if matches!(&e, ClientError::Broker { code, .. } if *code != codes::COORDINATOR_LOAD_IN_PROGRESS) {
+                        self.forget_coordinator();
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Sends LeaveGroup (not for static members: they keep their place for a restart
     /// within the session timeout) and forgets the generation.
     pub async fn leave(&self, cluster: &Cluster) {

@@ -44,9 +44,12 @@ pub use listener::{RebalanceContext, RebalanceListener};
 use super::admin::{OffsetSpec, TopicPartition, list_offsets};
 use super::cluster::Cluster;
 use super::error::{ClientError, Result};
-use super::group::{CommittedOffset, fetch_offsets};
+use super::group::CommittedOffset;
 use crate::record::TimestampType;
 use coordinator::Membership;
+
+/// How long reading committed offsets retries a coordinator that is loading or moving.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A record read from a partition. Key, value and header values share the fetched
 /// buffer: no copy is made per record.
@@ -606,8 +609,7 @@ impl Consumer {
         if partitions.is_empty() {
             return Ok(());
         }
-        let connection = m.coordinator(&self.core.cluster).await?;
-        let committed = fetch_offsets(&connection, &m.group_id, Some(partitions)).await?;
+        let committed = m.committed_offsets(&self.core.cluster, partitions, COMMITTED_TIMEOUT).await?;
         let reset = self.core.config.auto_offset_reset;
         for (tp, offset) in committed {
             if let Some(c) = offset {
@@ -684,14 +686,14 @@ impl Consumer {
         Ok(async move { answer.await.map_err(|_| ClientError::Closed("the consumer is closed"))? })
     }
 
-    /// The group's committed offsets for these partitions (`None`: nothing committed).
+    /// The group's committed offsets for these partitions (`None`: nothing committed),
+    /// retried for up to 30 s while the coordinator loads or moves.
     pub async fn committed(
         &self,
         partitions: &[TopicPartition],
     ) -> Result<HashMap<TopicPartition, Option<CommittedOffset>>> {
         let m = self.group()?;
-        let connection = m.coordinator(&self.core.cluster).await?;
-        Ok(fetch_offsets(&connection, &m.group_id, Some(partitions)).await?.into_iter().collect())
+        Ok(m.committed_offsets(&self.core.cluster, partitions, COMMITTED_TIMEOUT).await?.into_iter().collect())
     }
 
     /// Commits (with auto-commit), tells the listener its partitions are revoked, leaves
