@@ -117,17 +117,22 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchReply {
     let mut records = Vec::new();
     for ((tp, _), read) in plan.partitions.iter().zip(reads).zip(include).filter(|(_, sent)| *sent).map(|(r, _)| r) {
         records.push(read.records);
-        // Consecutive partitions of one topic share an entry, as in Kafka's responses.
-        match topics.last_mut() {
-            Some(last) if *last.topic.0 == *tp.topic => last.partitions.push(read.data),
-            _ => topics.push(
-                FetchableTopicResponse::default()
-                    .with_topic(TopicName(crate::broker::handlers::str_bytes(tp.topic.clone())))
-                    .with_partitions(vec![read.data]),
-            ),
-        }
+        push_partition(&mut topics, &tp.topic, read.data);
     }
     FetchReply { response: FetchResponse::default().with_session_id(session_id).with_responses(topics), records }
+}
+
+/// Adds a partition's answer to a fetch response; consecutive partitions of one topic
+/// share an entry, as in Kafka's responses.
+pub(super) fn push_partition(topics: &mut Vec<FetchableTopicResponse>, topic: &str, data: PartitionData) {
+    match topics.last_mut() {
+        Some(last) if *last.topic.0 == *topic => last.partitions.push(data),
+        _ => topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(crate::broker::handlers::str_bytes(topic.to_owned())))
+                .with_partitions(vec![data]),
+        ),
+    }
 }
 
 /// One partition's answer.

@@ -63,14 +63,7 @@ pub(super) async fn handle(broker: &Broker, req: FetchRequest) -> FetchReply {
     let mut records = Vec::with_capacity(reads.len());
     for (r, (data, ranges)) in requested.iter().zip(reads) {
         records.push(Some(ranges));
-        match topics.last_mut() {
-            Some(last) if *last.topic.0 == *r.tp.topic => last.partitions.push(data),
-            _ => topics.push(
-                FetchableTopicResponse::default()
-                    .with_topic(kafka_protocol::messages::TopicName(super::str_bytes(r.tp.topic.clone())))
-                    .with_partitions(vec![data]),
-            ),
-        }
+        super::fetch::push_partition(&mut topics, &r.tp.topic, data);
     }
     FetchReply { response: FetchResponse::default().with_session_id(0).with_responses(topics), records }
 }
