@@ -456,6 +456,11 @@ impl GroupCoordinator {
         }
     }
 
+    /// Whether `partition`'s groups are served here.
+    pub fn is_partition_ready(&self, partition: i32) -> bool {
+        self.partitions.get(partition as usize) == Some(&Load::Ready)
+    }
+
     /// Whether `partition` is loading (not resigned or loaded meanwhile).
     pub fn is_partition_loading(&self, partition: i32) -> bool {
         self.partitions.get(partition as usize) == Some(&Load::Loading)

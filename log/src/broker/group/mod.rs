@@ -197,6 +197,11 @@ impl GroupService {
     /// until the load is done, or NOT_COORDINATOR.
     pub(crate) fn leadership_changed(&self, partition: i32, leads: bool) {
         let mut inner = self.inner.lock();
+        if leads && inner.coordinator.is_partition_ready(partition) {
+            // Still the coordinator (a new leader epoch, or a topic just created): what is
+            // in memory is current, and reloading would drop members that just joined.
+            return;
+        }
         if leads {
             inner.coordinator.abandon_loading(partition);
         } else {
