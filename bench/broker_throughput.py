@@ -128,12 +128,12 @@ def create_topic(bootstrap, topic):
     raise RuntimeError(f"topic {topic} never got a leader")
 
 
-def produce(bootstrap, topic, size, count):
+def produce(bootstrap, topic, size, count, acks="1"):
     from confluent_kafka import Producer
 
     producer = Producer({
         "bootstrap.servers": bootstrap,
-        "acks": "1",
+        "acks": acks,
         "linger.ms": 5,
         "batch.size": 1_000_000,
         "compression.type": "none",

@@ -1,4 +1,4 @@
-//! `freshet topics`, `freshet produce` and `freshet consume` against an embedded broker.
+//! `freshet topics`, `cluster status`, `produce` and `consume` against an embedded broker.
 
 #![allow(clippy::unwrap_used)]
 
@@ -99,6 +99,19 @@ fn topics_lifecycle() {
     let e = c.fails(&["topics", "describe", "orders"], "");
     assert!(e.contains("UnknownTopicOrPartition") && e.contains("orders"), "{e}");
     assert_eq!(c.ok(&["topics", "list"], ""), "audit\n", "describing a deleted topic does not recreate it");
+}
+
+#[test]
+fn cluster_status_shows_the_single_voter_quorum_its_broker_and_healthy_partitions() {
+    let c = Cluster::start();
+    c.ok(&["topics", "create", "orders", "--partitions", "2"], "");
+    let status = c.ok(&["cluster", "status"], "");
+    assert!(status.contains("LeaderId:        1\n"), "{status}");
+    assert!(status.contains("CurrentVoters:   [1]\n"), "{status}");
+    assert!(status.contains("MaxFollowerLag:  0\n"), "{status}");
+    assert!(status.lines().any(|l| l.trim_start().starts_with('1') && l.ends_with("Leader")), "{status}");
+    assert!(status.contains(&format!("  1\t{}", c.addr)), "{status}");
+    assert!(status.contains("Partitions: 2 (0 under-replicated, 0 offline)"), "{status}");
 }
 
 #[test]

@@ -6,6 +6,9 @@
 //! the partition from the start: every acknowledged record is there once, in the order it
 //! was sent.
 //!
+//! A second test pauses (SIGSTOP) the followers of a group coordinator: the assignment it
+//! cannot replicate is not handed out, and is once they resume.
+//!
 //! `CLUSTER_ROUNDS=n` sets the number of kills (CI runs 2; `scripts/cluster-faults.sh`
 //! runs many and records them in RELIABILITY.md).
 
@@ -27,6 +30,10 @@ use freshet::client::{
 };
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// One three-process cluster at a time: two on this machine's cores at once would make
+/// each other's time-outs.
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const TOPIC: &str = "orders";
 
 /// One node: its settings, and its process while it runs.
@@ -70,6 +77,15 @@ impl Node {
             assert!(Instant::now() < deadline, "the node did not stop after SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGSTOP (`stop: true`) or SIGCONT: the process keeps its sockets but answers
+    /// nothing, as a node stuck in a long pause would.
+    fn pause(&self, stop: bool) {
+        let child = self.child.as_ref().unwrap();
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {signal} failed");
     }
 
     fn kill(&mut self) {
@@ -220,6 +236,7 @@ async fn consume(bootstrap: &str, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     let rounds: usize = std::env::var("CLUSTER_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
+    let _one = ONE_CLUSTER.lock().await;
     let mut cluster = Cluster::start();
     let bootstrap = cluster.bootstrap();
     let admin = AdminClient::connect(ClientConfig::new(&bootstrap)).await.unwrap();
@@ -257,4 +274,93 @@ async fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     let read = consume(&bootstrap, acked.len()).await;
     assert_eq!(read, acked, "every acknowledged record, once, in order");
     eprintln!("{rounds} leader kills and a rolling restart, {} records acknowledged and read back", acked.len());
+}
+
+/// The `__consumer_offsets` partition of `group` (Kafka's `abs(group.hashCode()) % 50`).
+fn offsets_partition(group: &str) -> i32 {
+    let hash = group.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+    (hash.unsigned_abs() % 50) as i32
+}
+
+/// A consumer of `group` subscribed to [`TOPIC`], through `bootstrap`.
+async fn group_consumer(bootstrap: &str, group: &str) -> Consumer {
+    let mut config = ConsumerConfig::new(bootstrap);
+    // Requests to a paused node time out soon, and go to another.
+    let settings = [("group.id", group), ("session.timeout.ms", "10000"), ("request.timeout.ms", "3000")];
+    config.set_all(settings).unwrap();
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    consumer.subscribe(&[TOPIC]).await.unwrap();
+    consumer
+}
+
+async fn poll_until_assigned(consumer: &mut Consumer, cluster: &Cluster, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while consumer.assignment().is_empty() {
+        if Instant::now() > deadline {
+            cluster.fail(what);
+        }
+        consumer.poll(Duration::from_millis(200)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_assignment_is_handed_out_only_once_it_is_on_the_isr() {
+    let _one = ONE_CLUSTER.lock().await;
+    let cluster = Cluster::start();
+    let bootstrap = cluster.bootstrap();
+    let admin = AdminClient::connect(ClientConfig::new(&bootstrap)).await.unwrap();
+    admin.create_topic(NewTopic::new(TOPIC, 1).replication_factor(3)).await.unwrap();
+    let group = "paused-followers";
+    let began = Instant::now();
+    // The first join creates __consumer_offsets, replicated three times.
+    let mut consumer = group_consumer(&bootstrap, group).await;
+    poll_until_assigned(&mut consumer, &cluster, "the group gets its assignment").await;
+    consumer.close().await.unwrap();
+    eprintln!("{:?}: the first member was assigned and left", began.elapsed());
+    let offsets = "__consumer_offsets";
+    let partition = offsets_partition(group) as usize;
+    let deadline = Instant::now() + WAIT;
+    let coordinator = loop {
+        let topics = admin.describe_topics(&[offsets]).await.unwrap();
+        let state = &topics[0].partitions[partition];
+        if state.leader >= 0 && state.isr.len() == 3 {
+            break state.leader;
+        }
+        assert!(Instant::now() < deadline, "{offsets}-{partition} never had three in-sync replicas: {state:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // Its followers pause: what the coordinator appends cannot reach the ISR, which cannot
+    // shrink either (no controller quorum without them).
+    let followers: Vec<usize> = (0..3).filter(|i| *i as i32 + 1 != coordinator).collect();
+    for i in &followers {
+        cluster.nodes[*i].pause(true);
+    }
+    // A member polls in the background: a poll goes on rejoining for as long as its
+    // SyncGroup keeps failing.
+    let coordinator_addr = cluster.nodes[coordinator as usize - 1].client_addr.clone();
+    let assigned = Arc::new(AtomicBool::new(false));
+    let polling = tokio::spawn({
+        let assigned = assigned.clone();
+        async move {
+            let mut consumer = group_consumer(&coordinator_addr, group).await;
+            while consumer.assignment().is_empty() {
+                // Retriable errors may surface meanwhile; only an assignment would be wrong.
+                let _ = consumer.poll(Duration::from_millis(300)).await;
+            }
+            assigned.store(true, Ordering::Release);
+            consumer.close().await.unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert!(!assigned.load(Ordering::Acquire), "an assignment left before it was replicated");
+    eprintln!("{:?}: no assignment while paused", began.elapsed());
+    for i in &followers {
+        cluster.nodes[*i].pause(false);
+    }
+    match tokio::time::timeout(WAIT, polling).await {
+        Ok(finished) => finished.unwrap(),
+        Err(_) => cluster.fail("the assignment arrives once the followers are back"),
+    }
+    eprintln!("{:?}: assigned once they resumed", began.elapsed());
 }

@@ -279,3 +279,55 @@ async fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
     assert_eq!((offset.offset, offset.metadata.as_str()), (42, "first"));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_broker_describes_the_quorum_and_a_stopped_voter_falls_behind_then_catches_up() {
+    init_tracing();
+    let mut cluster = Cluster::start().await;
+    let leader = cluster.broker(1).quorum().leader().unwrap() as i32;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let addr = |cluster: &Cluster, id: i32| cluster.nodes[&id].running.as_ref().unwrap().local_addr().to_string();
+    // Asked through a broker that is not the active controller: forwarded to it.
+    let other = (1..=3).find(|id| *id != leader && *id != follower).unwrap();
+    let admin = AdminClient::connect(ClientConfig::new(&addr(&cluster, other))).await.unwrap();
+    let quorum = quorum_where(&admin, "every voter caught up", |q| q.voters.iter().all(|v| q.lag(v) == Some(0))).await;
+    assert_eq!(quorum.leader_id, leader);
+    assert!(quorum.leader_epoch >= 1, "{quorum:?}");
+    assert_eq!(quorum.voters.iter().map(|v| v.node_id).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(quorum.observers.is_empty(), "{quorum:?}");
+    assert!(quorum.high_watermark > 0, "{quorum:?}");
+    assert_eq!(quorum.voter_addresses.len(), 3, "v2 lists the voters' controller listeners: {quorum:?}");
+
+    // A stopped voter misses what the others commit.
+    cluster.stop(follower).await;
+    admin.create_topic(NewTopic::new("while-away", 1).replication_factor(2)).await.unwrap();
+    let behind = quorum_where(&admin, "the stopped voter lags", |q| {
+        q.voters.iter().any(|v| v.node_id == follower && q.lag(v).is_some_and(|l| l > 0))
+    })
+    .await;
+    let stopped = behind.voters.iter().find(|v| v.node_id == follower).unwrap();
+    let leader_seen = behind.voters.iter().find(|v| v.node_id == leader).unwrap();
+    assert!(stopped.last_caught_up_ms < leader_seen.last_caught_up_ms, "{behind:?}");
+    assert!(behind.high_watermark > quorum.high_watermark, "{behind:?} after {quorum:?}");
+
+    cluster.restart(follower).await;
+    quorum_where(&admin, "the restarted voter caught up", |q| q.voters.iter().all(|v| q.lag(v) == Some(0))).await;
+    cluster.shutdown().await;
+}
+
+/// Describes the quorum until `check` holds, at most [`WAIT`].
+async fn quorum_where(
+    admin: &AdminClient,
+    what: &str,
+    check: impl Fn(&freshet_log::client::QuorumInfo) -> bool,
+) -> freshet_log::client::QuorumInfo {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let quorum = admin.describe_quorum().await.unwrap();
+        if check(&quorum) {
+            return quorum;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}: {quorum:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -75,6 +75,12 @@ async fn a_single_voter_commits_at_once_and_replays_its_log_after_a_restart() {
     assert_eq!(quorum.image(), before);
     quorum.append(vec![register(3)]).await.unwrap();
     assert_eq!(quorum.image().offset, 2);
+    // Its own leader and only voter, holding every entry it wrote.
+    let described = quorum.describe().unwrap();
+    assert_eq!((described.leader_id, described.voters.len()), (1, 1));
+    let own = described.leader().unwrap();
+    assert_eq!(own.log_end_offset, described.high_watermark, "{described:?}");
+    assert!(own.last_caught_up_ms > 0, "{described:?}");
     quorum.shutdown().await;
 }
 
@@ -98,6 +104,13 @@ async fn three_voters_replicate_fail_over_and_catch_up() {
     }
     let image = nodes[&1].image();
     assert!(nodes.values().all(|n| n.image() == image), "the voters agree");
+    for (id, node) in &nodes {
+        match node.describe() {
+            Ok(described) => assert_eq!((*id, described.voters.len()), (leader, 3)),
+            Err(QuorumError::NotController { leader: known }) => assert_eq!(known, Some(leader)),
+            Err(e) => panic!("describe on node {id}: {e}"),
+        }
+    }
 
     // The leader stops: the other two elect a new one and keep committing.
     nodes.remove(&leader).unwrap().shutdown().await;

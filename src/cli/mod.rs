@@ -2,6 +2,7 @@
 
 mod client;
 mod client_perf;
+mod cluster;
 mod consume;
 mod dump;
 mod group_perf;
@@ -26,6 +27,9 @@ pub struct Cli {
 enum Command {
     /// Run a single-node broker that speaks the Kafka protocol (default 127.0.0.1:9092, data in ./freshet-data).
     Server(server::ServerArgs),
+    /// The state of the cluster: the controller quorum, the brokers, partitions short of replicas.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
@@ -68,6 +72,7 @@ impl Cli {
             Command::Server(args) => server::run(args),
             Command::Log(LogCommand::Dump(args)) => dump::run(args),
             Command::Perf(cmd) => perf::run(cmd),
+            Command::Cluster(cmd) => cluster::run(cmd),
             Command::Topics(cmd) => topics::run(cmd),
             Command::Produce(args) => produce::run(args),
             Command::Consume(args) => consume::run(args),

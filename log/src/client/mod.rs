@@ -29,7 +29,7 @@ pub mod serde;
 
 pub use admin::{
     AdminClient, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigResource, GroupDescription, GroupListing,
-    GroupMember, ListedOffset, NewTopic, OffsetSpec, TopicPartition,
+    GroupMember, ListedOffset, NewTopic, OffsetSpec, QuorumInfo, QuorumReplicaInfo, TopicPartition,
 };
 pub use cluster::{BrokerInfo, PartitionInfo, TopicInfo};
 pub use config::ClientConfig;

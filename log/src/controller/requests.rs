@@ -3,6 +3,7 @@
 //! admin requests brokers forward). A request runs on the local controller when this node
 //! leads the quorum and travels over the controller listener when another node does; either
 //! way [`ControllerRequest::apply`] is the one place it meets the [`QuorumController`].
+//! DescribeQuorum travels the same way but is answered from the quorum's state.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::image::PartitionRegistration;
+use super::quorum::QuorumDescription;
 use super::quorum_controller::{
     AlterPartition, BrokerHeartbeat, ControllerError, ControllerOutput, CreateTopic, HeartbeatReply, QuorumController,
     RegisterBroker,
@@ -53,6 +55,8 @@ pub enum ControllerRequest {
         /// The whole new set.
         configs: BTreeMap<String, String>,
     },
+    /// DescribeQuorum.
+    DescribeQuorum,
 }
 
 /// The controller's answer to a [`ControllerRequest`].
@@ -73,6 +77,8 @@ pub enum ControllerReply {
     },
     /// The id of the topic created or deleted.
     TopicId(Uuid),
+    /// The metadata quorum.
+    Quorum(QuorumDescription),
     /// Done, nothing to say.
     Done,
 }
@@ -89,6 +95,7 @@ impl ControllerRequest {
             Self::DeleteTopic { .. } => "DeleteTopics",
             Self::CreatePartitions { .. } => "CreatePartitions",
             Self::AlterConfigs { .. } => "AlterConfigs",
+            Self::DescribeQuorum => "DescribeQuorum",
         }
     }
 
@@ -121,6 +128,10 @@ impl ControllerRequest {
             Self::AlterConfigs { resource, configs } => {
                 map(controller.alter_configs(resource, configs), |()| ControllerReply::Done)
             }
+            Self::DescribeQuorum => ControllerOutput {
+                records: Vec::new(),
+                reply: Err(ControllerError::InvalidRequest("DescribeQuorum is answered by the quorum".into())),
+            },
         }
     }
 }

@@ -13,7 +13,9 @@ use tokio::sync::Mutex;
 
 use super::quorum::network::{ControllerFuture, ControllerHandler};
 use super::quorum::{MetadataQuorum, QuorumError};
-use super::{ControllerConfig, ControllerOutput, ControllerRequest, ControllerResponse, QuorumController};
+use super::{
+    ControllerConfig, ControllerOutput, ControllerReply, ControllerRequest, ControllerResponse, QuorumController,
+};
 use crate::time::Clock;
 
 /// Runs controller requests where the quorum allows.
@@ -50,6 +52,10 @@ impl ControllerService {
 
     /// Runs a broker's request, if this node is the active controller.
     pub async fn handle(&self, request: ControllerRequest) -> Result<ControllerResponse, QuorumError> {
+        if let ControllerRequest::DescribeQuorum = request {
+            let quorum = self.quorum.describe()?;
+            return Ok(ControllerResponse { reply: Ok(ControllerReply::Quorum(quorum)), metadata_offset: -1 });
+        }
         let (reply, metadata_offset) = self.run(|c, now| request.apply(c, now)).await?;
         Ok(ControllerResponse { reply, metadata_offset })
     }

@@ -256,6 +256,9 @@ pub enum Output {
         records: Vec<CoordinatorRecord>,
         /// The group whose metadata the records hold, if they are one group's.
         group: Option<String>,
+        /// That group's generation when they were built (-1 without a group): a failure
+        /// reported later rebalances the group only if it has not moved on since.
+        generation: i32,
         /// Answers that may only leave once the records are written.
         then: Vec<Output>,
     },
@@ -702,6 +705,7 @@ impl GroupCoordinator {
                     partition,
                     records: vec![record],
                     group: Some(group_id.into()),
+                    generation: group.generation,
                     then,
                 });
             }
@@ -765,11 +769,7 @@ impl GroupCoordinator {
         group.join_deadline_ms = None;
         group.generation += 1;
         if group.members.is_empty() {
-            group.protocol = None;
-            group.leader = None;
-            group.transition(GroupState::Empty, now_ms);
-            let record = group_record(group);
-            self.outbox.push(Output::Append { partition, records: vec![record], group: None, then: Vec::new() });
+            self.outbox.push(become_empty(group, partition, now_ms));
             return;
         }
         group.protocol = group.select_protocol();
@@ -853,8 +853,14 @@ impl GroupCoordinator {
                     }
                 }
                 // The assignment goes out only once it is in the log, as in Kafka.
-                let group_id = Some(req.group_id.clone());
-                self.outbox.push(Output::Append { partition, records: vec![record], group: group_id, then });
+                let (group_id, generation) = (Some(req.group_id.clone()), group.generation);
+                self.outbox.push(Output::Append {
+                    partition,
+                    records: vec![record],
+                    group: group_id,
+                    generation,
+                    then,
+                });
                 tracing::info!(group = %req.group_id, generation = group.generation, "rebalance complete; group stable");
             }
             GroupState::Stable => {
@@ -961,13 +967,9 @@ impl GroupCoordinator {
         match group.state {
             GroupState::Stable | GroupState::CompletingRebalance if group.members.is_empty() => {
                 group.generation += 1;
-                group.protocol = None;
-                group.leader = None;
-                group.transition(GroupState::Empty, now_ms);
                 group.pending_sync.clear();
                 group.sync_deadline_ms = None;
-                let record = group_record(group);
-                self.outbox.push(Output::Append { partition, records: vec![record], group: None, then: Vec::new() });
+                self.outbox.push(become_empty(group, partition, now_ms));
             }
             GroupState::Stable | GroupState::CompletingRebalance => {
                 self.prepare_rebalance(now_ms, group_id, "a member left");
@@ -1318,7 +1320,7 @@ impl GroupCoordinator {
             self.groups.remove(&id);
         }
         for (partition, records) in by_partition {
-            self.outbox.push(Output::Append { partition, records, group: None, then: Vec::new() });
+            self.outbox.push(Output::Append { partition, records, group: None, generation: -1, then: Vec::new() });
         }
     }
 
@@ -1337,10 +1339,11 @@ impl GroupCoordinator {
         }
     }
 
-    /// The records of an [`Output::Append`] could not be written; `code` is the error to
-    /// answer with. The answers that waited on them get it instead, and a group whose new
-    /// assignment or member could not be stored rebalances again, as in Kafka.
-    pub fn write_failed(&mut self, now_ms: i64, group_id: Option<&str>, code: i16, then: Vec<Output>) {
+    /// The records of an [`Output::Append`] could not be written (or replicated); `code` is
+    /// the error to answer with. The answers that waited on them get it instead, and a
+    /// group whose new assignment or member could not be stored rebalances again, as in
+    /// Kafka, unless it has reached another `generation` since.
+    pub fn write_failed(&mut self, now_ms: i64, group_id: Option<&str>, generation: i32, code: i16, then: Vec<Output>) {
         for output in then {
             let failed = match output {
                 Output::Sync(id, _) => Output::Sync(id, sync_error(code)),
@@ -1351,7 +1354,8 @@ impl GroupCoordinator {
         }
         let Some(group_id) = group_id else { return };
         let Some(group) = self.groups.get_mut(group_id) else { return };
-        if matches!(group.state, GroupState::Stable | GroupState::CompletingRebalance) {
+        if group.generation == generation && matches!(group.state, GroupState::Stable | GroupState::CompletingRebalance)
+        {
             for m in group.members.values_mut() {
                 m.assignment = Default::default();
             }
@@ -1362,6 +1366,15 @@ impl GroupCoordinator {
     fn reply_join(&mut self, request: RequestId, response: JoinResponse) {
         self.outbox.push(Output::Join(request, response));
     }
+}
+
+/// The last member left: the group keeps its offsets and generation but no protocol or
+/// leader, and the record that says so is to be stored.
+fn become_empty(group: &mut Group, partition: i32, now_ms: i64) -> Output {
+    group.protocol = None;
+    group.leader = None;
+    group.transition(GroupState::Empty, now_ms);
+    Output::Append { partition, records: vec![group_record(group)], group: None, generation: -1, then: Vec::new() }
 }
 
 /// Checks that `member_id` is a current member and that a static member's instance id

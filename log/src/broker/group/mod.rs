@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 pub use coordinator::{
     CommitRequest, CoordinatorConfig, GroupCoordinator, JoinRequest, JoinResponse, Output, PendingDeletion,
@@ -63,8 +63,20 @@ pub struct GroupService {
     /// broker now leads each.
     moves: Mutex<Vec<(i32, bool)>>,
     moved: Notify,
+    /// Group metadata appended but not yet on the whole ISR, whose answers wait for it.
+    replicating: mpsc::UnboundedSender<Replicating>,
+    replicating_rx: Mutex<Option<mpsc::UnboundedReceiver<Replicating>>>,
     /// Partitions of `__consumer_offsets`.
     pub(crate) offsets_partitions: i32,
+}
+
+/// Answers that leave once their group metadata is on every in-sync replica, as Kafka
+/// sends SyncGroup answers only after the assignment is replicated.
+struct Replicating {
+    appended: Appended,
+    group: Option<String>,
+    generation: i32,
+    then: Vec<Output>,
 }
 
 impl std::fmt::Debug for GroupService {
@@ -84,7 +96,16 @@ impl GroupService {
             coordinator.begin_loading(0..n);
         }
         let inner = Mutex::new(Inner { coordinator, waiting: HashMap::new(), next_request: 0 });
-        Self { inner, wake: Notify::new(), moves: Mutex::new(Vec::new()), moved: Notify::new(), offsets_partitions }
+        let (replicating, replicating_rx) = mpsc::unbounded_channel();
+        Self {
+            inner,
+            wake: Notify::new(),
+            moves: Mutex::new(Vec::new()),
+            moved: Notify::new(),
+            replicating,
+            replicating_rx: Mutex::new(Some(replicating_rx)),
+            offsets_partitions,
+        }
     }
 
     /// Runs `f` on the coordinator, then appends the records it asked for and sends the
@@ -221,7 +242,30 @@ impl GroupService {
     /// leading), and the timer that drives session and rebalance timeouts.
     pub(crate) fn start(broker: &Arc<Broker>, stop: watch::Receiver<bool>) {
         tokio::spawn(run_loader(broker.clone(), stop.clone()));
+        if let Some(replicating) = broker.groups.replicating_rx.lock().take() {
+            tokio::spawn(run_replication_waits(broker.clone(), replicating, stop.clone()));
+        }
         tokio::spawn(run_timer(broker.clone(), stop));
+    }
+
+    /// Sends the answers of `written` once its records are replicated, or reports the
+    /// failure to the coordinator instead.
+    fn finish_replicating(&self, broker: &Broker, written: Replicating, replicated: Result<(), i16>) {
+        let mut inner = self.inner.lock();
+        match replicated {
+            Ok(()) => {
+                for answer in written.then {
+                    deliver(&mut inner, broker, answer);
+                }
+            }
+            Err(code) => {
+                let group = written.group.as_deref();
+                tracing::warn!(group, code, "group metadata did not reach the in-sync replicas");
+                let code = write_error(code, Written::GroupMetadata);
+                inner.coordinator.write_failed(broker.now_ms(), group, written.generation, code, written.then);
+            }
+        }
+        flush(&mut inner, broker);
     }
 }
 
@@ -244,15 +288,30 @@ impl Appended {
     /// code to answer an OffsetCommit with (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR or
     /// REQUEST_TIMED_OUT, all retriable).
     pub(crate) async fn wait(&self) -> Result<(), i16> {
-        let deadline = tokio::time::Instant::now() + OFFSETS_COMMIT_TIMEOUT;
-        let code = match self.replica.wait_for_ack(self.end, self.epoch, deadline).await {
-            crate::replication::AckState::Done => return Ok(()),
-            crate::replication::AckState::Pending => codes::REQUEST_TIMED_OUT,
-            crate::replication::AckState::NotEnoughReplicasAfterAppend => codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-            crate::replication::AckState::NotLeader => codes::NOT_LEADER_OR_FOLLOWER,
-        };
-        Err(write_error(code, Written::Offsets))
+        self.replicated().await.map_err(|code| write_error(code, Written::Offsets))
     }
+
+    /// Waits, at most `offsets.commit.timeout.ms`, until the records are on every in-sync
+    /// replica; else the produce error code that says why not.
+    async fn replicated(&self) -> Result<(), i16> {
+        let deadline = tokio::time::Instant::now() + OFFSETS_COMMIT_TIMEOUT;
+        ack_result(self.replica.wait_for_ack(self.end, self.epoch, deadline).await)
+    }
+
+    /// Whether the records are already on every in-sync replica (always, on one node).
+    fn is_replicated(&self) -> bool {
+        matches!(self.replica.ack_state(self.end, self.epoch), crate::replication::AckState::Done)
+    }
+}
+
+fn ack_result(state: crate::replication::AckState) -> Result<(), i16> {
+    use crate::replication::AckState;
+    Err(match state {
+        AckState::Done => return Ok(()),
+        AckState::Pending => codes::REQUEST_TIMED_OUT,
+        AckState::NotEnoughReplicasAfterAppend => codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        AckState::NotLeader => codes::NOT_LEADER_OR_FOLLOWER,
+    })
 }
 
 /// Appends coordinator records (key, value or tombstone) to a `__consumer_offsets` partition,
@@ -344,10 +403,14 @@ fn flush(inner: &mut Inner, broker: &Broker) {
 
 fn deliver(inner: &mut Inner, broker: &Broker, output: Output) {
     match output {
-        Output::Append { partition, records, group, then } => {
-            let written = if records.is_empty() { Ok(()) } else { append(broker, partition, &records).map(|_| ()) };
+        Output::Append { partition, records, group, generation, then } => {
+            let written = if records.is_empty() { Ok(None) } else { append(broker, partition, &records).map(Some) };
             match written {
-                Ok(()) => {
+                Ok(Some(appended)) if !then.is_empty() && !appended.is_replicated() => {
+                    // Answered by the replication waiter; sending fails only once it stopped.
+                    let _ = broker.groups.replicating.send(Replicating { appended, group, generation, then });
+                }
+                Ok(_) => {
                     for answer in then {
                         deliver(inner, broker, answer);
                     }
@@ -356,7 +419,7 @@ fn deliver(inner: &mut Inner, broker: &Broker, output: Output) {
                     let group_id = group.as_deref().unwrap_or_default();
                     tracing::error!(partition, group = group_id, error = %e.message, "could not write group metadata");
                     let code = write_error(e.code, Written::GroupMetadata);
-                    inner.coordinator.write_failed(broker.now_ms(), group.as_deref(), code, then);
+                    inner.coordinator.write_failed(broker.now_ms(), group.as_deref(), generation, code, then);
                 }
             }
         }
@@ -370,6 +433,33 @@ fn deliver(inner: &mut Inner, broker: &Broker, output: Output) {
                 let _ = tx.send(response);
             }
         }
+    }
+}
+
+/// Waits for each group metadata write to replicate, each on its own, and then sends its
+/// answers; until `stop`.
+async fn run_replication_waits(
+    broker: Arc<Broker>,
+    mut writes: mpsc::UnboundedReceiver<Replicating>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let written = tokio::select! {
+            written = writes.recv() => match written {
+                Some(written) => written,
+                None => return,
+            },
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return } else { continue },
+        };
+        let (broker, mut stop) = (broker.clone(), stop.clone());
+        tokio::spawn(async move {
+            let replicated = tokio::select! {
+                replicated = written.appended.replicated() => replicated,
+                // The broker is stopping, and with it the connections that wait.
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            };
+            broker.groups.finish_replicating(&broker, written, replicated);
+        });
     }
 }
 

@@ -93,9 +93,9 @@ impl Harness {
         match output {
             Output::Join(id, r) => assert!(self.joins.insert(id, r).is_none(), "request {id} answered twice"),
             Output::Sync(id, r) => assert!(self.syncs.insert(id, r).is_none(), "request {id} answered twice"),
-            Output::Append { partition, records, group, then } => {
+            Output::Append { partition, records, group, generation, then } => {
                 if let Some(code) = self.failing_writes {
-                    return self.c.write_failed(self.now, group.as_deref(), code, then);
+                    return self.c.write_failed(self.now, group.as_deref(), generation, code, then);
                 }
                 self.appended.extend(records.into_iter().map(|(k, v)| (partition, k, v)));
                 for answer in then {

@@ -5,6 +5,7 @@ mod admin;
 mod api_versions;
 mod configs;
 mod create_topics;
+mod describe_quorum;
 mod fetch;
 mod groups;
 mod init_producer_id;
@@ -48,6 +49,7 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeQuorum, 0, 2),
 ];
 
 /// The version range implemented for `key`, if any.
@@ -100,6 +102,9 @@ pub(crate) async fn handle(
             ResponseKind::CreatePartitions(admin::create_partitions(broker, req).await)
         }
         RequestKind::DeleteRecords(req) => ResponseKind::DeleteRecords(admin::delete_records(broker, req)),
+        RequestKind::DescribeQuorum(req) => {
+            ResponseKind::DescribeQuorum(describe_quorum::handle(broker, req, version).await)
+        }
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(admin::describe_cluster(broker)),
         RequestKind::OffsetForLeaderEpoch(req) => {
             ResponseKind::OffsetForLeaderEpoch(admin::offset_for_leader_epoch(broker, req))

@@ -11,6 +11,7 @@
 mod log_store;
 pub mod network;
 mod state_machine;
+mod status;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use log_store::MetadataLogStore;
 pub use state_machine::MetadataStateMachine;
+pub use status::{QuorumDescription, QuorumReplica};
 
 use super::{ClusterImage, MetadataRecord};
 
@@ -127,7 +129,10 @@ pub struct MetadataQuorum {
     state_machine: MetadataStateMachine,
     /// Answers the controller requests that arrive on this node's listener.
     controller: network::ControllerSlot,
-    server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// When each replica last held every entry this node had, while it leads.
+    caught_up: status::CaughtUp,
+    /// The listener and the caught-up tracker.
+    tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for MetadataQuorum {
@@ -160,20 +165,20 @@ impl MetadataQuorum {
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
         let controller = network::ControllerSlot::default();
-        let server = match listen.as_ref() {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr).await.map_err(storage)?;
-                Some(tokio::spawn(network::serve(listener, raft.clone(), controller.clone())))
-            }
-            None => None,
-        };
+        let caught_up = status::CaughtUp::default();
+        let mut tasks = vec![tokio::spawn(status::track_caught_up(raft.metrics(), caught_up.clone()))];
+        if let Some(addr) = listen.as_ref() {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(storage)?;
+            tasks.push(tokio::spawn(network::serve(listener, raft.clone(), controller.clone())));
+        }
         let quorum = Self {
             node_id: config.node_id,
             voters: config.voters.clone(),
             raft,
             state_machine,
             controller,
-            server: parking_lot::Mutex::new(server),
+            caught_up,
+            tasks: parking_lot::Mutex::new(tasks),
         };
         quorum.initialize(&config).await?;
         if config.voters.is_empty() {
@@ -277,6 +282,11 @@ impl MetadataQuorum {
         &self.voters
     }
 
+    /// The quorum's state, for DescribeQuorum; NOT_CONTROLLER unless this node leads.
+    pub fn describe(&self) -> Result<QuorumDescription, QuorumError> {
+        status::describe(&self.raft.metrics().borrow(), &self.caught_up.lock())
+    }
+
     /// Serves the controller requests that peers send to this node with `handler`.
     pub fn serve_controller(&self, handler: std::sync::Weak<dyn network::ControllerHandler>) {
         self.controller.set(handler);
@@ -289,11 +299,15 @@ impl MetadataQuorum {
         metrics.ok().and_then(|m| m.current_leader)
     }
 
-    /// Stops Raft and the listener.
-    pub async fn shutdown(&self) {
-        if let Some(server) = self.server.lock().take() {
-            server.abort();
+    fn stop_tasks(&self) {
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
         }
+    }
+
+    /// Stops Raft, the listener and the tracker.
+    pub async fn shutdown(&self) {
+        self.stop_tasks();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "the controller quorum did not stop cleanly");
         }
@@ -302,8 +316,6 @@ impl MetadataQuorum {
 
 impl Drop for MetadataQuorum {
     fn drop(&mut self) {
-        if let Some(server) = self.server.lock().take() {
-            server.abort();
-        }
+        self.stop_tasks();
     }
 }

@@ -15,6 +15,8 @@
 //! Each call returns the first error among its items, naming the item; the `*_each`
 //! forms return one result per item.
 
+mod quorum;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -40,6 +42,8 @@ use super::config::ClientConfig;
 use super::error::{ClientError, Result};
 use super::group::{CommitIdentity, CommittedOffset, commit_offsets, fetch_offsets, find_coordinator, protocol};
 use crate::codes;
+
+pub use quorum::{QuorumInfo, QuorumReplicaInfo};
 
 /// A topic to create.
 #[derive(Debug, Clone)]
