@@ -75,6 +75,11 @@ class Nodes:
             self.start(node)
         for node in range(1, self.count + 1):
             self.wait(node)
+        deadline = time.time() + START_TIMEOUT_S
+        while len(admin(self.bootstrap).list_topics(timeout=10).brokers) < self.count:
+            if time.time() > deadline:
+                raise RuntimeError(f"fewer than {self.count} brokers registered within {START_TIMEOUT_S}s")
+            time.sleep(0.1)
         return self
 
     def restart(self, node):

@@ -312,6 +312,27 @@ async fn any_broker_describes_the_quorum_and_a_stopped_voter_falls_behind_then_c
 
     cluster.restart(follower).await;
     quorum_where(&admin, "the restarted voter caught up", |q| q.voters.iter().all(|v| q.lag(v) == Some(0))).await;
+
+    // The nodes formatted themselves alike: one cluster id, whichever node is asked.
+    let mut ids = Vec::new();
+    for id in 1..=3 {
+        let one = AdminClient::connect(ClientConfig::new(&addr(&cluster, id))).await.unwrap();
+        ids.push(one.describe_cluster().await.unwrap().cluster_id);
+    }
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+
+    // A node whose directory says another cluster is refused at start, and told why.
+    cluster.stop(follower).await;
+    let meta = cluster.nodes[&follower].config.data_dir().join("meta.properties");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, text.replace(&format!("cluster.id={}", ids[0]), "cluster.id=AnotherClusterAAAAAAAAAA"))
+        .unwrap();
+    let config = cluster.nodes[&follower].config.clone();
+    let refused = tokio::time::timeout(WAIT, Broker::start(config)).await.expect("refused in time");
+    let message = refused.expect_err("a node of another cluster must not start").to_string();
+    assert!(message.contains("AnotherClusterAAAAAAAAAA") && message.contains(&ids[0]), "{message}");
+    std::fs::write(&meta, text).unwrap();
+    cluster.restart(follower).await;
     cluster.shutdown().await;
 }
 

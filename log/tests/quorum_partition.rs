@@ -136,6 +136,7 @@ async fn a_leader_cut_off_from_the_quorum_commits_nothing_and_rejoins() {
             heartbeat_ms: 50,
             snapshot_every_entries: 1_000,
             listen: Some(listens[&id]),
+            cluster_id: "test-cluster".into(),
         };
         nodes.insert(id, MetadataQuorum::start(config).await.unwrap());
     }

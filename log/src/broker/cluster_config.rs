@@ -298,6 +298,16 @@ impl ClusterConfig {
         self.listeners.iter().map(|l| format!("{}://{}:{}", l.name, l.host, l.port)).collect::<Vec<_>>().join(",")
     }
 
+    /// The cluster id a new data directory gets: derived from the voters in a cluster, so
+    /// that every node formats itself alike; random on a single node.
+    pub fn new_cluster_id(&self) -> String {
+        if self.voters.is_empty() {
+            return crate::storage::meta_properties::random_uuid();
+        }
+        let voters: Vec<String> = self.voters.iter().map(|v| format!("{}@{}:{}", v.id, v.host, v.port)).collect();
+        crate::storage::meta_properties::cluster_id_for_voters(&voters)
+    }
+
     fn voters_text(&self) -> String {
         self.voters.iter().map(|v| format!("{}@{}:{}", v.id, v.host, v.port)).collect::<Vec<_>>().join(",")
     }

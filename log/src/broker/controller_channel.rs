@@ -33,7 +33,8 @@ impl ControllerChannel {
     /// controller, if it runs one.
     pub fn new(quorum: Arc<MetadataQuorum>, local: Option<Arc<ControllerService>>) -> Self {
         let source = quorum.voter_addresses().get(&quorum.node_id()).map(|a| a.ip());
-        Self { quorum, local, client: ControllerClient::new(source) }
+        let client = ControllerClient::new(source, quorum.cluster_id());
+        Self { quorum, local, client }
     }
 
     /// The controller in this process, if any.
@@ -55,6 +56,9 @@ impl ControllerChannel {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(timed_out(name, timeout, last_error));
+            }
+            if let Some(conflict) = self.quorum.cluster_conflict() {
+                return Err(ApiError::new(codes::INCONSISTENT_CLUSTER_ID, conflict));
             }
             match self.try_send(request.clone(), remaining).await {
                 Ok(response) => {

@@ -61,6 +61,8 @@ where
         match attempt().await {
             Ok(true) => return Ok(()),
             Ok(false) => tracing::debug!(what, "not yet; retrying"),
+            // The voters know this node as one of another cluster: waiting cannot help.
+            Err(e) if e.code == codes::INCONSISTENT_CLUSTER_ID => return Err(e),
             Err(e) if e.code == codes::REQUEST_TIMED_OUT => {
                 tracing::info!(what, reason = %e.message, "waiting for the controller quorum");
             }
@@ -167,7 +169,7 @@ impl BrokerLifecycleManager {
         }
     }
 
-    /// Heartbeats (and lets the controller fence silent brokers) until `stop`.
+    /// Heartbeats until `stop`.
     pub(crate) async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         let every = Duration::from_millis(broker.config.cluster.broker_heartbeat_interval_ms.max(1) as u64);
         let mut ticks = tokio::time::interval(every);
@@ -176,11 +178,6 @@ impl BrokerLifecycleManager {
             tokio::select! {
                 changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
                 _ = ticks.tick() => {}
-            }
-            if let Some(controller) = broker.controller.local()
-                && let Err(e) = controller.tick().await
-            {
-                tracing::warn!(error = %e, "controller tick failed");
             }
             if let Err(e) = broker.lifecycle.heartbeat(&broker).await {
                 tracing::warn!(code = e.code, reason = %e.message, "broker heartbeat failed");

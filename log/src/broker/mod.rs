@@ -137,8 +137,9 @@ impl Broker {
         let data_dir = config.data_dir().to_path_buf();
         refuse_unbuilt_modes(&config)?;
         std::fs::create_dir_all(&data_dir).map_err(|source| LogError::Io { path: data_dir.clone(), source })?;
-        let meta = MetaProperties::ensure(&data_dir, config.node_id, None)?;
-        let quorum = Arc::new(start_quorum(&config).await?);
+        let meta =
+            MetaProperties::ensure_or_format_with(&data_dir, config.node_id, None, || config.cluster.new_cluster_id())?;
+        let quorum = Arc::new(start_quorum(&config, &meta.cluster_id).await?);
         let opened = Self::open_over(config, meta, quorum.clone()).await;
         if opened.is_err() {
             quorum.shutdown().await;
@@ -291,10 +292,11 @@ impl Broker {
 
 /// Starts this node's voter of the metadata quorum: in-process alone on a single node, or
 /// on its controller listener among `controller.quorum.voters`.
-async fn start_quorum(config: &BrokerConfig) -> Result<MetadataQuorum> {
+async fn start_quorum(config: &BrokerConfig, cluster_id: &str) -> Result<MetadataQuorum> {
     let dir = config.data_dir().join(METADATA_LOG_DIR);
     let cluster = &config.cluster;
     let mut quorum = QuorumConfig::single_node(config.node_id as u64, &dir);
+    quorum.cluster_id = cluster_id.to_owned();
     quorum.heartbeat_ms = 50;
     if !cluster.is_single_node() {
         for voter in &cluster.voters {

@@ -109,6 +109,28 @@ impl ControllerService {
     }
 }
 
+/// How often the controller looks for expired broker sessions: a dead broker is fenced,
+/// and its partitions get new leaders, at most this long after its session ran out.
+pub const SESSION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl ControllerService {
+    /// Fences expired sessions every [`SESSION_CHECK_INTERVAL`] while this node leads,
+    /// until `stop`.
+    pub async fn run_session_checks(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut ticks = tokio::time::interval(SESSION_CHECK_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+                _ = ticks.tick() => {}
+            }
+            if let Err(e) = self.tick().await {
+                tracing::warn!(error = %e, "controller tick failed");
+            }
+        }
+    }
+}
+
 impl ControllerHandler for ControllerService {
     fn handle(&self, request: ControllerRequest) -> ControllerFuture<'_> {
         Box::pin(ControllerService::handle(self, request))

@@ -108,12 +108,15 @@ pub(crate) async fn start(mut config: BrokerConfig) -> Result<RunningBroker> {
     broker.log_manager().start_background();
     let (stop, stop_rx) = watch::channel(false);
     crate::broker::group::GroupService::start(&broker, stop_rx.clone());
-    let background = vec![
+    let mut background = vec![
         tokio::spawn(Broker::run_metadata_publisher(broker.clone(), stop_rx.clone())),
         tokio::spawn(crate::broker::BrokerLifecycleManager::run(broker.clone(), stop_rx.clone())),
         tokio::spawn(crate::broker::ReplicaManager::run(broker.clone(), stop_rx.clone())),
         tokio::spawn(crate::broker::replica_manager::fetcher::run(broker.clone(), stop_rx.clone())),
     ];
+    if let Some(controller) = broker.controller.local() {
+        background.push(tokio::spawn(controller.clone().run_session_checks(stop_rx.clone())));
+    }
     let acceptor = tokio::spawn(accept_loop(broker.clone(), listener, stop_rx));
     tracing::info!(%addr, data_dir = %broker.config().data_dir().display(), "broker listening");
     Ok(RunningBroker { broker, addr, stop, acceptor, background })

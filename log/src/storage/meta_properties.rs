@@ -52,6 +52,18 @@ pub fn random_uuid() -> String {
     }
 }
 
+/// The cluster id that the nodes of a new cluster give themselves when nobody formatted
+/// their directories: the same on every node that names the same voters, in any order, and
+/// shaped like Kafka's (16 bytes in URL-safe base64, never starting with `-`). Operators
+/// who want their own run `freshet storage format --cluster-id` on every node first.
+pub fn cluster_id_for_voters(voters: &[String]) -> String {
+    let mut sorted = voters.to_vec();
+    sorted.sort();
+    let mut bytes = xxhash_rust::xxh3::xxh3_128(sorted.join(",").as_bytes()).to_be_bytes();
+    bytes[0] &= 0x7f; // the first character is then below '-' in the alphabet
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
 fn refuse(dir: &Path, reason: String) -> LogError {
     LogError::DataDirectory { path: dir.to_path_buf(), reason }
 }
@@ -132,6 +144,17 @@ impl MetaProperties {
     /// formatted: with the cluster id of a directory written before `meta.properties`
     /// existed, else `expected_cluster_id`, else a new one.
     pub fn ensure(dir: &Path, node_id: i32, expected_cluster_id: Option<&str>) -> Result<Self> {
+        Self::ensure_or_format_with(dir, node_id, expected_cluster_id, random_uuid)
+    }
+
+    /// Like [`MetaProperties::ensure`], but a new directory of no earlier format gets
+    /// `new_cluster_id()`: the id every node of a new cluster derives alike.
+    pub fn ensure_or_format_with(
+        dir: &Path,
+        node_id: i32,
+        expected_cluster_id: Option<&str>,
+        new_cluster_id: impl FnOnce() -> String,
+    ) -> Result<Self> {
         if let Some(existing) = Self::load(dir)? {
             existing.check(dir, node_id, expected_cluster_id)?;
             return Ok(existing);
@@ -142,7 +165,7 @@ impl MetaProperties {
         {
             return Err(refuse(dir, format!("holds data of cluster {old}, not {expected}")));
         }
-        let cluster_id = legacy.clone().or(expected_cluster_id.map(str::to_owned)).unwrap_or_else(random_uuid);
+        let cluster_id = legacy.clone().or(expected_cluster_id.map(str::to_owned)).unwrap_or_else(new_cluster_id);
         let formatted = Self { cluster_id, node_id, directory_id: random_uuid() };
         formatted.write(dir)?;
         match legacy {
@@ -214,6 +237,24 @@ mod tests {
         assert!(err.contains("node.id=1") && err.contains("node.id=2"), "{err}");
         let err = MetaProperties::ensure(dir.path(), 1, Some("another")).unwrap_err().to_string();
         assert!(err.contains("cluster") && err.contains("another"), "{err}");
+    }
+
+    #[test]
+    fn nodes_naming_the_same_voters_derive_the_same_cluster_id() {
+        let voters = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let a = cluster_id_for_voters(&voters(&["1@h:1", "2@h:2", "3@h:3"]));
+        assert_eq!(a, cluster_id_for_voters(&voters(&["3@h:3", "1@h:1", "2@h:2"])));
+        assert_ne!(a, cluster_id_for_voters(&voters(&["1@h:1", "2@h:2", "3@h:4"])));
+        assert_eq!(a.len(), 22);
+        for port in 0..2_000 {
+            assert!(!cluster_id_for_voters(&voters(&[&format!("1@h:{port}")])).starts_with('-'));
+        }
+        // A new directory takes it; an existing one keeps its own.
+        let dir = tempfile::tempdir().unwrap();
+        let formatted = MetaProperties::ensure_or_format_with(dir.path(), 1, None, || a.clone()).unwrap();
+        assert_eq!(formatted.cluster_id, a);
+        let again = MetaProperties::ensure_or_format_with(dir.path(), 1, None, || "other".into()).unwrap();
+        assert_eq!(again.cluster_id, a);
     }
 
     #[test]

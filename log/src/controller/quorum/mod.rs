@@ -76,6 +76,9 @@ pub enum QuorumError {
     /// openraft refused or failed.
     #[error("controller quorum: {0}")]
     Raft(String),
+    /// A peer belongs to another cluster.
+    #[error("{0}")]
+    InconsistentClusterId(String),
 }
 
 impl QuorumError {
@@ -83,6 +86,7 @@ impl QuorumError {
     pub fn code(&self) -> i16 {
         match self {
             Self::NotController { .. } => crate::codes::NOT_CONTROLLER,
+            Self::InconsistentClusterId(_) => crate::codes::INCONSISTENT_CLUSTER_ID,
             Self::Storage { .. } | Self::Raft(_) => crate::codes::UNKNOWN_SERVER_ERROR,
         }
     }
@@ -105,6 +109,8 @@ pub struct QuorumConfig {
     /// Where to listen, when not this node's voter address (behind a proxy or NAT).
     /// Connections to peers leave from this address's IP.
     pub listen: Option<SocketAddr>,
+    /// The cluster this node belongs to (`meta.properties`); peers must name the same.
+    pub cluster_id: String,
 }
 
 impl QuorumConfig {
@@ -117,6 +123,7 @@ impl QuorumConfig {
             heartbeat_ms: 100,
             snapshot_every_entries: 10_000,
             listen: None,
+            cluster_id: String::new(),
         }
     }
 }
@@ -127,6 +134,9 @@ pub struct MetadataQuorum {
     voters: BTreeMap<u64, SocketAddr>,
     raft: Raft<MetadataRaft>,
     state_machine: MetadataStateMachine,
+    cluster_id: Arc<str>,
+    /// The peers that refused this node as one of another cluster.
+    conflict: network::ClusterConflict,
     /// Answers the controller requests that arrive on this node's listener.
     controller: network::ControllerSlot,
     /// When each replica last held every entry this node had, while it leads.
@@ -160,7 +170,9 @@ impl MetadataQuorum {
         };
         let raft_config = Arc::new(raft_config.validate().map_err(|e| QuorumError::Raft(e.to_string()))?);
         let listen = config.listen.or_else(|| config.voters.get(&config.node_id).copied());
-        let network = network::QuorumNetwork::new(listen.map(|a| a.ip()));
+        let cluster_id: Arc<str> = config.cluster_id.as_str().into();
+        let conflict = network::ClusterConflict::default();
+        let network = network::QuorumNetwork::new(listen.map(|a| a.ip()), cluster_id.clone(), conflict.clone());
         let raft = Raft::new(config.node_id, raft_config, network, log_store, state_machine.clone())
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
@@ -169,13 +181,15 @@ impl MetadataQuorum {
         let mut tasks = vec![tokio::spawn(status::track_caught_up(raft.metrics(), caught_up.clone()))];
         if let Some(addr) = listen.as_ref() {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(storage)?;
-            tasks.push(tokio::spawn(network::serve(listener, raft.clone(), controller.clone())));
+            tasks.push(tokio::spawn(network::serve(listener, raft.clone(), controller.clone(), cluster_id.clone())));
         }
         let quorum = Self {
             node_id: config.node_id,
             voters: config.voters.clone(),
             raft,
             state_machine,
+            cluster_id,
+            conflict,
             controller,
             caught_up,
             tasks: parking_lot::Mutex::new(tasks),
@@ -270,6 +284,20 @@ impl MetadataQuorum {
     /// This node's id.
     pub fn node_id(&self) -> u64 {
         self.node_id
+    }
+
+    /// The cluster this node belongs to.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// Why this node cannot take part in the quorum: a majority of the voters refused it
+    /// as a node of another cluster. One refusing peer is that peer's mistake, not this
+    /// node's, and only logged.
+    pub fn cluster_conflict(&self) -> Option<String> {
+        let refused = self.conflict.lock();
+        let majority = self.voters.len() / 2 + 1;
+        (!self.voters.is_empty() && refused.len() >= majority).then(|| refused.values().next().cloned()).flatten()
     }
 
     /// The voters' ids as the committed membership has them.

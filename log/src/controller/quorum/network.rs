@@ -1,6 +1,8 @@
 //! The quorum's transport: openraft's RPCs over TCP between the controllers' `CONTROLLER`
 //! listeners, one request at a time per connection, each frame `[length u32][json]`.
-//! Connections are made on first use and dropped on any error; openraft retries.
+//! Connections are made on first use and dropped on any error; openraft retries. Every
+//! request names the sender's cluster id; a node of another cluster is answered with this
+//! node's and refused, as KRaft answers INCONSISTENT_CLUSTER_ID.
 //!
 //! The same listener answers [`ControllerRequest`]s from brokers on other nodes (Kafka's
 //! controller APIs share its controller listener too): [`ControllerClient`] sends them, and
@@ -34,6 +36,13 @@ const MAX_FRAME_BYTES: usize = 64 << 20;
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A request and the cluster id of the node that sends it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    cluster_id: String,
+    request: Request,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 enum Request {
     AppendEntries(AppendEntriesRequest<MetadataRaft>),
@@ -48,6 +57,8 @@ enum Response {
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Controller(Result<ControllerResponse, RemoteQuorumError>),
+    /// The sender belongs to another cluster: this node's id.
+    WrongCluster(String),
 }
 
 /// A [`QuorumError`] as it crosses the wire.
@@ -124,7 +135,12 @@ async fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut TcpStream) -> s
 /// Serves the quorum RPCs of peers on `listener` until the task is dropped. The
 /// connections are served by tasks this one owns, so aborting it closes every one of
 /// them: a peer must not go on talking to a Raft instance that has shut down.
-pub(crate) async fn serve(listener: TcpListener, raft: Raft<MetadataRaft>, controller: ControllerSlot) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    raft: Raft<MetadataRaft>,
+    controller: ControllerSlot,
+    cluster_id: Arc<str>,
+) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -140,9 +156,9 @@ pub(crate) async fn serve(listener: TcpListener, raft: Raft<MetadataRaft>, contr
                 continue;
             }
         };
-        let (raft, controller) = (raft.clone(), controller.clone());
+        let (raft, controller, cluster_id) = (raft.clone(), controller.clone(), cluster_id.clone());
         connections.spawn(async move {
-            if let Err(e) = serve_connection(stream, raft, controller).await
+            if let Err(e) = serve_connection(stream, raft, controller, &cluster_id).await
                 && e.kind() != std::io::ErrorKind::UnexpectedEof
             {
                 tracing::debug!(%peer, error = %e, "quorum connection closed");
@@ -155,11 +171,22 @@ async fn serve_connection(
     mut stream: TcpStream,
     raft: Raft<MetadataRaft>,
     controller: ControllerSlot,
+    cluster_id: &str,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?;
     loop {
-        let request: Request = read_frame(&mut stream).await?;
-        let response = match request {
+        let envelope: Envelope = read_frame(&mut stream).await?;
+        if envelope.cluster_id != cluster_id {
+            tracing::error!(
+                %peer,
+                their_cluster = %envelope.cluster_id,
+                this_cluster = cluster_id,
+                "refused a quorum connection from a node of another cluster"
+            );
+            return write_frame(&mut stream, &Response::WrongCluster(cluster_id.to_owned())).await;
+        }
+        let response = match envelope.request {
             Request::AppendEntries(rpc) => Response::AppendEntries(raft.append_entries(rpc).await),
             Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
             Request::InstallSnapshot(rpc) => Response::InstallSnapshot(raft.install_snapshot(rpc).await),
@@ -178,21 +205,27 @@ impl Response {
             Self::AppendEntries(r) => matches!(r, Err(RaftError::Fatal(_))),
             Self::Vote(r) => matches!(r, Err(RaftError::Fatal(_))),
             Self::InstallSnapshot(r) => matches!(r, Err(RaftError::Fatal(_))),
-            Self::Controller(_) => false,
+            Self::Controller(_) | Self::WrongCluster(_) => false,
         }
     }
 }
 
 /// Makes a [`PeerConnection`] per voter.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct QuorumNetwork {
     source: Option<IpAddr>,
+    cluster_id: Arc<str>,
+    conflict: ClusterConflict,
 }
 
+/// The peers that refused this node as one of another cluster, with what they said.
+pub(crate) type ClusterConflict = Arc<parking_lot::Mutex<std::collections::BTreeMap<NodeId, String>>>;
+
 impl QuorumNetwork {
-    /// Connections leave from `source` (this node's listener IP), when given.
-    pub fn new(source: Option<IpAddr>) -> Self {
-        Self { source: source.filter(|ip| !ip.is_unspecified()) }
+    /// Connections of a node of `cluster_id` leave from `source` (this node's listener IP),
+    /// when given; a peer of another cluster is noted in `conflict`.
+    pub(crate) fn new(source: Option<IpAddr>, cluster_id: Arc<str>, conflict: ClusterConflict) -> Self {
+        Self { source: source.filter(|ip| !ip.is_unspecified()), cluster_id, conflict }
     }
 }
 
@@ -200,7 +233,14 @@ impl RaftNetworkFactory<MetadataRaft> for QuorumNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        PeerConnection { target, addr: node.addr.clone(), source: self.source, stream: None }
+        PeerConnection {
+            target,
+            addr: node.addr.clone(),
+            source: self.source,
+            cluster_id: self.cluster_id.clone(),
+            conflict: self.conflict.clone(),
+            stream: None,
+        }
     }
 }
 
@@ -210,6 +250,8 @@ pub struct PeerConnection {
     target: NodeId,
     addr: String,
     source: Option<IpAddr>,
+    cluster_id: Arc<str>,
+    conflict: ClusterConflict,
     stream: Option<TcpStream>,
 }
 
@@ -225,12 +267,19 @@ impl PeerConnection {
             Some(stream) => stream,
             None => self.connect().await?,
         };
+        let envelope = Envelope { cluster_id: self.cluster_id.to_string(), request };
         let exchange = async {
-            write_frame(&mut stream, &request).await?;
+            write_frame(&mut stream, &envelope).await?;
             read_frame::<Response>(&mut stream).await
         };
         match tokio::time::timeout(option.hard_ttl(), exchange).await {
+            Ok(Ok(Response::WrongCluster(theirs))) => {
+                let e = wrong_cluster(&format!("node {} at {}", self.target, self.addr), &theirs, &self.cluster_id);
+                self.conflict.lock().insert(self.target, e.to_string());
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
             Ok(Ok(response)) => {
+                self.conflict.lock().remove(&self.target);
                 self.stream = Some(stream);
                 Ok(response)
             }
@@ -266,16 +315,21 @@ async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<Tc
 /// Sends [`ControllerRequest`]s to a controller's listener, keeping idle connections for
 /// reuse (Kafka's NodeToControllerChannelManager, without the choice of target: the caller
 /// names the voter).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ControllerClient {
     source: Option<IpAddr>,
+    cluster_id: String,
     idle: parking_lot::Mutex<HashMap<SocketAddr, Vec<TcpStream>>>,
 }
 
 impl ControllerClient {
-    /// Connections leave from `source`, when given.
-    pub fn new(source: Option<IpAddr>) -> Self {
-        Self { source: source.filter(|ip| !ip.is_unspecified()), idle: Default::default() }
+    /// A client of a node of `cluster_id`, whose connections leave from `source` when given.
+    pub fn new(source: Option<IpAddr>, cluster_id: impl Into<String>) -> Self {
+        Self {
+            source: source.filter(|ip| !ip.is_unspecified()),
+            cluster_id: cluster_id.into(),
+            idle: Default::default(),
+        }
     }
 
     /// Sends `request` to the controller listening on `addr` and waits, at most `timeout`,
@@ -292,7 +346,8 @@ impl ControllerClient {
                 Some(stream) => stream,
                 None => connect(addr, self.source).await?,
             };
-            write_frame(&mut stream, &Request::Controller(request)).await?;
+            let envelope = Envelope { cluster_id: self.cluster_id.clone(), request: Request::Controller(request) };
+            write_frame(&mut stream, &envelope).await?;
             let response = read_frame::<Response>(&mut stream).await?;
             Ok::<_, std::io::Error>((stream, response))
         };
@@ -307,9 +362,20 @@ impl ControllerClient {
                 self.idle.lock().entry(addr).or_default().push(stream);
                 answer.map_err(Into::into)
             }
+            Response::WrongCluster(theirs) => {
+                Err(wrong_cluster(&format!("the controller at {addr}"), &theirs, &self.cluster_id))
+            }
             other => Err(failed(&format!("unexpected answer {other:?}"))),
         }
     }
+}
+
+fn wrong_cluster(peer: &str, theirs: &str, ours: &str) -> QuorumError {
+    QuorumError::InconsistentClusterId(format!(
+        "{peer} belongs to cluster {theirs}, but this node's meta.properties says cluster {ours}: \
+         format every node with the same id (freshet storage format --cluster-id), or point \
+         log.dirs at this node's own directory"
+    ))
 }
 
 fn remote<E: std::error::Error>(target: NodeId, e: RaftError<NodeId, E>) -> RpcError<E> {
