@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use freshet::client::{Consumer, DeliveryFuture, Producer, ProducerRecord};
+use freshet::client::{Consumer, DeliveryFuture, Producer, ProducerRecord, TopicPartition};
 use tokio::sync::mpsc;
 
 use super::client::{ClusterArgs, parse_key_value, partitions_of, runtime};
@@ -275,6 +275,18 @@ pub fn consume(args: ConsumePerfArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Where a consumer that stopped receiving stands: each partition's position against its
+/// watermarks, to tell records never fetched from records never written.
+async fn stall_report(consumer: &mut Consumer, partitions: &[TopicPartition]) -> String {
+    let mut parts = Vec::new();
+    for tp in partitions {
+        let position = consumer.position(tp).await.map_or_else(|e| e.to_string(), |p| p.to_string());
+        let marks = consumer.watermarks(tp).await.map_or_else(|e| e.to_string(), |(lo, hi)| format!("{lo}..{hi}"));
+        parts.push(format!("{}-{} at {position} of {marks}", tp.topic, tp.partition));
+    }
+    parts.join(", ")
+}
+
 pub fn e2e(args: E2ePerfArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.record_size >= 8, "--record-size must be at least 8 (the send time travels in the value)");
     anyhow::ensure!(args.throughput > 0.0, "--throughput must be positive");
@@ -294,6 +306,7 @@ pub fn e2e(args: E2ePerfArgs) -> anyhow::Result<()> {
         }
         let origin = Instant::now();
         let total = args.num_records;
+        let read_partitions = partitions.clone();
         let reader = tokio::spawn(async move {
             let mut latencies = Latencies::default();
             let deadline_gap = Duration::from_secs(10);
@@ -301,7 +314,10 @@ pub fn e2e(args: E2ePerfArgs) -> anyhow::Result<()> {
             while (latencies.0.len() as u64) < total {
                 let polled = consumer.poll(Duration::from_millis(100)).await?;
                 if polled.is_empty() {
-                    anyhow::ensure!(last.elapsed() < deadline_gap, "no record for 10 s");
+                    if last.elapsed() >= deadline_gap {
+                        let where_ = stall_report(&mut consumer, &read_partitions).await;
+                        anyhow::bail!("no record for 10 s after {} of {total}: {where_}", latencies.0.len());
+                    }
                     continue;
                 }
                 last = Instant::now();
