@@ -221,7 +221,8 @@ fn api_versions_advertises_exactly_what_is_implemented() {
             (15, 0, 5),
             (16, 0, 4),
             (42, 0, 2),
-            (47, 0, 0)
+            (47, 0, 0),
+            (55, 0, 2)
         ]
     );
 
@@ -234,7 +235,7 @@ fn api_versions_advertises_exactly_what_is_implemented() {
     assert_eq!(ResponseHeader::decode(&mut frame, 0).unwrap().correlation_id, 7);
     let response = ApiVersionsResponse::decode(&mut frame, 0).unwrap();
     assert_eq!(response.error_code, codes::UNSUPPORTED_VERSION);
-    assert_eq!(response.api_keys.len(), 26);
+    assert_eq!(response.api_keys.len(), 27);
 }
 
 #[test]

@@ -16,7 +16,7 @@ use freshet_log::broker::{Broker, BrokerConfig};
 use freshet_log::client::{
     AdminClient, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig, ProducerRecord,
 };
-use freshet_log::server::RunningBroker;
+use freshet_log::server::{RunningBroker, RunningController};
 use support::{free_ports, init_tracing};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -351,4 +351,63 @@ async fn quorum_where(
         assert!(Instant::now() < deadline, "timed out waiting until {what}: {quorum:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedicated_controller_leads_the_quorum_of_two_combined_nodes() {
+    init_tracing();
+    let (clients, controllers) = (free_ports(2), free_ports(3));
+    let voters: Vec<String> = (0..3).map(|i| format!("{}@{}", i + 1, controllers[i])).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let config = |i: usize| {
+        let mut config = BrokerConfig::embedded(dirs[i].path());
+        let listeners = match clients.get(i) {
+            Some(client) => format!("PLAINTEXT://{client},CONTROLLER://{}", controllers[i]),
+            None => format!("CONTROLLER://{}", controllers[i]),
+        };
+        let roles = if i < 2 { "broker,controller" } else { "controller" };
+        for (key, value) in [
+            ("node.id", (i + 1).to_string()),
+            ("process.roles", roles.into()),
+            ("listeners", listeners),
+            ("controller.quorum.voters", voters.join(",")),
+            ("broker.session.timeout.ms", "2000".into()),
+            ("broker.heartbeat.interval.ms", "200".into()),
+        ] {
+            config.set(key, &value).unwrap();
+        }
+        config
+    };
+    let dedicated = tokio::spawn(RunningController::start(config(2)));
+    let brokers: Vec<_> = (0..2).map(|i| tokio::spawn(Broker::start(config(i)))).collect();
+    let dedicated = tokio::time::timeout(WAIT, dedicated).await.unwrap().unwrap().unwrap();
+    let mut running = Vec::new();
+    for broker in brokers {
+        running.push(tokio::time::timeout(WAIT, broker).await.expect("started in time").unwrap().unwrap());
+    }
+
+    // The active controller moves to the node that has no broker, and still decides.
+    dedicated.quorum().trigger_election().await.unwrap();
+    eventually("the dedicated controller leads", || dedicated.quorum().leader() == Some(3)).await;
+    let bootstrap = running.iter().map(|r| r.local_addr().to_string()).collect::<Vec<_>>().join(",");
+    let admin = AdminClient::connect(ClientConfig::new(&bootstrap)).await.unwrap();
+    assert_eq!(admin.describe_quorum().await.unwrap().leader_id, 3);
+    admin.create_topic(NewTopic::new("orders", 1).replication_factor(2)).await.unwrap();
+    let err = admin.create_topic(NewTopic::new("wide", 1).replication_factor(3)).await.unwrap_err();
+    assert_eq!(err.code(), Some(freshet_log::codes::INVALID_REPLICATION_FACTOR), "the controller is no broker");
+    produce(&bootstrap, 0, 100).await;
+
+    // The broker that leads the partition stops; the dedicated controller moves the
+    // leadership to the other, which goes on taking writes.
+    let tp = TopicPartition::new("orders", 0);
+    let leader = running[0].broker().partition(&tp).unwrap().leader;
+    let survivor = running.remove(if leader == 1 { 1 } else { 0 });
+    running.pop().unwrap().shutdown().await.unwrap();
+    eventually("the survivor leads", || survivor.broker().partition(&tp).is_some_and(|p| p.leader != leader)).await;
+    let bootstrap = survivor.local_addr().to_string();
+    produce(&bootstrap, 100, 150).await;
+    let values = consume_all(&bootstrap, 150).await;
+    assert_eq!(values, (0..150).map(|i| format!("v{i}")).collect::<Vec<_>>());
+    survivor.shutdown().await.unwrap();
+    dedicated.shutdown().await.unwrap();
 }

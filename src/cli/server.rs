@@ -1,10 +1,13 @@
-//! `freshet server`: runs a single-node broker until SIGTERM or Ctrl-C, then shuts down
-//! cleanly (flush, checkpoints, clean-shutdown marker).
+//! `freshet server`: runs a node until SIGTERM or Ctrl-C, then shuts down cleanly (flush,
+//! checkpoints, clean-shutdown marker). By default a complete single node; in a cluster a
+//! broker with a controller (`process.roles=broker,controller`), or a dedicated controller
+//! (`process.roles=controller`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use freshet::log::broker::{Broker, BrokerConfig};
+use freshet::log::broker::{Broker, BrokerConfig, ProcessRole};
+use freshet::log::server::RunningController;
 
 /// Where a node's settings come from: a TOML file, then `FRESHET_*` variables, then flags.
 #[derive(Debug, clap::Args)]
@@ -46,15 +49,38 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("freshet").build()?;
     runtime.block_on(async move {
-        let running = Broker::start(config).await?;
-        println!("freshet server listening on {}", running.local_addr());
         use std::io::Write;
+        let running = if config.cluster.has_role(ProcessRole::Broker) {
+            Running::Node(Broker::start(config).await?)
+        } else {
+            Running::Controller(RunningController::start(config).await?)
+        };
+        println!("freshet server listening on {}", running.describe());
         std::io::stdout().flush()?;
         wait_for_signal().await?;
         tracing::info!("shutting down");
-        running.shutdown().await?;
+        match running {
+            Running::Node(broker) => broker.shutdown().await?,
+            Running::Controller(controller) => controller.shutdown().await?,
+        }
         anyhow::Ok(())
     })
+}
+
+/// What `freshet server` runs: a broker (with its controller, when it has the role), or a
+/// dedicated controller.
+enum Running {
+    Node(freshet::RunningBroker),
+    Controller(RunningController),
+}
+
+impl Running {
+    fn describe(&self) -> String {
+        match self {
+            Self::Node(broker) => broker.local_addr().to_string(),
+            Self::Controller(controller) => format!("{} (controller only)", controller.local_addr()),
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -66,15 +66,17 @@ pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 fn refuse_unbuilt_modes(config: &BrokerConfig) -> Result<()> {
     config.validate()?;
     let cluster = &config.cluster;
-    if !cluster.has_role(ProcessRole::Broker) || !cluster.has_role(ProcessRole::Controller) {
-        let roles = cluster.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect::<Vec<_>>().join(",");
-        return Err(LogError::InvalidConfig {
-            key: "process.roles".into(),
-            value: roles,
-            reason: "dedicated controllers and broker-only nodes are not available yet: use broker,controller".into(),
-        });
-    }
-    Ok(())
+    let reason = match (cluster.has_role(ProcessRole::Broker), cluster.has_role(ProcessRole::Controller)) {
+        (true, true) => return Ok(()),
+        (false, _) => {
+            "a controller-only node runs no broker: start it with RunningController::start, as freshet server does"
+        }
+        (true, false) => {
+            "broker-only nodes are not available yet: use broker,controller (or controller for a dedicated controller)"
+        }
+    };
+    let roles = cluster.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect::<Vec<_>>().join(",");
+    Err(LogError::InvalidConfig { key: "process.roles".into(), value: roles, reason: reason.into() })
 }
 
 /// How long an administrative request waits for the active controller.
@@ -292,7 +294,7 @@ impl Broker {
 
 /// Starts this node's voter of the metadata quorum: in-process alone on a single node, or
 /// on its controller listener among `controller.quorum.voters`.
-async fn start_quorum(config: &BrokerConfig, cluster_id: &str) -> Result<MetadataQuorum> {
+pub(crate) async fn start_quorum(config: &BrokerConfig, cluster_id: &str) -> Result<MetadataQuorum> {
     let dir = config.data_dir().join(METADATA_LOG_DIR);
     let cluster = &config.cluster;
     let mut quorum = QuorumConfig::single_node(config.node_id as u64, &dir);
@@ -324,7 +326,7 @@ async fn start_quorum(config: &BrokerConfig, cluster_id: &str) -> Result<Metadat
 }
 
 /// The controller's settings from the broker's (the same Kafka keys).
-fn controller_config(config: &BrokerConfig) -> ControllerConfig {
+pub(crate) fn controller_config(config: &BrokerConfig) -> ControllerConfig {
     let cluster = &config.cluster;
     let defaults = &config.log_manager.default_log_config;
     ControllerConfig {

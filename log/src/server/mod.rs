@@ -7,6 +7,7 @@
 //! waiting in the socket. A request the broker cannot parse closes the connection with a
 //! log line naming the peer and the reason, as Kafka does.
 
+mod controller_node;
 mod fetch_frame;
 mod frame;
 
@@ -26,6 +27,7 @@ use crate::broker::handlers::Reply;
 use crate::broker::{Broker, BrokerConfig};
 use crate::storage::FileRange;
 use crate::storage::error::{LogError, Result};
+pub use controller_node::RunningController;
 use fetch_frame::Chunk;
 pub(crate) use frame::{Decoded, decode_request, encode_response};
 

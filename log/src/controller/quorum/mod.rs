@@ -320,6 +320,12 @@ impl MetadataQuorum {
         self.controller.set(handler);
     }
 
+    /// Stands for election at once (to move the active controller here, as an operator or
+    /// a test may want); the voters elect it if its log is as complete as theirs.
+    pub async fn trigger_election(&self) -> Result<(), QuorumError> {
+        self.raft.trigger().elect().await.map_err(|e| QuorumError::Raft(e.to_string()))
+    }
+
     /// Waits until some node leads, for at most `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<u64> {
         let wait = self.raft.wait(Some(timeout));
