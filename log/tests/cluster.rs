@@ -353,19 +353,21 @@ async fn quorum_where(
     }
 }
 
+/// Voters 1 and 2 are combined nodes and 3 a dedicated controller; node 4 is broker-only,
+/// following the metadata log as an observer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dedicated_controller_leads_the_quorum_of_two_combined_nodes() {
+async fn a_dedicated_controller_and_a_broker_only_node_join_two_combined_nodes() {
     init_tracing();
-    let (clients, controllers) = (free_ports(2), free_ports(3));
+    let (clients, controllers) = (free_ports(4), free_ports(4));
     let voters: Vec<String> = (0..3).map(|i| format!("{}@{}", i + 1, controllers[i])).collect();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let config = |i: usize| {
         let mut config = BrokerConfig::embedded(dirs[i].path());
-        let listeners = match clients.get(i) {
-            Some(client) => format!("PLAINTEXT://{client},CONTROLLER://{}", controllers[i]),
-            None => format!("CONTROLLER://{}", controllers[i]),
+        let (roles, listeners) = match i {
+            2 => ("controller", format!("CONTROLLER://{}", controllers[i])),
+            3 => ("broker", format!("PLAINTEXT://{},CONTROLLER://{}", clients[i], controllers[i])),
+            _ => ("broker,controller", format!("PLAINTEXT://{},CONTROLLER://{}", clients[i], controllers[i])),
         };
-        let roles = if i < 2 { "broker,controller" } else { "controller" };
         for (key, value) in [
             ("node.id", (i + 1).to_string()),
             ("process.roles", roles.into()),
@@ -379,7 +381,7 @@ async fn a_dedicated_controller_leads_the_quorum_of_two_combined_nodes() {
         config
     };
     let dedicated = tokio::spawn(RunningController::start(config(2)));
-    let brokers: Vec<_> = (0..2).map(|i| tokio::spawn(Broker::start(config(i)))).collect();
+    let brokers: Vec<_> = [0, 1, 3].into_iter().map(|i| tokio::spawn(Broker::start(config(i)))).collect();
     let dedicated = tokio::time::timeout(WAIT, dedicated).await.unwrap().unwrap().unwrap();
     let mut running = Vec::new();
     for broker in brokers {
@@ -391,23 +393,33 @@ async fn a_dedicated_controller_leads_the_quorum_of_two_combined_nodes() {
     eventually("the dedicated controller leads", || dedicated.quorum().leader() == Some(3)).await;
     let bootstrap = running.iter().map(|r| r.local_addr().to_string()).collect::<Vec<_>>().join(",");
     let admin = AdminClient::connect(ClientConfig::new(&bootstrap)).await.unwrap();
-    assert_eq!(admin.describe_quorum().await.unwrap().leader_id, 3);
-    admin.create_topic(NewTopic::new("orders", 1).replication_factor(2)).await.unwrap();
-    let err = admin.create_topic(NewTopic::new("wide", 1).replication_factor(3)).await.unwrap_err();
-    assert_eq!(err.code(), Some(freshet_log::codes::INVALID_REPLICATION_FACTOR), "the controller is no broker");
+    let quorum = admin.describe_quorum().await.unwrap();
+    assert_eq!(quorum.leader_id, 3);
+    assert_eq!(quorum.voters.iter().map(|v| v.node_id).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(quorum.observers.iter().map(|o| o.node_id).collect::<Vec<_>>(), vec![4], "{quorum:?}");
+    let brokers = admin.describe_cluster().await.unwrap().brokers;
+    assert_eq!(brokers.iter().map(|b| b.node_id).collect::<Vec<_>>(), vec![1, 2, 4], "the controller is no broker");
+    admin
+        .create_topic(NewTopic::new("orders", 1).replication_factor(3).config("min.insync.replicas", "2"))
+        .await
+        .unwrap();
+    let err = admin.create_topic(NewTopic::new("wide", 1).replication_factor(4)).await.unwrap_err();
+    assert_eq!(err.code(), Some(freshet_log::codes::INVALID_REPLICATION_FACTOR));
     produce(&bootstrap, 0, 100).await;
 
     // The broker that leads the partition stops; the dedicated controller moves the
-    // leadership to the other, which goes on taking writes.
+    // leadership to another, which goes on taking acks=all writes.
     let tp = TopicPartition::new("orders", 0);
     let leader = running[0].broker().partition(&tp).unwrap().leader;
-    let survivor = running.remove(if leader == 1 { 1 } else { 0 });
-    running.pop().unwrap().shutdown().await.unwrap();
-    eventually("the survivor leads", || survivor.broker().partition(&tp).is_some_and(|p| p.leader != leader)).await;
-    let bootstrap = survivor.local_addr().to_string();
+    let position = running.iter().position(|r| r.broker().config().node_id == leader).unwrap();
+    running.remove(position).shutdown().await.unwrap();
+    eventually("another broker leads", || running[0].broker().partition(&tp).is_some_and(|p| p.leader != leader)).await;
+    let bootstrap = running.iter().map(|r| r.local_addr().to_string()).collect::<Vec<_>>().join(",");
     produce(&bootstrap, 100, 150).await;
     let values = consume_all(&bootstrap, 150).await;
     assert_eq!(values, (0..150).map(|i| format!("v{i}")).collect::<Vec<_>>());
-    survivor.shutdown().await.unwrap();
+    for broker in running {
+        broker.shutdown().await.unwrap();
+    }
     dedicated.shutdown().await.unwrap();
 }

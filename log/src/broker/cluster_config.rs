@@ -286,11 +286,21 @@ impl ClusterConfig {
                 }
                 Ok(())
             }
-            (false, _) if self.controller_listener().is_some() => {
-                let reason = format!("a broker-only node must not listen on a controller listener ({names})");
+            // Unlike Kafka's brokers, which fetch the metadata log from the controllers, a
+            // broker-only node follows it as an openraft learner, which the active
+            // controller replicates to: it needs an address to be reached on.
+            (false, Some(_)) => {
+                let reason = format!("node {node_id} is listed as a voter but does not have the controller role");
+                Err(invalid("controller.quorum.voters", &voters, reason))
+            }
+            (false, None) if self.controller_listener().and_then(Listener::bind_addr).is_none() => {
+                let reason = format!(
+                    "a broker-only node receives the metadata log on a listener named in controller.listener.names \
+                     ({names}), for example CONTROLLER://127.0.0.1:9093"
+                );
                 Err(invalid("listeners", &self.listeners_text(), reason))
             }
-            (false, _) => Ok(()),
+            (false, None) => Ok(()),
         }
     }
 
@@ -345,10 +355,22 @@ mod tests {
         }
         let broker_only = config(&[
             ("process.roles", "broker"),
-            ("listeners", "PLAINTEXT://127.0.0.1:49092"),
+            ("listeners", "PLAINTEXT://127.0.0.1:49092,CONTROLLER://127.0.0.1:49093"),
             ("controller.quorum.voters", voters),
         ]);
         broker_only.validate(4).unwrap();
+        let deaf = config(&[
+            ("process.roles", "broker"),
+            ("listeners", "PLAINTEXT://127.0.0.1:49092"),
+            ("controller.quorum.voters", voters),
+        ]);
+        assert!(error(&deaf, 4).contains("receives the metadata log"), "{}", error(&deaf, 4));
+        let voting_broker = config(&[
+            ("process.roles", "broker"),
+            ("listeners", "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"),
+            ("controller.quorum.voters", voters),
+        ]);
+        assert!(error(&voting_broker, 1).contains("controller role"), "{}", error(&voting_broker, 1));
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub(crate) struct ControllerChannel {
     quorum: Arc<MetadataQuorum>,
     local: Option<Arc<ControllerService>>,
     client: ControllerClient,
+    /// Who the last NOT_CONTROLLER answer named, and which voter to ask next when nobody
+    /// is known to lead: an observer hears of the leader only once it replicates to it.
+    hint: parking_lot::Mutex<(Option<u64>, usize)>,
 }
 
 impl ControllerChannel {
@@ -34,7 +37,7 @@ impl ControllerChannel {
     pub fn new(quorum: Arc<MetadataQuorum>, local: Option<Arc<ControllerService>>) -> Self {
         let source = quorum.voter_addresses().get(&quorum.node_id()).map(|a| a.ip());
         let client = ControllerClient::new(source, quorum.cluster_id());
-        Self { quorum, local, client }
+        Self { quorum, local, client, hint: parking_lot::Mutex::new((None, 0)) }
     }
 
     /// The controller in this process, if any.
@@ -79,7 +82,8 @@ impl ControllerChannel {
     }
 
     async fn try_send(&self, request: ControllerRequest, timeout: Duration) -> Result<ControllerResponse, QuorumError> {
-        let Some(leader) = self.quorum.leader() else {
+        let guessed = || if self.quorum.is_voter() { None } else { self.guess_leader() };
+        let Some(leader) = self.quorum.leader().or_else(guessed) else {
             return Err(QuorumError::NotController { leader: None });
         };
         if leader == self.quorum.node_id()
@@ -95,7 +99,24 @@ impl ControllerChannel {
         let Some(addr) = self.quorum.voter_addresses().get(&leader).copied() else {
             return Err(QuorumError::NotController { leader: Some(leader) });
         };
-        self.client.call(addr, request, timeout).await
+        let answer = self.client.call(addr, request, timeout).await;
+        if let Err(QuorumError::NotController { leader }) = &answer {
+            self.hint.lock().0 = *leader;
+        }
+        answer
+    }
+
+    /// Where to send a request when this node knows no leader: the one the last refusal
+    /// named, else each voter in turn.
+    fn guess_leader(&self) -> Option<u64> {
+        let mut hint = self.hint.lock();
+        if let Some(leader) = hint.0.take() {
+            return Some(leader);
+        }
+        let voters = self.quorum.voter_addresses();
+        let next = voters.keys().nth(hint.1 % voters.len().max(1)).copied();
+        hint.1 += 1;
+        next
     }
 
     async fn wait_for_image(&self, offset: i64, deadline: Instant) -> Result<(), ()> {

@@ -110,7 +110,30 @@ impl BrokerLifecycleManager {
     /// bounded time and waiting as long as it takes for a controller to be elected. The
     /// broker stays fenced until [`Self::wait_until_unfenced`].
     pub(crate) async fn start(&self, broker: &Broker) -> Result<(), ApiError> {
+        if !broker.quorum.is_voter() {
+            let observe = || async { self.observe(broker).await.map(|()| true) };
+            retry_at_start(broker, "following the metadata log", observe).await?;
+        }
         retry_at_start(broker, "broker registration", || async { self.register(broker).await.map(|()| true) }).await
+    }
+
+    /// A broker-only node asks the active controller to replicate the metadata log to
+    /// its controller listener.
+    async fn observe(&self, broker: &Broker) -> Result<(), ApiError> {
+        let Some(listener) = broker.config.cluster.controller_listener() else {
+            let reason = "a broker-only node needs a controller listener to follow the metadata log";
+            return Err(ApiError::new(codes::INVALID_REQUEST, reason));
+        };
+        let host = match listener.host.as_str() {
+            "" | "0.0.0.0" | "::" => broker.advertised.lock().0.clone(),
+            host => host.to_owned(),
+        };
+        let addr = format!("{host}:{}", listener.port);
+        let request = ControllerRequest::AddObserver { node_id: broker.config.node_id, addr };
+        match broker.ask_controller(request, Self::patience(broker)).await? {
+            Ok(_) => Ok(()),
+            Err(e) => Err(refused(&e, e.code())),
+        }
     }
 
     /// Heartbeats until the controller unfences this broker, which it does once the

@@ -61,21 +61,17 @@ use crate::time::{Clock, SystemClock};
 /// The metadata log's directory inside the data directory (Kafka's name).
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 
-/// Checks the cluster settings, and refuses, naming the key, what is parsed and checked but
-/// not built yet: nodes without both roles (dedicated controllers and broker-only nodes).
-fn refuse_unbuilt_modes(config: &BrokerConfig) -> Result<()> {
+/// Checks the cluster settings, and refuses, naming the key, a node without the broker
+/// role, which [`crate::server::RunningController`] runs instead.
+fn refuse_controller_only(config: &BrokerConfig) -> Result<()> {
     config.validate()?;
     let cluster = &config.cluster;
-    let reason = match (cluster.has_role(ProcessRole::Broker), cluster.has_role(ProcessRole::Controller)) {
-        (true, true) => return Ok(()),
-        (false, _) => {
-            "a controller-only node runs no broker: start it with RunningController::start, as freshet server does"
-        }
-        (true, false) => {
-            "broker-only nodes are not available yet: use broker,controller (or controller for a dedicated controller)"
-        }
-    };
+    if cluster.has_role(ProcessRole::Broker) {
+        return Ok(());
+    }
     let roles = cluster.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect::<Vec<_>>().join(",");
+    let reason =
+        "a controller-only node runs no broker: start it with RunningController::start, as freshet server does";
     Err(LogError::InvalidConfig { key: "process.roles".into(), value: roles, reason: reason.into() })
 }
 
@@ -137,7 +133,7 @@ impl Broker {
     /// the controller and applies the metadata log to the local logs.
     pub async fn open(config: BrokerConfig) -> Result<Arc<Self>> {
         let data_dir = config.data_dir().to_path_buf();
-        refuse_unbuilt_modes(&config)?;
+        refuse_controller_only(&config)?;
         std::fs::create_dir_all(&data_dir).map_err(|source| LogError::Io { path: data_dir.clone(), source })?;
         let meta =
             MetaProperties::ensure_or_format_with(&data_dir, config.node_id, None, || config.cluster.new_cluster_id())?;
@@ -197,13 +193,16 @@ impl Broker {
             ..Default::default()
         };
         let replicas = ReplicaManager::open(config.node_id, replication, &data_dir);
-        let controller = Arc::new(
-            ControllerService::new(quorum.clone(), controller_config(&config), clock.clone())
-                .with_local_broker(config.node_id, lifecycle.incarnation_id()),
-        );
-        let handler: Arc<dyn crate::controller::quorum::network::ControllerHandler> = controller.clone();
-        quorum.serve_controller(Arc::downgrade(&handler));
-        let controller = controller_channel::ControllerChannel::new(quorum.clone(), Some(controller));
+        let local_controller = config.cluster.has_role(ProcessRole::Controller).then(|| {
+            let controller = Arc::new(
+                ControllerService::new(quorum.clone(), controller_config(&config), clock.clone())
+                    .with_local_broker(config.node_id, lifecycle.incarnation_id()),
+            );
+            let handler: Arc<dyn crate::controller::quorum::network::ControllerHandler> = controller.clone();
+            quorum.serve_controller(Arc::downgrade(&handler));
+            controller
+        });
+        let controller = controller_channel::ControllerChannel::new(quorum.clone(), local_controller);
         let broker = Arc::new(Self {
             config,
             logs,

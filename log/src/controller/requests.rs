@@ -3,7 +3,7 @@
 //! admin requests brokers forward). A request runs on the local controller when this node
 //! leads the quorum and travels over the controller listener when another node does; either
 //! way [`ControllerRequest::apply`] is the one place it meets the [`QuorumController`].
-//! DescribeQuorum travels the same way but is answered from the quorum's state.
+//! DescribeQuorum and AddObserver travel the same way but are answered by the quorum.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +57,14 @@ pub enum ControllerRequest {
     },
     /// DescribeQuorum.
     DescribeQuorum,
+    /// A broker-only node asks to follow the metadata log (Kafka's observers fetch it;
+    /// here the leader adds them as openraft learners and replicates to them).
+    AddObserver {
+        /// Its `node.id`.
+        node_id: i32,
+        /// Where its controller listener is reached (`host:port`).
+        addr: String,
+    },
 }
 
 /// The controller's answer to a [`ControllerRequest`].
@@ -96,6 +104,7 @@ impl ControllerRequest {
             Self::CreatePartitions { .. } => "CreatePartitions",
             Self::AlterConfigs { .. } => "AlterConfigs",
             Self::DescribeQuorum => "DescribeQuorum",
+            Self::AddObserver { .. } => "AddObserver",
         }
     }
 
@@ -128,9 +137,9 @@ impl ControllerRequest {
             Self::AlterConfigs { resource, configs } => {
                 map(controller.alter_configs(resource, configs), |()| ControllerReply::Done)
             }
-            Self::DescribeQuorum => ControllerOutput {
+            Self::DescribeQuorum | Self::AddObserver { .. } => ControllerOutput {
                 records: Vec::new(),
-                reply: Err(ControllerError::InvalidRequest("DescribeQuorum is answered by the quorum".into())),
+                reply: Err(ControllerError::InvalidRequest(format!("{} is answered by the quorum", self.name()))),
             },
         }
     }

@@ -52,9 +52,19 @@ impl ControllerService {
 
     /// Runs a broker's request, if this node is the active controller.
     pub async fn handle(&self, request: ControllerRequest) -> Result<ControllerResponse, QuorumError> {
-        if let ControllerRequest::DescribeQuorum = request {
-            let quorum = self.quorum.describe()?;
-            return Ok(ControllerResponse { reply: Ok(ControllerReply::Quorum(quorum)), metadata_offset: -1 });
+        match request {
+            ControllerRequest::DescribeQuorum => {
+                let quorum = self.quorum.describe()?;
+                return Ok(ControllerResponse { reply: Ok(ControllerReply::Quorum(quorum)), metadata_offset: -1 });
+            }
+            ControllerRequest::AddObserver { node_id, addr } => {
+                if !self.quorum.is_leader() {
+                    return Err(QuorumError::NotController { leader: self.quorum.leader() });
+                }
+                self.quorum.add_observer(node_id as u64, addr).await?;
+                return Ok(ControllerResponse { reply: Ok(ControllerReply::Done), metadata_offset: -1 });
+            }
+            _ => {}
         }
         let (reply, metadata_offset) = self.run(|c, now| request.apply(c, now)).await?;
         Ok(ControllerResponse { reply, metadata_offset })
@@ -119,13 +129,22 @@ impl ControllerService {
     pub async fn run_session_checks(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut ticks = tokio::time::interval(SESSION_CHECK_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Without a quorum a fencing record never commits: the tick gives up (the controller
+        // starts over from the committed image) rather than wait for ever.
+        let patience = std::time::Duration::from_millis(self.config.session_timeout_ms.max(1) as u64);
         loop {
             tokio::select! {
                 changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
                 _ = ticks.tick() => {}
             }
-            if let Err(e) = self.tick().await {
-                tracing::warn!(error = %e, "controller tick failed");
+            let ticked = tokio::select! {
+                changed = stop.changed() => if changed.is_err() || *stop.borrow() { return } else { continue },
+                ticked = tokio::time::timeout(patience, self.tick()) => ticked,
+            };
+            match ticked {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "controller tick failed"),
+                Err(_) => tracing::warn!(?patience, "controller tick could not commit: no quorum?"),
             }
         }
     }

@@ -209,6 +209,10 @@ impl MetadataQuorum {
     }
 
     async fn initialize(&self, config: &QuorumConfig) -> Result<(), QuorumError> {
+        if !config.voters.is_empty() && !config.voters.contains_key(&config.node_id) {
+            // An observer: the active controller adds it as a learner (see add_observer).
+            return Ok(());
+        }
         if self.raft.is_initialized().await.map_err(|e| QuorumError::Raft(e.to_string()))? {
             return Ok(());
         }
@@ -318,6 +322,36 @@ impl MetadataQuorum {
     /// Serves the controller requests that peers send to this node with `handler`.
     pub fn serve_controller(&self, handler: std::sync::Weak<dyn network::ControllerHandler>) {
         self.controller.set(handler);
+    }
+
+    /// Makes `node_id`, reachable on `addr`, an observer: an openraft learner, which this
+    /// node (the leader) replicates the metadata log to without counting it in the quorum.
+    /// Returns once the change has committed; a no-op when it is one with that address.
+    pub async fn add_observer(&self, node_id: u64, addr: String) -> Result<(), QuorumError> {
+        let known = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            if membership.voter_ids().any(|v| v == node_id) {
+                return Err(QuorumError::Raft(format!("node {node_id} is a voter, not an observer")));
+            }
+            membership.get_node(&node_id).is_some_and(|n| n.addr == addr)
+        };
+        if known {
+            return Ok(());
+        }
+        match self.raft.add_learner(node_id, BasicNode::new(addr), false).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(QuorumError::NotController { leader: f.leader_id })
+            }
+            Err(e) => Err(QuorumError::Raft(e.to_string())),
+        }
+    }
+
+    /// Whether this node votes (it is an observer otherwise).
+    pub fn is_voter(&self) -> bool {
+        self.voters.is_empty() || self.voters.contains_key(&self.node_id)
     }
 
     /// Stands for election at once (to move the active controller here, as an operator or
