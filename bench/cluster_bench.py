@@ -223,7 +223,6 @@ def bench_throughput(binary, rounds, size=1024, count=200_000):
 
 def bench_faults(binary, rounds, sig, name):
     results = []
-    # Kafka's default session timeout; failover waits for it.
     with Nodes(binary, 3) as cluster:
         create_topic(cluster.bootstrap, 3, {"min.insync.replicas": "2"})
         producer = SteadyProducer(cluster.bootstrap)

@@ -29,6 +29,9 @@ pub(crate) struct ControllerChannel {
     /// Who the last NOT_CONTROLLER answer named, and which voter to ask next when nobody
     /// is known to lead: an observer hears of the leader only once it replicates to it.
     hint: parking_lot::Mutex<(Option<u64>, usize)>,
+    /// Voters that answered as nodes of another cluster. One is that voter's mistake; a
+    /// majority is this node's.
+    refused_by: parking_lot::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl ControllerChannel {
@@ -37,7 +40,7 @@ impl ControllerChannel {
     pub fn new(quorum: Arc<MetadataQuorum>, local: Option<Arc<ControllerService>>) -> Self {
         let source = quorum.voter_addresses().get(&quorum.node_id()).map(|a| a.ip());
         let client = ControllerClient::new(source, quorum.cluster_id());
-        Self { quorum, local, client, hint: parking_lot::Mutex::new((None, 0)) }
+        Self { quorum, local, client, hint: parking_lot::Mutex::new((None, 0)), refused_by: Default::default() }
     }
 
     /// The controller in this process, if any.
@@ -100,10 +103,26 @@ impl ControllerChannel {
             return Err(QuorumError::NotController { leader: Some(leader) });
         };
         let answer = self.client.call(addr, request, timeout).await;
-        if let Err(QuorumError::NotController { leader }) = &answer {
-            self.hint.lock().0 = *leader;
+        match answer {
+            Err(QuorumError::NotController { leader }) => {
+                self.hint.lock().0 = leader;
+                Err(QuorumError::NotController { leader })
+            }
+            Err(QuorumError::InconsistentClusterId(why)) => {
+                let mut refused = self.refused_by.lock();
+                refused.insert(leader);
+                if refused.len() > self.quorum.voter_addresses().len() / 2 {
+                    return Err(QuorumError::InconsistentClusterId(why));
+                }
+                Err(QuorumError::Raft(why)) // another voter may know this node
+            }
+            other => {
+                if other.is_ok() {
+                    self.refused_by.lock().clear();
+                }
+                other
+            }
         }
-        answer
     }
 
     /// Where to send a request when this node knows no leader: the one the last refusal

@@ -128,7 +128,12 @@ impl BrokerLifecycleManager {
             "" | "0.0.0.0" | "::" => broker.advertised.lock().0.clone(),
             host => host.to_owned(),
         };
-        let addr = format!("{host}:{}", listener.port);
+        // The leader connects to it by address: resolved here, written as Rust parses it.
+        let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), listener.port))
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| ApiError::new(codes::INVALID_REQUEST, format!("{host} does not resolve")))?;
+        let addr = resolved.to_string();
         let request = ControllerRequest::AddObserver { node_id: broker.config.node_id, addr };
         match broker.ask_controller(request, Self::patience(broker)).await? {
             Ok(_) => Ok(()),

@@ -726,13 +726,14 @@ impl GroupCoordinator {
 
     fn prepare_rebalance(&mut self, now_ms: i64, group_id: &str, reason: &str) {
         let Some(group) = self.groups.get_mut(group_id) else { return };
-        if group.state == GroupState::CompletingRebalance {
-            for m in group.members.values_mut() {
-                if let Some(waiting) = m.awaiting_sync.take() {
-                    self.outbox.push(Output::Sync(waiting, sync_error(codes::REBALANCE_IN_PROGRESS)));
-                }
+        // Waiting SyncGroups: those of CompletingRebalance, and those of a Stable group
+        // whose assignment was still being stored.
+        for m in group.members.values_mut() {
+            if let Some(waiting) = m.awaiting_sync.take() {
+                self.outbox.push(Output::Sync(waiting, sync_error(codes::REBALANCE_IN_PROGRESS)));
             }
         }
+        group.unstored_assignment = None;
         group.pending_sync.clear();
         group.sync_deadline_ms = None;
         group.initial_delay = None;
@@ -837,6 +838,7 @@ impl GroupCoordinator {
                     m.assignment = assignments.get(&m.id).cloned().unwrap_or_default();
                 }
                 group.transition(GroupState::Stable, now_ms);
+                group.unstored_assignment = Some(group.generation);
                 let record = group_record(group);
                 let (protocol_type, protocol) = (group.protocol_type.clone(), group.protocol.clone());
                 let mut then = Vec::new();
@@ -867,6 +869,13 @@ impl GroupCoordinator {
                 group.pending_sync.remove(&req.member_id);
                 let member = group.members.get_mut(&req.member_id).expect("validated");
                 member.last_heartbeat_ms = now_ms;
+                if group.unstored_assignment == Some(group.generation) {
+                    // Answered by assignment_stored, with the members that synced first.
+                    if let Some(old) = member.awaiting_sync.replace(request) {
+                        self.outbox.push(Output::Sync(old, sync_error(codes::REBALANCE_IN_PROGRESS)));
+                    }
+                    return;
+                }
                 let response = SyncResponse {
                     error: codes::NONE,
                     protocol_type: group.protocol_type.clone(),
@@ -1337,6 +1346,33 @@ impl GroupCoordinator {
                 }
             }
         }
+    }
+
+    /// The records of an [`Output::Append`] for `group_id` in `generation` are on every
+    /// in-sync replica: if they held its assignment, the SyncGroups that arrived after the
+    /// leader's get theirs now. Returns whether the group is still in `generation` and not
+    /// rebalancing (else the answers that waited on the records are out of date, as Kafka
+    /// finds them in its storeGroup callback).
+    pub fn assignment_stored(&mut self, group_id: &str, generation: i32) -> bool {
+        let Some(group) = self.groups.get_mut(group_id) else { return false };
+        if group.generation != generation || group.state == GroupState::PreparingRebalance {
+            return false;
+        }
+        if group.unstored_assignment == Some(generation) {
+            group.unstored_assignment = None;
+            for m in group.members.values_mut() {
+                if let Some(waiting) = m.awaiting_sync.take() {
+                    let response = SyncResponse {
+                        error: codes::NONE,
+                        protocol_type: group.protocol_type.clone(),
+                        protocol: group.protocol.clone(),
+                        assignment: m.assignment.clone(),
+                    };
+                    self.outbox.push(Output::Sync(waiting, response));
+                }
+            }
+        }
+        true
     }
 
     /// The records of an [`Output::Append`] could not be written (or replicated); `code` is

@@ -253,11 +253,7 @@ impl GroupService {
     fn finish_replicating(&self, broker: &Broker, written: Replicating, replicated: Result<(), i16>) {
         let mut inner = self.inner.lock();
         match replicated {
-            Ok(()) => {
-                for answer in written.then {
-                    deliver(&mut inner, broker, answer);
-                }
-            }
+            Ok(()) => stored(&mut inner, broker, written.group, written.generation, written.then),
             Err(code) => {
                 let group = written.group.as_deref();
                 tracing::warn!(group, code, "group metadata did not reach the in-sync replicas");
@@ -406,15 +402,16 @@ fn deliver(inner: &mut Inner, broker: &Broker, output: Output) {
         Output::Append { partition, records, group, generation, then } => {
             let written = if records.is_empty() { Ok(None) } else { append(broker, partition, &records).map(Some) };
             match written {
-                Ok(Some(appended)) if !then.is_empty() && !appended.is_replicated() => {
-                    // Answered by the replication waiter; sending fails only once it stopped.
-                    let _ = broker.groups.replicating.send(Replicating { appended, group, generation, then });
-                }
-                Ok(_) => {
-                    for answer in then {
-                        deliver(inner, broker, answer);
+                Ok(Some(appended)) if (group.is_some() || !then.is_empty()) && !appended.is_replicated() => {
+                    // Answered by the replication waiter, unless it has stopped.
+                    if let Err(mpsc::error::SendError(w)) =
+                        broker.groups.replicating.send(Replicating { appended, group, generation, then })
+                    {
+                        let (now, code) = (broker.now_ms(), codes::NOT_COORDINATOR);
+                        inner.coordinator.write_failed(now, w.group.as_deref(), w.generation, code, w.then);
                     }
                 }
+                Ok(_) => stored(inner, broker, group, generation, then),
                 Err(e) => {
                     let group_id = group.as_deref().unwrap_or_default();
                     tracing::error!(partition, group = group_id, error = %e.message, "could not write group metadata");
@@ -455,11 +452,26 @@ async fn run_replication_waits(
         tokio::spawn(async move {
             let replicated = tokio::select! {
                 replicated = written.appended.replicated() => replicated,
-                // The broker is stopping, and with it the connections that wait.
-                _ = stop.wait_for(|stopped| *stopped) => return,
+                // The broker is stopping: its members must find another coordinator.
+                _ = stop.wait_for(|stopped| *stopped) => Err(codes::NOT_LEADER_OR_FOLLOWER),
             };
             broker.groups.finish_replicating(&broker, written, replicated);
         });
+    }
+}
+
+/// Records are on every in-sync replica: sends what waited on them, unless their group
+/// has moved to another generation since (then they are out of date).
+fn stored(inner: &mut Inner, broker: &Broker, group: Option<String>, generation: i32, then: Vec<Output>) {
+    if let Some(group) = group.as_deref()
+        && !inner.coordinator.assignment_stored(group, generation)
+    {
+        let code = codes::REBALANCE_IN_PROGRESS;
+        inner.coordinator.write_failed(broker.now_ms(), Some(group), generation, code, then);
+        return;
+    }
+    for answer in then {
+        deliver(inner, broker, answer);
     }
 }
 

@@ -106,6 +106,9 @@ pub(crate) struct Group {
     /// must have done so.
     pub pending_sync: BTreeSet<String>,
     pub sync_deadline_ms: Option<i64>,
+    /// The generation whose assignment is written but not yet on every in-sync replica:
+    /// SyncGroups that arrive meanwhile wait for it too.
+    pub unstored_assignment: Option<i32>,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
 }
 
@@ -126,6 +129,7 @@ impl Group {
             initial_delay: None,
             pending_sync: BTreeSet::new(),
             sync_deadline_ms: None,
+            unstored_assignment: None,
             offsets: BTreeMap::new(),
         }
     }

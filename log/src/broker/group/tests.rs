@@ -23,6 +23,8 @@ struct Harness {
     appended: Vec<(i32, Vec<u8>, Option<Vec<u8>>)>,
     /// While set, every append fails with this code.
     failing_writes: Option<i16>,
+    /// While set, appends wait here, as if still replicating.
+    held_writes: Option<Vec<Output>>,
 }
 
 fn config() -> CoordinatorConfig {
@@ -73,6 +75,7 @@ impl Harness {
             syncs: HashMap::new(),
             appended: Vec::new(),
             failing_writes: None,
+            held_writes: None,
         }
     }
 
@@ -94,10 +97,19 @@ impl Harness {
             Output::Join(id, r) => assert!(self.joins.insert(id, r).is_none(), "request {id} answered twice"),
             Output::Sync(id, r) => assert!(self.syncs.insert(id, r).is_none(), "request {id} answered twice"),
             Output::Append { partition, records, group, generation, then } => {
+                if let Some(held) = self.held_writes.as_mut() {
+                    held.push(Output::Append { partition, records, group, generation, then });
+                    return;
+                }
                 if let Some(code) = self.failing_writes {
                     return self.c.write_failed(self.now, group.as_deref(), generation, code, then);
                 }
                 self.appended.extend(records.into_iter().map(|(k, v)| (partition, k, v)));
+                if let Some(group) = group.as_deref()
+                    && !self.c.assignment_stored(group, generation)
+                {
+                    return self.c.write_failed(self.now, Some(group), generation, codes::REBALANCE_IN_PROGRESS, then);
+                }
                 for answer in then {
                     self.deliver(answer);
                 }
@@ -153,6 +165,14 @@ impl Harness {
         self.c.sync_group(self.now, self.next, req);
         self.collect();
         self.next
+    }
+
+    /// The held appends complete, in order.
+    fn release_writes(&mut self) {
+        for write in self.held_writes.take().unwrap_or_default() {
+            self.deliver(write);
+        }
+        self.collect();
     }
 
     fn advance(&mut self, ms: i64) {
@@ -223,6 +243,47 @@ fn stable_pair(h: &mut Harness) -> (String, String) {
     assert_eq!(h.syncs[&sb].assignment, Bytes::from("B2"));
     assert_eq!(h.c.describe_group("g").unwrap().state, "Stable");
     (a, b)
+}
+
+/// Members `a` and `b` in generation 2, joined but not yet synced.
+fn joined_pair(h: &mut Harness) -> (String, String) {
+    let a = h.member_id_for("g");
+    h.join(JoinRequest { require_known_member_id: true, ..join_request("g", &a, None, &["range"]) });
+    h.sync("g", &a, 1, &[(&a, "A")]);
+    let b = h.member_id_for("g");
+    let jb = h.join(JoinRequest { require_known_member_id: true, ..join_request("g", &b, None, &["range"]) });
+    let ja = h.join(join_request("g", &a, None, &["range"]));
+    assert_eq!((h.joins[&ja].generation, h.joins[&jb].generation), (2, 2));
+    (a, b)
+}
+
+#[test]
+fn every_sync_waits_until_the_assignment_is_stored_and_a_stale_one_is_refused() {
+    let mut h = Harness::new(config());
+    let (a, b) = joined_pair(&mut h);
+    h.held_writes = Some(Vec::new());
+    let sa = h.sync("g", &a, 2, &[(&a, "A2"), (&b, "B2")]);
+    assert!(!h.syncs.contains_key(&sa), "the leader waits for its assignment to be stored");
+    let sb = h.sync("g", &b, 2, &[]);
+    assert!(!h.syncs.contains_key(&sb), "so does a follower that syncs after it");
+    h.release_writes();
+    assert_eq!(h.syncs[&sa].assignment, Bytes::from("A2"));
+    assert_eq!(h.syncs[&sb].assignment, Bytes::from("B2"));
+    assert_eq!(h.c.describe_group("g").unwrap().state, "Stable");
+
+    // A third member joins while the next assignment is still being stored: the answers
+    // that waited on it are out of date once it lands.
+    let mut h = Harness::new(config());
+    let (a, b) = joined_pair(&mut h);
+    h.held_writes = Some(Vec::new());
+    let sa = h.sync("g", &a, 2, &[(&a, "A2"), (&b, "B2")]);
+    let sb = h.sync("g", &b, 2, &[]);
+    let c = h.member_id_for("g");
+    h.join(JoinRequest { require_known_member_id: true, ..join_request("g", &c, None, &["range"]) });
+    assert_eq!(h.syncs[&sb].error, codes::REBALANCE_IN_PROGRESS, "a waiting follower learns at once");
+    h.release_writes();
+    assert_eq!(h.syncs[&sa].error, codes::REBALANCE_IN_PROGRESS);
+    assert!(h.syncs[&sa].assignment.is_empty());
 }
 
 #[test]

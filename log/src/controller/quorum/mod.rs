@@ -32,6 +32,9 @@ pub use status::{QuorumDescription, QuorumReplica};
 
 use super::{ClusterImage, MetadataRecord};
 
+/// How long a peer's refusal of this node's cluster id counts.
+const CONFLICT_MEMORY: Duration = Duration::from_secs(10);
+
 /// Records appended together, in one Raft entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataBatch {
@@ -298,10 +301,16 @@ impl MetadataQuorum {
     /// Why this node cannot take part in the quorum: a majority of the voters refused it
     /// as a node of another cluster. One refusing peer is that peer's mistake, not this
     /// node's, and only logged.
+    /// Refusals older than [`CONFLICT_MEMORY`] are forgotten: peers keep sending RPCs, so
+    /// a lasting conflict is always fresh, and a mended one fades.
     pub fn cluster_conflict(&self) -> Option<String> {
-        let refused = self.conflict.lock();
+        let mut refused = self.conflict.lock();
+        refused.retain(|_, (_, at)| at.elapsed() < CONFLICT_MEMORY);
         let majority = self.voters.len() / 2 + 1;
-        (!self.voters.is_empty() && refused.len() >= majority).then(|| refused.values().next().cloned()).flatten()
+        if self.voters.is_empty() || refused.len() < majority {
+            return None;
+        }
+        refused.values().next().map(|(why, _)| why.clone())
     }
 
     /// The voters' ids as the committed membership has them.
@@ -335,12 +344,19 @@ impl MetadataQuorum {
             if membership.voter_ids().any(|v| v == node_id) {
                 return Err(QuorumError::Raft(format!("node {node_id} is a voter, not an observer")));
             }
-            membership.get_node(&node_id).is_some_and(|n| n.addr == addr)
+            membership.get_node(&node_id).map(|n| n.addr == addr)
         };
-        if known {
-            return Ok(());
-        }
-        match self.raft.add_learner(node_id, BasicNode::new(addr), false).await {
+        let node = BasicNode::new(addr);
+        let added = match known {
+            Some(true) => return Ok(()),
+            // A learner that moved: adding would keep its old address.
+            Some(false) => {
+                let moved = openraft::ChangeMembers::SetNodes(BTreeMap::from([(node_id, node)]));
+                self.raft.change_membership(moved, true).await.map(drop)
+            }
+            None => self.raft.add_learner(node_id, node, false).await.map(drop),
+        };
+        match added {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(QuorumError::NotController { leader: f.leader_id })

@@ -218,8 +218,10 @@ pub struct QuorumNetwork {
     conflict: ClusterConflict,
 }
 
-/// The peers that refused this node as one of another cluster, with what they said.
-pub(crate) type ClusterConflict = Arc<parking_lot::Mutex<std::collections::BTreeMap<NodeId, String>>>;
+/// The peers that refused this node as one of another cluster, with what they said and
+/// when they last did.
+pub(crate) type ClusterConflict =
+    Arc<parking_lot::Mutex<std::collections::BTreeMap<NodeId, (String, std::time::Instant)>>>;
 
 impl QuorumNetwork {
     /// Connections of a node of `cluster_id` leave from `source` (this node's listener IP),
@@ -275,7 +277,7 @@ impl PeerConnection {
         match tokio::time::timeout(option.hard_ttl(), exchange).await {
             Ok(Ok(Response::WrongCluster(theirs))) => {
                 let e = wrong_cluster(&format!("node {} at {}", self.target, self.addr), &theirs, &self.cluster_id);
-                self.conflict.lock().insert(self.target, e.to_string());
+                self.conflict.lock().insert(self.target, (e.to_string(), std::time::Instant::now()));
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
             Ok(Ok(response)) => {
