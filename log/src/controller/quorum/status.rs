@@ -88,7 +88,7 @@ pub(super) fn describe(
         let log_end_offset = if id == metrics.id {
             leader_end
         } else {
-            replication.get(&id).map_or(-1, |matched| end(matched.map(|l| l.index)))
+            replication.get(&id).copied().flatten().map_or(-1, |matched| matched.index as i64 + 1)
         };
         let last_caught_up_ms = if log_end_offset == leader_end { now } else { *caught_up.get(&id).unwrap_or(&-1) };
         QuorumReplica { node_id: id, log_end_offset, last_caught_up_ms }
