@@ -35,7 +35,8 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    use freshet::log::time::Clock;
+    freshet::log::time::SystemClock.now_ms()
 }
 
 /// The report, as text.

@@ -57,9 +57,13 @@ pub struct Listener {
 impl Listener {
     /// The address to bind.
     pub fn bind_addr(&self) -> Option<SocketAddr> {
-        let host = if self.host.is_empty() { "0.0.0.0" } else { &self.host };
-        std::net::ToSocketAddrs::to_socket_addrs(&(host, self.port)).ok().and_then(|mut a| a.next())
+        resolve(if self.host.is_empty() { "0.0.0.0" } else { &self.host }, self.port)
     }
+}
+
+/// The first address `host` resolves to, with `port`.
+pub(crate) fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).ok().and_then(|mut a| a.next())
 }
 
 /// A node's place in the cluster.

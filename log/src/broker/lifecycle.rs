@@ -129,9 +129,7 @@ impl BrokerLifecycleManager {
             host => host.to_owned(),
         };
         // The leader connects to it by address: resolved here, written as Rust parses it.
-        let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), listener.port))
-            .ok()
-            .and_then(|mut addrs| addrs.next())
+        let resolved = super::cluster_config::resolve(&host, listener.port)
             .ok_or_else(|| ApiError::new(codes::INVALID_REQUEST, format!("{host} does not resolve")))?;
         let addr = resolved.to_string();
         let request = ControllerRequest::AddObserver { node_id: broker.config.node_id, addr };

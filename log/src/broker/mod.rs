@@ -132,11 +132,8 @@ impl Broker {
     /// the earlier format, loads every partition (recovering after a crash), registers with
     /// the controller and applies the metadata log to the local logs.
     pub async fn open(config: BrokerConfig) -> Result<Arc<Self>> {
-        let data_dir = config.data_dir().to_path_buf();
         refuse_controller_only(&config)?;
-        std::fs::create_dir_all(&data_dir).map_err(|source| LogError::Io { path: data_dir.clone(), source })?;
-        let meta =
-            MetaProperties::ensure_or_format_with(&data_dir, config.node_id, None, || config.cluster.new_cluster_id())?;
+        let meta = prepare_data_dir(&config)?;
         let quorum = Arc::new(start_quorum(&config, &meta.cluster_id).await?);
         let opened = Self::open_over(config, meta, quorum.clone()).await;
         if opened.is_err() {
@@ -293,6 +290,14 @@ impl Broker {
 
 /// Starts this node's voter of the metadata quorum: in-process alone on a single node, or
 /// on its controller listener among `controller.quorum.voters`.
+/// Creates the data directory if needed and loads its `meta.properties`, formatting a new
+/// one (with the cluster id every node of this cluster derives alike).
+pub(crate) fn prepare_data_dir(config: &BrokerConfig) -> Result<MetaProperties> {
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(data_dir).map_err(|source| LogError::Io { path: data_dir.to_path_buf(), source })?;
+    MetaProperties::ensure_or_format_with(data_dir, config.node_id, None, || config.cluster.new_cluster_id())
+}
+
 pub(crate) async fn start_quorum(config: &BrokerConfig, cluster_id: &str) -> Result<MetadataQuorum> {
     let dir = config.data_dir().join(METADATA_LOG_DIR);
     let cluster = &config.cluster;
@@ -301,14 +306,11 @@ pub(crate) async fn start_quorum(config: &BrokerConfig, cluster_id: &str) -> Res
     quorum.heartbeat_ms = 50;
     if !cluster.is_single_node() {
         for voter in &cluster.voters {
-            let addr = std::net::ToSocketAddrs::to_socket_addrs(&(voter.host.as_str(), voter.port))
-                .ok()
-                .and_then(|mut addrs| addrs.next())
-                .ok_or_else(|| LogError::InvalidConfig {
-                    key: "controller.quorum.voters".into(),
-                    value: format!("{}@{}:{}", voter.id, voter.host, voter.port),
-                    reason: format!("{} does not resolve", voter.host),
-                })?;
+            let addr = cluster_config::resolve(&voter.host, voter.port).ok_or_else(|| LogError::InvalidConfig {
+                key: "controller.quorum.voters".into(),
+                value: format!("{}@{}:{}", voter.id, voter.host, voter.port),
+                reason: format!("{} does not resolve", voter.host),
+            })?;
             quorum.voters.insert(voter.id as u64, addr);
         }
         quorum.listen = cluster.controller_listener().and_then(|l| l.bind_addr());

@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::broker::{BrokerConfig, controller_config, start_quorum};
+use crate::broker::{BrokerConfig, controller_config, prepare_data_dir, start_quorum};
 use crate::controller::quorum::MetadataQuorum;
 use crate::controller::quorum::network::ControllerHandler;
 use crate::controller::service::ControllerService;
-use crate::storage::MetaProperties;
 use crate::storage::error::{LogError, Result};
 use crate::time::SystemClock;
 
@@ -31,10 +30,7 @@ impl RunningController {
     /// controller listener and serves controller requests there.
     pub async fn start(config: BrokerConfig) -> Result<Self> {
         config.validate()?;
-        let data_dir = config.data_dir().to_path_buf();
-        std::fs::create_dir_all(&data_dir).map_err(|source| LogError::Io { path: data_dir.clone(), source })?;
-        let meta =
-            MetaProperties::ensure_or_format_with(&data_dir, config.node_id, None, || config.cluster.new_cluster_id())?;
+        let meta = prepare_data_dir(&config)?;
         let addr = config.cluster.controller_listener().and_then(|l| l.bind_addr()).ok_or_else(|| {
             LogError::InvalidConfig {
                 key: "listeners".into(),
