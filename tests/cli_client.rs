@@ -115,6 +115,39 @@ fn cluster_status_shows_the_single_voter_quorum_its_broker_and_healthy_partition
 }
 
 #[test]
+fn reassign_and_elect_leaders_follow_kafkas_tools() {
+    let c = Cluster::start();
+    c.ok(&["topics", "create", "orders", "--partitions", "2"], "");
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    let plan_arg = plan.to_str().unwrap();
+    std::fs::write(&plan, r#"{"version":1,"partitions":[{"topic":"orders","partition":1,"replicas":[1]}]}"#).unwrap();
+    let out = c.ok(&["topics", "reassign", "--execute", "--reassignment-json-file", plan_arg], "");
+    assert_eq!(out, "Reassignment of partition orders-1 started.\n");
+    let out = c.ok(&["topics", "reassign", "--verify", "--reassignment-json-file", plan_arg], "");
+    assert_eq!(out, "Reassignment of partition orders-1 is completed.\n");
+    assert_eq!(c.ok(&["topics", "reassign", "--list"], ""), "");
+    let e = c.fails(&["topics", "reassign", "--cancel", "--reassignment-json-file", plan_arg], "");
+    assert!(e.contains("1 of 1 partitions failed"), "{e}");
+
+    std::fs::write(&plan, r#"{"version":1,"partitions":[{"topic":"orders","partition":0,"replicas":[1,7]}]}"#).unwrap();
+    let out = c.run(&["topics", "reassign", "--execute", "--reassignment-json-file", plan_arg], "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && stdout.contains("broker 7 is not registered"), "{stdout}");
+    std::fs::write(&plan, r#"{"partitions":[{"topic":"orders","replicas":[1]}]}"#).unwrap();
+    let e = c.fails(&["topics", "reassign", "--execute", "--reassignment-json-file", plan_arg], "");
+    assert!(e.contains("partitions[0] has no \"partition\""), "{e}");
+    let e = c.fails(&["topics", "reassign", "--execute"], "");
+    assert!(e.contains("--reassignment-json-file"), "{e}");
+
+    let out = c.ok(&["topics", "elect-leaders", "--election-type", "preferred", "--all-topic-partitions"], "");
+    assert_eq!(out, "Valid replica already elected for all partitions.\n");
+    let out = c.run(&["topics", "elect-leaders", "--election-type", "preferred", "--topic", "orders"], "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && stdout.matches("ElectionNotNeeded").count() == 2, "{stdout}");
+}
+
+#[test]
 fn produce_and_consume_lines_with_keys_headers_and_formats() {
     let c = Cluster::start();
     c.ok(&["topics", "create", "lines", "--partitions", "1"], "");

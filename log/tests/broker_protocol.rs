@@ -222,7 +222,10 @@ fn api_versions_advertises_exactly_what_is_implemented() {
             (16, 0, 4),
             (42, 0, 2),
             (47, 0, 0),
-            (55, 0, 2)
+            (55, 0, 2),
+            (43, 0, 2),
+            (45, 0, 1),
+            (46, 0, 0)
         ]
     );
 
@@ -235,7 +238,38 @@ fn api_versions_advertises_exactly_what_is_implemented() {
     assert_eq!(ResponseHeader::decode(&mut frame, 0).unwrap().correlation_id, 7);
     let response = ApiVersionsResponse::decode(&mut frame, 0).unwrap();
     assert_eq!(response.error_code, codes::UNSUPPORTED_VERSION);
-    assert_eq!(response.api_keys.len(), 27);
+    assert_eq!(response.api_keys.len(), 30);
+}
+
+#[test]
+fn reassignment_and_election_apis_answer_at_every_version() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let broker = TestBroker::start();
+    let mut client = broker.connect();
+    assert_eq!(create_topic(&mut client, "orders", 1, &[]), 0);
+    for version in 0..=1 {
+        // Broker 7 does not exist: refused for the partition, with a message.
+        let partition = ReassignablePartition::default().with_partition_index(0).with_replicas(Some(vec![BrokerId(7)]));
+        let topic = ReassignableTopic::default().with_name(name("orders")).with_partitions(vec![partition]);
+        let request = AlterPartitionReassignmentsRequest::default().with_topics(vec![topic]).with_timeout_ms(5000);
+        let response = client.send(&request, version);
+        let p = &response.responses[0].partitions[0];
+        assert_eq!(p.error_code, codes::INVALID_REPLICA_ASSIGNMENT, "v{version}");
+        assert!(p.error_message.as_ref().unwrap().contains("broker 7"), "{p:?}");
+    }
+    let response = client.send(&ListPartitionReassignmentsRequest::default().with_timeout_ms(5000), 0);
+    assert_eq!((response.error_code, response.topics.len()), (0, 0));
+    for version in 0..=2 {
+        let named = TopicPartitions::default().with_topic(name("orders")).with_partitions(vec![0, 5]);
+        let request = ElectLeadersRequest::default().with_topic_partitions(Some(vec![named])).with_timeout_ms(5000);
+        let response = client.send(&request, version);
+        let codes_seen: Vec<i16> =
+            response.replica_election_results[0].partition_result.iter().map(|p| p.error_code).collect();
+        assert_eq!(codes_seen, [codes::ELECTION_NOT_NEEDED, codes::UNKNOWN_TOPIC_OR_PARTITION], "v{version}");
+    }
+    let bad = ElectLeadersRequest::default().with_election_type(5).with_topic_partitions(None);
+    assert_eq!(client.send(&bad, 2).error_code, codes::INVALID_REQUEST);
 }
 
 #[test]

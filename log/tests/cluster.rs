@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use freshet_log::TopicPartition;
 use freshet_log::broker::{Broker, BrokerConfig};
 use freshet_log::client::{
-    AdminClient, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig, ProducerRecord,
+    AdminClient, ClientConfig, Consumer, ConsumerConfig, ElectionType, NewTopic, Producer, ProducerConfig,
+    ProducerRecord,
 };
 use freshet_log::server::{RunningBroker, RunningController};
 use support::{free_ports, init_tracing};
@@ -422,4 +423,72 @@ async fn a_dedicated_controller_and_a_broker_only_node_join_two_combined_nodes()
         broker.shutdown().await.unwrap();
     }
     dedicated.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_moves_to_other_brokers_while_producers_write_and_its_leader_is_elected_back() {
+    init_tracing();
+    let cluster = Cluster::start().await;
+    let tp = TopicPartition::new("orders", 0);
+    let admin = AdminClient::connect(ClientConfig::new(&cluster.bootstrap())).await.unwrap();
+    admin.create_topic(NewTopic::new("orders", 1).replication_factor(1)).await.unwrap();
+    let bootstrap = cluster.bootstrap();
+    produce(&bootstrap, 0, 2_000).await;
+    let old = admin.describe_topics(&["orders"]).await.unwrap()[0].partitions[0].replicas.clone();
+    assert_eq!(old.len(), 1);
+    let target: Vec<i32> = (1..=3).filter(|b| !old.contains(b)).collect();
+
+    // Moved while a producer keeps writing with acks=all.
+    let writer = tokio::spawn({
+        let bootstrap = bootstrap.clone();
+        async move { produce(&bootstrap, 2_000, 4_000).await }
+    });
+    let wanted = [(tp.clone(), Some(target.clone()))];
+    let refused = admin.alter_partition_reassignments(&wanted, false).await.unwrap();
+    assert_eq!(
+        refused[0].1.as_ref().unwrap_err().code(),
+        Some(38),
+        "KIP-860: the replica count is kept unless allowed"
+    );
+    let started = admin.alter_partition_reassignments(&wanted, true).await.unwrap();
+    assert!(started.iter().all(|(_, r)| r.is_ok()), "{started:?}");
+    let deadline = Instant::now() + WAIT;
+    while !admin.list_partition_reassignments(None).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the reassignment did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::timeout(WAIT, writer).await.expect("the producer finished").unwrap();
+    let moved = &admin.describe_topics(&["orders"]).await.unwrap()[0].partitions[0];
+    assert_eq!((moved.replicas.clone(), moved.leader), (target.clone(), target[0]), "{moved:?}");
+    eventually("the old broker deleted its replica", || {
+        cluster.broker(old[0]).replica_manager().partition(&tp).is_none()
+            && cluster.broker(old[0]).log_manager().get_log(&tp).is_none()
+    })
+    .await;
+    let values = consume_all(&cluster.bootstrap(), 4_000).await;
+    let expected: Vec<String> = (0..4_000).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, expected, "every acknowledged record, once, in order");
+
+    // A reorder moves no data and no leader; a preferred election then moves the leader.
+    let reordered = vec![target[1], target[0]];
+    let out = admin.alter_partition_reassignments(&[(tp.clone(), Some(reordered.clone()))], false).await.unwrap();
+    assert!(out[0].1.is_ok(), "{out:?}");
+    eventually("the reorder is in the metadata", || {
+        cluster.broker(target[0]).partition(&tp).is_some_and(|p| p.replicas == reordered)
+    })
+    .await;
+    eventually("both replicas are in sync", || {
+        cluster.broker(target[0]).partition(&tp).is_some_and(|p| p.isr.len() == 2)
+    })
+    .await;
+    let elected = admin.elect_leaders(ElectionType::Preferred, Some(std::slice::from_ref(&tp))).await.unwrap();
+    assert!(elected[0].1.is_ok(), "{elected:?}");
+    eventually("the preferred replica leads", || {
+        cluster.broker(target[0]).partition(&tp).is_some_and(|p| p.leader == reordered[0])
+    })
+    .await;
+    let again = admin.elect_leaders(ElectionType::Preferred, Some(std::slice::from_ref(&tp))).await.unwrap();
+    assert_eq!(again[0].1.as_ref().unwrap_err().code(), Some(84), "ELECTION_NOT_NEEDED");
+    assert!(admin.elect_leaders(ElectionType::Preferred, None).await.unwrap().is_empty());
+    cluster.shutdown().await;
 }

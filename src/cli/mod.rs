@@ -9,6 +9,7 @@ mod group_perf;
 mod groups;
 mod perf;
 mod produce;
+mod reassign;
 mod server;
 mod storage;
 mod topics;

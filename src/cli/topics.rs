@@ -1,4 +1,5 @@
-//! `freshet topics create|list|describe|alter|delete`, like kafka-topics.sh.
+//! `freshet topics create|list|describe|alter|delete`, like kafka-topics.sh, and
+//! `reassign` and `elect-leaders` (see [`super::reassign`]).
 
 use clap::{Args, Subcommand};
 use freshet::client::{AlterConfigOp, ConfigResource, NewTopic};
@@ -18,6 +19,12 @@ pub enum TopicsCommand {
     Alter(AlterArgs),
     /// Delete topics.
     Delete(DeleteArgs),
+    /// Move partitions to other brokers, or follow or cancel a move (as
+    /// kafka-reassign-partitions.sh).
+    Reassign(super::reassign::ReassignArgs),
+    /// Elect preferred or, for leaderless partitions, unclean leaders (as
+    /// kafka-leader-election.sh).
+    ElectLeaders(super::reassign::ElectLeadersArgs),
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +176,8 @@ pub fn run(command: TopicsCommand) -> anyhow::Result<()> {
                     println!("Deleted topic {topic}.");
                 }
             }
+            TopicsCommand::Reassign(args) => super::reassign::reassign(args).await?,
+            TopicsCommand::ElectLeaders(args) => super::reassign::elect_leaders(args).await?,
         }
         anyhow::Ok(())
     })

@@ -36,16 +36,23 @@ class Server:
         return f"127.0.0.1:{self.port}"
 
     def start(self):
-        port = self.port or 0
-        cmd = [
-            os.environ["FRESHET_BIN"], "server",
-            "--set", f"log.dirs={self.data_dir}",
-            "--set", f"listeners=PLAINTEXT://127.0.0.1:{port}",
-            "--set", "num.partitions=1",
-        ]
-        for key, value in self.settings.items():
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self):
+        """Starts the process; `wait_ready` waits for it to listen."""
+        settings = {
+            "log.dirs": self.data_dir,
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port or 0}",
+            "num.partitions": "1",
+            **self.settings,
+        }
+        cmd = [os.environ["FRESHET_BIN"], "server"]
+        for key, value in settings.items():
             cmd += ["--set", f"{key}={value}"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log)
+
+    def wait_ready(self):
         deadline = time.time() + START_TIMEOUT_S
         line = b""
         while time.time() < deadline:
@@ -64,6 +71,12 @@ class Server:
         code = self.proc.wait(timeout=60)
         assert kill or code == 0, f"clean shutdown exited with {code}"
         self.proc = None
+
+    def print_log_tail(self):
+        """Shown by pytest only when the test failed."""
+        with open(self.log_path, "rb") as f:
+            print(f"---- {self.log_path} (tail) ----")
+            print(b"".join(f.readlines()[-40:]).decode(errors="replace"))
 
     def restart(self, kill=False):
         self.stop(kill=kill)
@@ -86,10 +99,72 @@ def running_server(settings=None):
             yield srv
         finally:
             srv.stop()
-            # Shown by pytest only when the test failed.
-            with open(srv.log_path, "rb") as f:
-                print("---- freshet server log (tail) ----")
-                print(b"".join(f.readlines()[-40:]).decode(errors="replace"))
+            srv.print_log_tail()
+
+
+def free_ports(n):
+    """`n` loopback ports free right now (held open together so they differ)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class ThreeNodeCluster:
+    """Three `freshet server` processes in combined mode (broker and controller), one
+    quorum, each with its own data directory."""
+
+    def __init__(self, tmp, settings=None):
+        clients, controllers = free_ports(3), free_ports(3)
+        voters = ",".join(f"{i + 1}@127.0.0.1:{controllers[i]}" for i in range(3))
+        self.nodes = []
+        for i in range(3):
+            node_dir = os.path.join(tmp, f"node-{i + 1}")
+            os.makedirs(node_dir)
+            node_settings = {
+                "node.id": str(i + 1),
+                "listeners": f"PLAINTEXT://127.0.0.1:{clients[i]},CONTROLLER://127.0.0.1:{controllers[i]}",
+                "controller.quorum.voters": voters,
+                "broker.session.timeout.ms": "2000",
+                "broker.heartbeat.interval.ms": "200",
+                "replica.lag.time.max.ms": "4000",
+                **(settings or {}),
+            }
+            node = Server(os.path.join(node_dir, "data"), node_settings)
+            node.port = clients[i]
+            self.nodes.append(node)
+
+    @property
+    def bootstrap(self):
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def start(self):
+        # Each waits for a quorum before it listens, so all are spawned first.
+        for node in self.nodes:
+            node.spawn()
+        for node in self.nodes:
+            node.wait_ready()
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture
+def cluster():
+    with tempfile.TemporaryDirectory(prefix="freshet-compat-cluster-") as tmp:
+        c = ThreeNodeCluster(tmp)
+        try:
+            c.start()
+            yield c
+        finally:
+            for node in c.nodes:
+                with contextlib.suppress(Exception):
+                    node.stop()
+                node.print_log_tail()
 
 
 @pytest.fixture

@@ -97,8 +97,27 @@ def confluent_consume(bootstrap, topic, expected, timeout_s=30):
     return consumed
 
 
-def test_confluent_kafka(server):
+def confluent_produce(config, topic, msgs):
+    """Sends `msgs` with confluent-kafka; returns value -> (partition, key, headers, ts) in
+    the order of the delivery reports, which is the order within each partition."""
     from confluent_kafka import Producer
+
+    producer = Producer(config)
+    acks = []
+    sent = {}
+    for key, value, headers, ts in msgs:
+        sent[value] = (key, headers, ts)
+        producer.produce(topic, key=key, value=value, headers=headers, timestamp=ts, on_delivery=lambda err, msg: acks.append((err, msg)))
+    assert producer.flush(30) == 0
+    produced = {}
+    for err, msg in acks:
+        assert err is None, err
+        key, headers, ts = sent[msg.value()]
+        produced[msg.value()] = (msg.partition(), key, headers, ts)
+    return produced
+
+
+def test_confluent_kafka(server):
     from confluent_kafka.admin import AdminClient, NewTopic
 
     topic = "ck-" + uuid.uuid4().hex[:8]
@@ -107,17 +126,8 @@ def test_confluent_kafka(server):
         f.result(30)
     produced = {}
     for codec in CODECS:
-        producer = Producer({"bootstrap.servers": server.bootstrap, "compression.type": codec, "linger.ms": 5, "acks": "all"})
-        acks = []
-        sent = {}
-        for key, value, headers, ts in messages("ck", codec):
-            sent[value] = (key, headers, ts)
-            producer.produce(topic, key=key, value=value, headers=headers, timestamp=ts, on_delivery=lambda err, msg: acks.append((err, msg)))
-        assert producer.flush(30) == 0
-        for err, msg in acks:
-            assert err is None, err
-            key, headers, ts = sent[msg.value()]
-            produced[msg.value()] = (msg.partition(), key, headers, ts)
+        config = {"bootstrap.servers": server.bootstrap, "compression.type": codec, "linger.ms": 5, "acks": "all"}
+        produced.update(confluent_produce(config, topic, messages("ck", codec)))
     # Order within a partition is the order of the delivery reports.
     consumed = confluent_consume(server.bootstrap, topic, len(produced))
     check(produced, consumed)

@@ -95,6 +95,10 @@ pub struct ClusterConfig {
     pub broker_session_timeout_ms: i64,
     /// `broker.heartbeat.interval.ms`.
     pub broker_heartbeat_interval_ms: i64,
+    /// `auto.leader.rebalance.enable`.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub leader_imbalance_check_interval_seconds: i64,
 }
 
 impl Default for ClusterConfig {
@@ -113,6 +117,8 @@ impl Default for ClusterConfig {
             replica_fetch_max_bytes: 1 << 20,
             broker_session_timeout_ms: 9_000,
             broker_heartbeat_interval_ms: 2_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
         }
     }
 }
@@ -217,6 +223,10 @@ impl ClusterConfig {
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = at_least(key, v, parse(key, v)?, 1)?,
             "broker.heartbeat.interval.ms" => {
                 self.broker_heartbeat_interval_ms = at_least(key, v, parse(key, v)?, 1)?;
+            }
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = parse(key, v)?,
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds = at_least(key, v, parse(key, v)?, 1)?;
             }
             _ => return Ok(false),
         }

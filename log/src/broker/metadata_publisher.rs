@@ -99,7 +99,11 @@ impl Broker {
         self.logs.set_topic_config(&topic.name, config);
         let node = self.config.node_id;
         let now = self.now_ms();
-        for (index, registration) in topic.partitions.iter().filter(|(_, p)| p.replicas.contains(&node)) {
+        for (index, registration) in topic.partitions.iter() {
+            if !registration.replicas.contains(&node) {
+                self.remove_moved_replica(&TopicPartition::new(topic.name.clone(), *index), topic.id)?;
+                continue;
+            }
             let tp = TopicPartition::new(topic.name.clone(), *index);
             let log = self.name_partition_log(&tp, topic.id)?;
             let transition = self.replicas.apply_registration(
@@ -120,6 +124,22 @@ impl Broker {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Stops and deletes this broker's replica of `tp`, when it has one: a reassignment
+    /// moved it to other brokers (Kafka's StopReplica with deletion).
+    fn remove_moved_replica(&self, tp: &TopicPartition, topic_id: Uuid) -> Result<()> {
+        let Some(log) = self.logs.get_log(tp) else { return Ok(()) };
+        if partition_metadata::read_topic_id(log.read().dir())?.is_some_and(|id| id != topic_id) {
+            return Ok(()); // another topic's data: not this one's to delete
+        }
+        if tp.topic == super::group::OFFSETS_TOPIC {
+            self.groups.leadership_changed(tp.partition, false);
+        }
+        self.replicas.remove(tp);
+        self.logs.delete_log(tp)?;
+        tracing::info!(partition = %tp, "deleted a replica that moved to other brokers");
         Ok(())
     }
 

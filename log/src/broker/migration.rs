@@ -110,6 +110,8 @@ fn records(
                 leader: node_id,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             };
             records.push(MetadataRecord::Partition(PartitionRecord { topic_id, partition, registration }));
         }

@@ -336,6 +336,8 @@ pub(crate) fn controller_config(config: &BrokerConfig) -> ControllerConfig {
         num_partitions: config.num_partitions,
         min_insync_replicas: defaults.min_insync_replicas as i32,
         unclean_leader_election: defaults.unclean_leader_election_enable,
+        auto_leader_rebalance: cluster.auto_leader_rebalance_enable,
+        leader_imbalance_check_interval_ms: cluster.leader_imbalance_check_interval_seconds.saturating_mul(1000),
         ..ControllerConfig::default()
     }
 }

@@ -28,8 +28,9 @@ mod producer;
 pub mod serde;
 
 pub use admin::{
-    AdminClient, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigResource, GroupDescription, GroupListing,
-    GroupMember, ListedOffset, NewTopic, OffsetSpec, QuorumInfo, QuorumReplicaInfo, TopicPartition,
+    AdminClient, AlterConfigOp, ClusterDescription, ConfigEntry, ConfigResource, ElectionType, GroupDescription,
+    GroupListing, GroupMember, ListedOffset, NewTopic, OffsetSpec, PartitionReassignment, QuorumInfo,
+    QuorumReplicaInfo, TopicPartition,
 };
 pub use cluster::{BrokerInfo, PartitionInfo, TopicInfo};
 pub use config::ClientConfig;

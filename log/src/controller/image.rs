@@ -64,6 +64,13 @@ pub struct PartitionRegistration {
     pub leader_epoch: i32,
     /// Partition epoch.
     pub partition_epoch: i32,
+    /// Replicas a reassignment is adding (KIP-455); they are in `replicas` already and
+    /// join the ISR by catching up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas a reassignment removes once every target replica is in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionRegistration {
@@ -80,6 +87,12 @@ impl PartitionRegistration {
         if let Some(replicas) = &change.replicas {
             next.replicas = replicas.clone();
         }
+        if let Some(adding) = &change.adding_replicas {
+            next.adding_replicas = adding.clone();
+        }
+        if let Some(removing) = &change.removing_replicas {
+            next.removing_replicas = removing.clone();
+        }
         if let Some(leader) = change.leader {
             next.leader = leader;
             next.leader_epoch += 1;
@@ -91,6 +104,21 @@ impl PartitionRegistration {
     /// Whether the partition has a leader.
     pub fn has_leader(&self) -> bool {
         self.leader != NO_LEADER
+    }
+
+    /// Whether a reassignment is under way.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas a reassignment ends with (all of them when none is under way).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas.iter().copied().filter(|r| !self.removing_replicas.contains(r)).collect()
+    }
+
+    /// The replicas before the reassignment under way (all of them when none is).
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas.iter().copied().filter(|r| !self.adding_replicas.contains(r)).collect()
     }
 }
 

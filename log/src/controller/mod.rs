@@ -6,7 +6,8 @@
 //!   brokers alike.
 //! - [`QuorumController`]: registration, heartbeats and fencing, leader election with
 //!   KIP-966's eligible leader replicas, AlterPartition, topic creation and deletion, and
-//!   producer-id blocks. Records it emits are replicated by the Raft quorum before they count.
+//!   producer-id blocks, partition reassignment, leader elections and leader balancing.
+//!   Records it emits are replicated by the Raft quorum before they count.
 //! - [`ControllerRequest`]: what brokers ask of it, locally or over the controller listener.
 
 mod image;
@@ -14,6 +15,7 @@ mod partition_change;
 mod placement;
 pub mod quorum;
 mod quorum_controller;
+mod reassignment;
 pub mod records;
 mod requests;
 pub mod service;
@@ -26,5 +28,6 @@ pub use quorum_controller::{
     AlterPartition, BrokerHeartbeat, ControllerConfig, ControllerError, ControllerOutput, CreateTopic, HeartbeatReply,
     QuorumController, RegisterBroker,
 };
+pub use reassignment::{ElectionType, PartitionOutcome, ReassignPartition};
 pub use records::{MetadataRecord, NO_LEADER};
 pub use requests::{ControllerReply, ControllerRequest, ControllerResponse};

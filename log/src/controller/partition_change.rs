@@ -60,15 +60,12 @@ impl PartitionChange<'_> {
             elr.clear();
         }
         let change = PartitionChangeRecord {
-            topic_id: self.topic_id,
-            partition: self.partition,
             isr: (isr != current.isr).then_some(isr),
             elr: (elr != current.elr).then_some(elr),
             leader: (leader != current.leader).then_some(leader),
-            replicas: None,
+            ..PartitionChangeRecord::new(self.topic_id, self.partition)
         };
-        let unchanged = change.isr.is_none() && change.elr.is_none() && change.leader.is_none();
-        (!unchanged).then_some(change)
+        (!change.is_empty()).then_some(change)
     }
 
     /// Replicas that leave the ISR while it is below `min.insync.replicas` join the ELR.
@@ -100,6 +97,8 @@ mod tests {
             leader,
             leader_epoch: 3,
             partition_epoch: 7,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 

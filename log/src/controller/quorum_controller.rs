@@ -34,6 +34,10 @@ pub struct ControllerConfig {
     pub unclean_leader_election: bool,
     /// Producer ids handed out per AllocateProducerIds.
     pub producer_id_block_size: i64,
+    /// `auto.leader.rebalance.enable`: move leadership back to preferred replicas.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`, in ms.
+    pub leader_imbalance_check_interval_ms: i64,
 }
 
 impl Default for ControllerConfig {
@@ -45,6 +49,8 @@ impl Default for ControllerConfig {
             min_insync_replicas: 1,
             unclean_leader_election: false,
             producer_id_block_size: 1_000,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_ms: 300_000,
         }
     }
 }
@@ -116,6 +122,31 @@ pub enum ControllerError {
     /// The partition does not exist.
     #[error("unknown topic id {0} or partition {1}")]
     UnknownPartition(Uuid, i32),
+    /// A reassignment that changes the replica count, which the request did not allow
+    /// (KIP-860).
+    #[error(
+        "the reassignment changes the replication factor of partition {partition} from {from} to {to}, which the request does not allow"
+    )]
+    ReplicationFactorChange {
+        /// The partition.
+        partition: i32,
+        /// Its replicas now.
+        from: usize,
+        /// Asked for.
+        to: usize,
+    },
+    /// A cancellation where nothing is being reassigned.
+    #[error("no reassignment of partition {0} is under way")]
+    NoReassignmentInProgress(i32),
+    /// The leader an election asks for leads already.
+    #[error("{0}")]
+    ElectionNotNeeded(String),
+    /// The preferred replica cannot lead: out of sync, fenced or shutting down.
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+    /// No replica can lead, even uncleanly.
+    #[error("{0}")]
+    EligibleLeadersNotAvailable(String),
     /// The request knows a newer leader epoch than this controller: it is behind.
     #[error("leader epoch {leader_epoch} is newer than this controller knows")]
     NotController {
@@ -141,6 +172,11 @@ impl ControllerError {
             Self::InvalidUpdateVersion { .. } => codes::INVALID_UPDATE_VERSION,
             Self::IneligibleReplica(_) => codes::INELIGIBLE_REPLICA,
             Self::NotController { .. } => codes::NOT_CONTROLLER,
+            Self::ReplicationFactorChange { .. } => codes::INVALID_REPLICATION_FACTOR,
+            Self::NoReassignmentInProgress(_) => codes::NO_REASSIGNMENT_IN_PROGRESS,
+            Self::ElectionNotNeeded(_) => codes::ELECTION_NOT_NEEDED,
+            Self::PreferredLeaderNotAvailable(_) => codes::PREFERRED_LEADER_NOT_AVAILABLE,
+            Self::EligibleLeadersNotAvailable(_) => codes::ELIGIBLE_LEADERS_NOT_AVAILABLE,
         }
     }
 }
@@ -234,6 +270,8 @@ pub struct QuorumController {
     pub(super) config: ControllerConfig,
     pub(super) image: ClusterImage,
     last_heartbeat_ms: BTreeMap<i32, i64>,
+    /// When `auto.leader.rebalance.enable` next looks for misplaced leaders.
+    pub(super) next_leader_balance_ms: i64,
     /// A record this controller built that its own image refused: a bug. Its output must
     /// not be appended, and the controller must be rebuilt from the committed image.
     failure: Option<ImageError>,
@@ -243,7 +281,8 @@ impl QuorumController {
     /// Becomes active over `committed`. Every registered broker gets a fresh session.
     pub fn new(config: ControllerConfig, committed: ClusterImage, now_ms: i64) -> Self {
         let last_heartbeat_ms = committed.brokers.keys().map(|id| (*id, now_ms)).collect();
-        Self { config, image: committed, last_heartbeat_ms, failure: None }
+        let next_leader_balance_ms = now_ms + config.leader_imbalance_check_interval_ms;
+        Self { config, image: committed, last_heartbeat_ms, next_leader_balance_ms, failure: None }
     }
 
     /// The first record this controller built that did not fit its image, if any. After
@@ -392,6 +431,7 @@ impl QuorumController {
             self.emit(&mut records, MetadataRecord::FenceBroker { broker_id, broker_epoch });
             self.remove_everywhere(&mut records, broker_id, false);
         }
+        self.balance_leaders_when_due(&mut records, now_ms);
         records
     }
 
@@ -419,6 +459,7 @@ impl QuorumController {
             if let Some(record) = change.build(|b| self.image.is_eligible(b)) {
                 self.emit(&mut records, MetadataRecord::PartitionChange(record));
             }
+            self.complete_reassignment_if_done(&mut records, req.topic_id, req.partition);
             self.image
                 .partition(req.topic_id, req.partition)
                 .cloned()
@@ -491,7 +532,7 @@ impl QuorumController {
     }
 
     /// `min.insync.replicas` (at most the replica count) and unclean election for a topic.
-    fn topic_policy(&self, topic_id: Uuid, partition: &PartitionRegistration) -> (usize, bool) {
+    pub(super) fn topic_policy(&self, topic_id: Uuid, partition: &PartitionRegistration) -> (usize, bool) {
         let topic_configs = self
             .image
             .topics
@@ -524,12 +565,8 @@ impl QuorumController {
                 // It leads again once unfenced, in a new leader epoch.
                 if current.leader == broker_id {
                     let record = PartitionChangeRecord {
-                        topic_id,
-                        partition,
-                        isr: None,
-                        elr: None,
                         leader: Some(NO_LEADER),
-                        replicas: None,
+                        ..PartitionChangeRecord::new(topic_id, partition)
                     };
                     self.emit(records, MetadataRecord::PartitionChange(record));
                 }
@@ -575,7 +612,7 @@ impl QuorumController {
         self.partitions().filter(|(_, _, p)| p.leader == broker_id).count()
     }
 
-    fn partitions(&self) -> impl Iterator<Item = (Uuid, i32, PartitionRegistration)> + '_ {
+    pub(super) fn partitions(&self) -> impl Iterator<Item = (Uuid, i32, PartitionRegistration)> + '_ {
         self.image.topics.values().flat_map(|t| t.partitions.iter().map(move |(index, p)| (t.id, *index, p.clone())))
     }
 }

@@ -68,6 +68,38 @@ pub struct PartitionChangeRecord {
     pub leader: Option<i32>,
     /// New replica list (reassignment).
     pub replicas: Option<Vec<i32>>,
+    /// New adding replicas (reassignment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adding_replicas: Option<Vec<i32>>,
+    /// New removing replicas (reassignment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removing_replicas: Option<Vec<i32>>,
+}
+
+impl PartitionChangeRecord {
+    /// A change of nothing yet.
+    pub fn new(topic_id: Uuid, partition: i32) -> Self {
+        Self {
+            topic_id,
+            partition,
+            isr: None,
+            elr: None,
+            leader: None,
+            replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
+        }
+    }
+
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.isr.is_none()
+            && self.elr.is_none()
+            && self.leader.is_none()
+            && self.replicas.is_none()
+            && self.adding_replicas.is_none()
+            && self.removing_replicas.is_none()
+    }
 }
 
 /// What a config record applies to.

@@ -16,6 +16,7 @@ use super::quorum_controller::{
     AlterPartition, BrokerHeartbeat, ControllerError, ControllerOutput, CreateTopic, HeartbeatReply, QuorumController,
     RegisterBroker,
 };
+use super::reassignment::{ElectionType, PartitionOutcome, ReassignPartition};
 use super::records::ConfigResource;
 
 /// One request for the active controller.
@@ -55,6 +56,20 @@ pub enum ControllerRequest {
         /// The whole new set.
         configs: BTreeMap<String, String>,
     },
+    /// AlterPartitionReassignments.
+    AlterPartitionReassignments {
+        /// The partitions and their targets.
+        partitions: Vec<ReassignPartition>,
+        /// KIP-860: whether a target may have another replica count.
+        allow_replication_factor_change: bool,
+    },
+    /// ElectLeaders.
+    ElectLeaders {
+        /// Preferred or unclean.
+        election: ElectionType,
+        /// The partitions; `None`: all.
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// DescribeQuorum.
     DescribeQuorum,
     /// A broker-only node asks to follow the metadata log (Kafka's observers fetch it;
@@ -87,6 +102,8 @@ pub enum ControllerReply {
     TopicId(Uuid),
     /// The metadata quorum.
     Quorum(QuorumDescription),
+    /// What a request came to for each partition it named.
+    Partitions(Vec<PartitionOutcome>),
     /// Done, nothing to say.
     Done,
 }
@@ -103,6 +120,8 @@ impl ControllerRequest {
             Self::DeleteTopic { .. } => "DeleteTopics",
             Self::CreatePartitions { .. } => "CreatePartitions",
             Self::AlterConfigs { .. } => "AlterConfigs",
+            Self::AlterPartitionReassignments { .. } => "AlterPartitionReassignments",
+            Self::ElectLeaders { .. } => "ElectLeaders",
             Self::DescribeQuorum => "DescribeQuorum",
             Self::AddObserver { .. } => "AddObserver",
         }
@@ -136,6 +155,13 @@ impl ControllerRequest {
             }
             Self::AlterConfigs { resource, configs } => {
                 map(controller.alter_configs(resource, configs), |()| ControllerReply::Done)
+            }
+            Self::AlterPartitionReassignments { partitions, allow_replication_factor_change } => map(
+                controller.alter_partition_reassignments(partitions, allow_replication_factor_change),
+                ControllerReply::Partitions,
+            ),
+            Self::ElectLeaders { election, partitions } => {
+                map(controller.elect_leaders(election, partitions), ControllerReply::Partitions)
             }
             Self::DescribeQuorum | Self::AddObserver { .. } => ControllerOutput {
                 records: Vec::new(),

@@ -8,24 +8,32 @@ use super::*;
 use crate::codes;
 use crate::controller::records::ConfigResource;
 
+mod reassignment;
+
 const SESSION_MS: i64 = 9_000;
 
 struct Cluster {
     controller: QuorumController,
     log: Vec<MetadataRecord>,
-    epochs: [i64; 4],
+    epochs: [i64; 5],
 }
 
 impl Cluster {
     fn new(min_isr: i32) -> Self {
         let config = ControllerConfig { min_insync_replicas: min_isr, ..ControllerConfig::default() };
         let mut cluster =
-            Self { controller: QuorumController::new(config, ClusterImage::new(), 0), log: Vec::new(), epochs: [0; 4] };
+            Self { controller: QuorumController::new(config, ClusterImage::new(), 0), log: Vec::new(), epochs: [0; 5] };
         for id in 1..=3 {
             cluster.epochs[id as usize] = cluster.register(id, Uuid::from_u128(id as u128), None).unwrap();
             cluster.heartbeat(id, 0).unwrap();
         }
         cluster
+    }
+
+    /// Registers and unfences broker `id` (at most 4).
+    fn add_broker(&mut self, id: i32) {
+        self.epochs[id as usize] = self.register(id, Uuid::from_u128(id as u128), None).unwrap();
+        self.heartbeat(id, 0).unwrap();
     }
 
     fn take<T>(&mut self, out: ControllerOutput<T>) -> T {
@@ -177,7 +185,7 @@ fn alter_partition_is_checked_like_kafka() {
     let state = c.partition(topic, 0);
     let leader = state.leader;
     let follower = state.replicas[1];
-    let shrink = |state: &PartitionRegistration, epochs: &[i64; 4]| AlterPartition {
+    let shrink = |state: &PartitionRegistration, epochs: &[i64; 5]| AlterPartition {
         broker_id: leader,
         broker_epoch: epochs[leader as usize],
         topic_id: topic,

@@ -54,20 +54,33 @@ impl QuorumController {
     fn check_assignments(&self, assignments: &[Vec<i32>]) -> Result<(), ControllerError> {
         let rf = assignments[0].len();
         for (partition, replicas) in assignments.iter().enumerate() {
-            let invalid =
-                |reason: String| ControllerError::InvalidReplicaAssignment(format!("partition {partition}: {reason}"));
-            if replicas.is_empty() || replicas.len() != rf {
-                return Err(invalid(format!("{} replicas, where the first partition has {rf}", replicas.len())));
+            if replicas.len() != rf {
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "partition {partition}: {} replicas, where the first partition has {rf}",
+                    replicas.len()
+                )));
             }
-            let mut seen = replicas.clone();
-            seen.sort_unstable();
-            seen.dedup();
-            if seen.len() != replicas.len() {
-                return Err(invalid(format!("replicas {replicas:?} name a broker twice")));
-            }
-            if let Some(unknown) = replicas.iter().find(|b| !self.image.brokers.contains_key(b)) {
-                return Err(invalid(format!("broker {unknown} is not registered")));
-            }
+            self.check_replica_list(partition as i32, replicas)?;
+        }
+        Ok(())
+    }
+
+    /// One partition's replicas, chosen by the caller: at least one, no broker twice, and
+    /// only registered brokers.
+    pub(super) fn check_replica_list(&self, partition: i32, replicas: &[i32]) -> Result<(), ControllerError> {
+        let invalid =
+            |reason: String| ControllerError::InvalidReplicaAssignment(format!("partition {partition}: {reason}"));
+        if replicas.is_empty() {
+            return Err(invalid("the replica list is empty".into()));
+        }
+        let mut seen = replicas.to_vec();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != replicas.len() {
+            return Err(invalid(format!("replicas {replicas:?} name a broker twice")));
+        }
+        if let Some(unknown) = replicas.iter().find(|b| !self.image.brokers.contains_key(b)) {
+            return Err(invalid(format!("broker {unknown} is not registered")));
         }
         Ok(())
     }
@@ -98,6 +111,8 @@ impl QuorumController {
                 elr: Vec::new(),
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             };
             let record = PartitionRecord { topic_id, partition: first + i as i32, registration };
             self.emit(records, MetadataRecord::Partition(record));

@@ -17,6 +17,8 @@ fn registration(isr: &[i32], leader_epoch: i32, partition_epoch: i32) -> Partiti
         leader: 1,
         leader_epoch,
         partition_epoch,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }
 }
 

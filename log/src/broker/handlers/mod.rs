@@ -12,6 +12,7 @@ mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod reassignment;
 mod replica_fetch;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
@@ -50,6 +51,9 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The version range implemented for `key`, if any.
@@ -104,6 +108,15 @@ pub(crate) async fn handle(
         RequestKind::DeleteRecords(req) => ResponseKind::DeleteRecords(admin::delete_records(broker, req)),
         RequestKind::DescribeQuorum(req) => {
             ResponseKind::DescribeQuorum(describe_quorum::handle(broker, req, version).await)
+        }
+        RequestKind::AlterPartitionReassignments(req) => ResponseKind::AlterPartitionReassignments(
+            reassignment::alter_partition_reassignments(broker, req, version).await,
+        ),
+        RequestKind::ListPartitionReassignments(req) => {
+            ResponseKind::ListPartitionReassignments(reassignment::list_partition_reassignments(broker, req))
+        }
+        RequestKind::ElectLeaders(req) => {
+            ResponseKind::ElectLeaders(reassignment::elect_leaders(broker, req, version).await)
         }
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(admin::describe_cluster(broker)),
         RequestKind::OffsetForLeaderEpoch(req) => {

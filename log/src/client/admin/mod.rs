@@ -16,6 +16,7 @@
 //! forms return one result per item.
 
 mod quorum;
+mod reassignment;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ use super::group::{CommitIdentity, CommittedOffset, commit_offsets, fetch_offset
 use crate::codes;
 
 pub use quorum::{QuorumInfo, QuorumReplicaInfo};
+pub use reassignment::{ElectionType, PartitionReassignment};
 
 /// A topic to create.
 #[derive(Debug, Clone)]
