@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use freshet::client::{
     AdminClient, ClientConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig, ProducerRecord,
-    TopicPartition,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -216,23 +215,6 @@ async fn produce_until(bootstrap: String, stop: Arc<AtomicBool>) -> Vec<String> 
     acked
 }
 
-async fn consume(bootstrap: &str, n: usize) -> Vec<String> {
-    let mut config = ConsumerConfig::new(bootstrap);
-    config.set_all([("auto.offset.reset", "earliest"), ("fetch.max.wait.ms", "100")]).unwrap();
-    let mut consumer = Consumer::connect(config).await.unwrap();
-    consumer.assign(&[TopicPartition::new(TOPIC, 0)]).await.unwrap();
-    let deadline = Instant::now() + WAIT;
-    let mut values = Vec::new();
-    let text = |record: freshet::client::ConsumerRecord| String::from_utf8(record.value.unwrap().to_vec()).unwrap();
-    while values.len() < n {
-        assert!(Instant::now() < deadline, "only {} of {n} records could be read", values.len());
-        values.extend(consumer.poll(Duration::from_millis(200)).await.unwrap().into_iter().map(text));
-    }
-    // Anything after them would be a record written twice.
-    values.extend(consumer.poll(Duration::from_millis(500)).await.unwrap().into_iter().map(text));
-    values
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     let rounds: usize = std::env::var("CLUSTER_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
@@ -271,7 +253,7 @@ async fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     stop.store(true, Ordering::Relaxed);
     let acked = tokio::time::timeout(WAIT, producing).await.expect("the producer finished").unwrap();
     assert!(!acked.is_empty());
-    let read = consume(&bootstrap, acked.len()).await;
+    let read = support::orders::consume_all(&bootstrap, acked.len()).await;
     assert_eq!(read, acked, "every acknowledged record, once, in order");
     eprintln!("{rounds} leader kills and a rolling restart, {} records acknowledged and read back", acked.len());
 }

@@ -13,11 +13,9 @@ use std::time::{Duration, Instant};
 
 use freshet_log::TopicPartition;
 use freshet_log::broker::{Broker, BrokerConfig};
-use freshet_log::client::{
-    AdminClient, ClientConfig, Consumer, ConsumerConfig, ElectionType, NewTopic, Producer, ProducerConfig,
-    ProducerRecord,
-};
+use freshet_log::client::{AdminClient, ClientConfig, Consumer, ConsumerConfig, ElectionType, NewTopic};
 use freshet_log::server::{RunningBroker, RunningController};
+use support::orders::{consume_all, produce};
 use support::{free_ports, init_tracing};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -118,38 +116,6 @@ async fn create_orders(cluster: &Cluster, tp: &TopicPartition) -> AdminClient {
     eventually("every broker holds a replica", || cluster.live().all(|b| b.replica_manager().partition(tp).is_some()))
         .await;
     admin
-}
-
-async fn produce(bootstrap: &str, from: usize, to: usize) {
-    let mut config = ProducerConfig::new(bootstrap);
-    config.set_all([("acks", "all"), ("linger.ms", "5")]).unwrap();
-    let producer = Producer::connect(config).await.unwrap();
-    let mut deliveries = Vec::new();
-    for i in from..to {
-        let (key, value) = (format!("k{i}"), format!("v{i}"));
-        let record = ProducerRecord::new("orders").key(&key).value(&value);
-        deliveries.push(producer.send(record).await.unwrap());
-    }
-    for delivery in deliveries {
-        delivery.await.unwrap();
-    }
-    producer.close().await.unwrap();
-}
-
-async fn consume_all(bootstrap: &str, n: usize) -> Vec<String> {
-    let mut config = ConsumerConfig::new(bootstrap);
-    config.set_all([("auto.offset.reset", "earliest"), ("fetch.max.wait.ms", "100")]).unwrap();
-    let mut consumer = Consumer::connect(config).await.unwrap();
-    consumer.assign(&[TopicPartition::new("orders", 0)]).await.unwrap();
-    let deadline = Instant::now() + WAIT;
-    let mut values = Vec::new();
-    while values.len() < n {
-        assert!(Instant::now() < deadline, "only {} of {n} records arrived", values.len());
-        for record in consumer.poll(Duration::from_millis(200)).await.unwrap() {
-            values.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
-        }
-    }
-    values
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,5 +456,38 @@ async fn a_partition_moves_to_other_brokers_while_producers_write_and_its_leader
     let again = admin.elect_leaders(ElectionType::Preferred, Some(std::slice::from_ref(&tp))).await.unwrap();
     assert_eq!(again[0].1.as_ref().unwrap_err().code(), Some(84), "ELECTION_NOT_NEEDED");
     assert!(admin.elect_leaders(ElectionType::Preferred, None).await.unwrap().is_empty());
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_data_directory_was_wiped_rejoins_and_re_replicates_from_the_leaders() {
+    init_tracing();
+    let mut cluster = Cluster::start().await;
+    let tp = TopicPartition::new("orders", 0);
+    create_orders(&cluster, &tp).await;
+    produce(&cluster.bootstrap(), 0, 300).await;
+    let leader = cluster.broker(1).partition(&tp).unwrap().leader;
+    let quorum_leader = cluster.broker(1).quorum().leader().unwrap() as i32;
+    let wiped = (1..=3).find(|id| *id != leader && *id != quorum_leader).unwrap();
+    let dir = cluster.nodes[&wiped].config.data_dir().to_path_buf();
+    cluster.stop(wiped).await;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }.unwrap();
+    }
+    produce(&cluster.bootstrap(), 300, 400).await;
+
+    // It formats itself again (the same cluster id, derived from the voters), follows
+    // the metadata log from the others, and fetches every partition it holds afresh.
+    cluster.restart(wiped).await;
+    eventually("the wiped node re-replicated the partition", || {
+        cluster.broker(wiped).replica_manager().partition(&tp).is_some_and(|p| p.log().read().log_end_offset() == 400)
+    })
+    .await;
+    eventually("it is back in the ISR", || cluster.broker(leader).partition(&tp).is_some_and(|p| p.isr.len() == 3))
+        .await;
+    assert!(dir.join("meta.properties").exists());
+    let values = consume_all(&cluster.bootstrap(), 400).await;
+    assert_eq!(values, (0..400).map(|i| format!("v{i}")).collect::<Vec<_>>());
     cluster.shutdown().await;
 }

@@ -5,83 +5,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use freshet_log::controller::quorum::{MetadataQuorum, QuorumConfig};
 use freshet_log::controller::records::MetadataRecord;
-use parking_lot::Mutex;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use support::cut_proxy::CutProxy;
+use tokio::net::TcpListener;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-#[derive(Default)]
-struct ProxyState {
-    deny_all: bool,
-    blocked: HashSet<IpAddr>,
-    connections: Vec<(IpAddr, JoinHandle<()>)>,
-}
-
-/// Forwards connections to `target`, unless their source is blocked.
-struct Proxy {
-    state: Arc<Mutex<ProxyState>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(listener: TcpListener, target: SocketAddr) -> Self {
-        let state = Arc::new(Mutex::new(ProxyState::default()));
-        let shared = Arc::clone(&state);
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, peer)) = listener.accept().await {
-                let mut s = shared.lock();
-                if s.deny_all || s.blocked.contains(&peer.ip()) {
-                    continue; // dropped: the connection closes
-                }
-                let forward = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                s.connections.push((peer.ip(), forward));
-            }
-        });
-        Self { state, accept }
-    }
-
-    /// Drops the connections from `source` (every one, with `None`) and refuses new ones.
-    fn cut(&self, source: Option<IpAddr>) {
-        let mut s = self.state.lock();
-        match source {
-            Some(ip) => s.blocked.insert(ip),
-            None => std::mem::replace(&mut s.deny_all, true),
-        };
-        for (ip, task) in &s.connections {
-            if source.is_none_or(|b| b == *ip) {
-                task.abort();
-            }
-        }
-    }
-
-    fn heal(&self) {
-        let mut s = self.state.lock();
-        s.deny_all = false;
-        s.blocked.clear();
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        for (_, task) in &self.state.lock().connections {
-            task.abort();
-        }
-    }
-}
 
 fn ip(id: u64) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + id as u8))
@@ -125,7 +61,7 @@ async fn a_leader_cut_off_from_the_quorum_commits_nothing_and_rejoins() {
         let real = std::net::TcpListener::bind((ip(id), 0)).unwrap().local_addr().unwrap();
         voters.insert(id, front.local_addr().unwrap());
         listens.insert(id, real);
-        proxies.insert(id, Proxy::start(front, real).await);
+        proxies.insert(id, CutProxy::start(front, real));
     }
     let mut nodes = BTreeMap::new();
     for id in 1..=3 {

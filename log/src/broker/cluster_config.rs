@@ -243,9 +243,24 @@ impl ClusterConfig {
         self.listeners.iter().filter(|l| !self.controller_listener_names.contains(&l.name))
     }
 
+    /// The IP of the inter-broker listener, when it names one (not a host name or the
+    /// wildcard): replica fetches leave from it.
+    pub fn inter_broker_ip(&self) -> Option<std::net::IpAddr> {
+        let listener = self.listeners.iter().find(|l| l.name == self.inter_broker_listener_name)?;
+        listener.host.parse::<std::net::IpAddr>().ok().filter(|ip| !ip.is_unspecified())
+    }
+
     /// The listener the controller quorum uses on this node.
     pub fn controller_listener(&self) -> Option<&Listener> {
         self.listeners.iter().find(|l| self.controller_listener_names.contains(&l.name))
+    }
+
+    /// Where other nodes reach this node's controller listener: its `advertised.listeners`
+    /// entry when it has one (behind a proxy or NAT, as Kafka 3.9 allows), else the
+    /// listener itself.
+    pub fn advertised_controller_listener(&self) -> Option<&Listener> {
+        let own = self.controller_listener()?;
+        self.advertised_listeners.iter().find(|a| a.name == own.name).or(Some(own))
     }
 
     /// A single node: the default, with the quorum inside the process.
@@ -286,14 +301,14 @@ impl ClusterConfig {
                 Err(invalid("controller.quorum.voters", &voters, reason))
             }
             (true, Some(me)) => {
-                let Some(own) = self.controller_listener() else {
+                let Some(own) = self.advertised_controller_listener() else {
                     let reason = format!("a controller needs a listener named in controller.listener.names ({names})");
                     return Err(invalid("listeners", &self.listeners_text(), reason));
                 };
                 let host_matches = own.host == me.host || own.host.is_empty() || own.host == "0.0.0.0";
                 if own.port != me.port || !host_matches {
                     let reason = format!(
-                        "gives node {node_id} the address {}:{}, but its controller listener {} is {}:{}",
+                        "gives node {node_id} the address {}:{}, but its controller listener {} is reached at {}:{}",
                         me.host, me.port, own.name, own.host, own.port
                     );
                     return Err(invalid("controller.quorum.voters", &voters, reason));
@@ -385,6 +400,26 @@ mod tests {
             ("controller.quorum.voters", voters),
         ]);
         assert!(error(&voting_broker, 1).contains("controller role"), "{}", error(&voting_broker, 1));
+    }
+
+    #[test]
+    fn controllers_behind_proxies_are_voters_at_their_advertised_address() {
+        let voters = "1@127.0.2.1:19093,2@127.0.2.2:29093";
+        let proxied = config(&[
+            ("listeners", "PLAINTEXT://127.0.1.1:19092,CONTROLLER://127.0.1.1:19093"),
+            ("advertised.listeners", "PLAINTEXT://127.0.2.1:19092,CONTROLLER://127.0.2.1:19093"),
+            ("controller.quorum.voters", voters),
+        ]);
+        proxied.validate(1).unwrap();
+        assert_eq!(proxied.advertised_controller_listener().unwrap().host, "127.0.2.1");
+        assert_eq!(proxied.controller_listener().unwrap().host, "127.0.1.1");
+        let advertised_elsewhere = config(&[
+            ("listeners", "PLAINTEXT://127.0.1.1:19092,CONTROLLER://127.0.1.1:19093"),
+            ("advertised.listeners", "CONTROLLER://127.0.2.9:19093"),
+            ("controller.quorum.voters", voters),
+        ]);
+        let err = error(&advertised_elsewhere, 1);
+        assert!(err.contains("reached at 127.0.2.9:19093"), "{err}");
     }
 
     #[test]

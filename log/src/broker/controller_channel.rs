@@ -38,8 +38,7 @@ impl ControllerChannel {
     /// A channel through `quorum`'s view of who leads; `local` is this process's
     /// controller, if it runs one.
     pub fn new(quorum: Arc<MetadataQuorum>, local: Option<Arc<ControllerService>>) -> Self {
-        let source = quorum.voter_addresses().get(&quorum.node_id()).map(|a| a.ip());
-        let client = ControllerClient::new(source, quorum.cluster_id());
+        let client = ControllerClient::new(quorum.source_ip(), quorum.cluster_id());
         Self { quorum, local, client, hint: parking_lot::Mutex::new((None, 0)), refused_by: Default::default() }
     }
 

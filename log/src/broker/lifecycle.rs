@@ -120,7 +120,7 @@ impl BrokerLifecycleManager {
     /// A broker-only node asks the active controller to replicate the metadata log to
     /// its controller listener.
     async fn observe(&self, broker: &Broker) -> Result<(), ApiError> {
-        let Some(listener) = broker.config.cluster.controller_listener() else {
+        let Some(listener) = broker.config.cluster.advertised_controller_listener() else {
             let reason = "a broker-only node needs a controller listener to follow the metadata log";
             return Err(ApiError::new(codes::INVALID_REQUEST, reason));
         };

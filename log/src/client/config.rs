@@ -64,6 +64,7 @@ impl ClientConfig {
             client_id: self.client_id.clone(),
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
+            local_address: None,
         }
     }
 }

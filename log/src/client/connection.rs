@@ -71,6 +71,9 @@ pub struct ConnectionConfig {
     pub connect_timeout: Duration,
     /// `request.timeout.ms`: how long an answer may take.
     pub request_timeout: Duration,
+    /// The address to leave from (a broker's inter-broker listener); `None`: the
+    /// system's choice.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl Default for ConnectionConfig {
@@ -79,6 +82,7 @@ impl Default for ConnectionConfig {
             client_id: "freshet".to_string(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            local_address: None,
         }
     }
 }
@@ -142,12 +146,29 @@ impl Drop for Connection {
     }
 }
 
+/// A TCP connection to `addr` (`host:port`), leaving from `local` when given.
+async fn open_stream(addr: &str, local: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local) = local.filter(|ip| !ip.is_unspecified()) else { return TcpStream::connect(addr).await };
+    let mut last = None;
+    for target in tokio::net::lookup_host(addr).await?.filter(|t| t.is_ipv4() == local.is_ipv4()) {
+        let socket = if target.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }?;
+        socket.bind(std::net::SocketAddr::new(local, 0))?;
+        match socket.connect(target).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, format!("{addr} has no address of the family of {local}"))
+    }))
+}
+
 impl Connection {
     /// Connects to `addr` (`host:port`) and negotiates API versions.
     pub async fn connect(addr: &str, config: ConnectionConfig) -> Result<Self> {
         let timeout = config.connect_timeout;
         let what = format!("connecting to {addr}");
-        let connected = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        let connected = tokio::time::timeout(timeout, open_stream(addr, config.local_address))
             .await
             .map_err(|_| ClientError::Timeout { what, after_ms: timeout.as_millis() as u64 })?
             .map_err(|source| ClientError::Io { addr: addr.to_string(), source: Arc::new(source) })?;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cut_proxy;
+pub mod orders;
 pub mod proxy;
 
 use freshet_log::broker::{Broker, BrokerConfig};
@@ -13,6 +15,11 @@ use freshet_log::server::RunningBroker;
 /// below Linux's ephemeral range (32768 and up), so that no outgoing connection of a test
 /// running alongside takes one before its node binds it.
 pub fn free_ports(n: usize) -> Vec<std::net::SocketAddr> {
+    free_ports_on(std::net::Ipv4Addr::LOCALHOST.into(), n)
+}
+
+/// Like [`free_ports`], on the loopback address `ip` (any of 127.0.0.0/8 on Linux).
+pub fn free_ports_on(ip: std::net::IpAddr, n: usize) -> Vec<std::net::SocketAddr> {
     let nanos = std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64;
     let mut x = (nanos ^ u64::from(std::process::id()).rotate_left(32)) | 1;
     let mut held = Vec::new();
@@ -21,7 +28,7 @@ pub fn free_ports(n: usize) -> Vec<std::net::SocketAddr> {
         x ^= x >> 7;
         x ^= x << 17;
         let port = 20_000 + (x % 12_000) as u16;
-        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+        if let Ok(listener) = std::net::TcpListener::bind((ip, port)) {
             held.push(listener);
         }
     }

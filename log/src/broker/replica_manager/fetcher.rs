@@ -96,6 +96,8 @@ async fn fetch_once(
             client_id: format!("replica-fetcher-{}-{leader}", broker.config.node_id),
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_millis(FETCH_WAIT_MAX_MS as u64 + 10_000),
+            // Inter-broker traffic leaves from the inter-broker listener, as the quorum's does.
+            local_address: broker.config.cluster.inter_broker_ip(),
         };
         *connection = Some(Connection::connect(&addr, config).await.map_err(|e| e.to_string())?);
     }

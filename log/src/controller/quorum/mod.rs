@@ -135,6 +135,8 @@ impl QuorumConfig {
 pub struct MetadataQuorum {
     node_id: u64,
     voters: BTreeMap<u64, SocketAddr>,
+    /// The IP this node's connections to peers and controllers leave from.
+    source_ip: Option<std::net::IpAddr>,
     raft: Raft<MetadataRaft>,
     state_machine: MetadataStateMachine,
     cluster_id: Arc<str>,
@@ -175,7 +177,8 @@ impl MetadataQuorum {
         let listen = config.listen.or_else(|| config.voters.get(&config.node_id).copied());
         let cluster_id: Arc<str> = config.cluster_id.as_str().into();
         let conflict = network::ClusterConflict::default();
-        let network = network::QuorumNetwork::new(listen.map(|a| a.ip()), cluster_id.clone(), conflict.clone());
+        let source_ip = listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
+        let network = network::QuorumNetwork::new(source_ip, cluster_id.clone(), conflict.clone());
         let raft = Raft::new(config.node_id, raft_config, network, log_store, state_machine.clone())
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
@@ -189,6 +192,7 @@ impl MetadataQuorum {
         let quorum = Self {
             node_id: config.node_id,
             voters: config.voters.clone(),
+            source_ip,
             raft,
             state_machine,
             cluster_id,
@@ -321,6 +325,12 @@ impl MetadataQuorum {
     /// The voters' controller addresses, as configured (empty on a single node).
     pub fn voter_addresses(&self) -> &BTreeMap<u64, SocketAddr> {
         &self.voters
+    }
+
+    /// The IP this node's quorum and controller connections leave from: its controller
+    /// listener's, so that a firewall (or a test's proxy) can tell the nodes apart.
+    pub fn source_ip(&self) -> Option<std::net::IpAddr> {
+        self.source_ip
     }
 
     /// The quorum's state, for DescribeQuorum; NOT_CONTROLLER unless this node leads.
