@@ -7,7 +7,10 @@
 //! was sent.
 //!
 //! A second test pauses (SIGSTOP) the followers of a group coordinator: the assignment it
-//! cannot replicate is not handed out, and is once they resume.
+//! cannot replicate is not handed out, and is once they resume. A third kills a group
+//! coordinator's node with SIGKILL while the group consumes: the member goes on reading at
+//! the partition's new leader, reads again only what it had not committed, and its
+//! commits are kept.
 //!
 //! `CLUSTER_ROUNDS=n` sets the number of kills (CI runs 2; `scripts/cluster-faults.sh`
 //! runs many and records them in RELIABILITY.md).
@@ -215,15 +218,22 @@ async fn produce_until(bootstrap: String, stop: Arc<AtomicBool>) -> Vec<String> 
     acked
 }
 
+/// Creates [`TOPIC`] with three replicas and `min.insync.replicas=2`, and waits until they
+/// are all in sync.
+async fn create_orders(bootstrap: &str) -> AdminClient {
+    let admin = AdminClient::connect(ClientConfig::new(bootstrap)).await.unwrap();
+    admin.create_topic(NewTopic::new(TOPIC, 1).replication_factor(3).config("min.insync.replicas", "2")).await.unwrap();
+    eventually_state(&admin, "all three replicas are in sync", |_, isr| isr.len() == 3).await;
+    admin
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_again_and_again_loses_no_acknowledged_record() {
     let rounds: usize = std::env::var("CLUSTER_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
     let _one = ONE_CLUSTER.lock().await;
     let mut cluster = Cluster::start();
     let bootstrap = cluster.bootstrap();
-    let admin = AdminClient::connect(ClientConfig::new(&bootstrap)).await.unwrap();
-    admin.create_topic(NewTopic::new(TOPIC, 1).replication_factor(3).config("min.insync.replicas", "2")).await.unwrap();
-    eventually_state(&admin, "all three replicas are in sync", |_, isr| isr.len() == 3).await;
+    let admin = create_orders(&bootstrap).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let producing = tokio::spawn(produce_until(bootstrap.clone(), stop.clone()));
@@ -268,11 +278,33 @@ fn offsets_partition(group: &str) -> i32 {
 async fn group_consumer(bootstrap: &str, group: &str) -> Consumer {
     let mut config = ConsumerConfig::new(bootstrap);
     // Requests to a paused node time out soon, and go to another.
-    let settings = [("group.id", group), ("session.timeout.ms", "10000"), ("request.timeout.ms", "3000")];
+    let settings = [
+        ("group.id", group),
+        ("session.timeout.ms", "10000"),
+        ("request.timeout.ms", "3000"),
+        ("auto.offset.reset", "earliest"),
+    ];
     config.set_all(settings).unwrap();
     let mut consumer = Consumer::connect(config).await.unwrap();
     consumer.subscribe(&[TOPIC]).await.unwrap();
     consumer
+}
+
+/// The node that leads `group`'s `__consumer_offsets` partition (its coordinator), once
+/// all three replicas of it are in sync.
+async fn coordinator_of(admin: &AdminClient, group: &str) -> i32 {
+    let offsets = "__consumer_offsets";
+    let partition = offsets_partition(group) as usize;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let topics = admin.describe_topics(&[offsets]).await.unwrap();
+        let state = &topics[0].partitions[partition];
+        if state.leader >= 0 && state.isr.len() == 3 {
+            return state.leader;
+        }
+        assert!(Instant::now() < deadline, "{offsets}-{partition} never had three in-sync replicas: {state:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn poll_until_assigned(consumer: &mut Consumer, cluster: &Cluster, what: &str) {
@@ -299,18 +331,7 @@ async fn a_group_assignment_is_handed_out_only_once_it_is_on_the_isr() {
     poll_until_assigned(&mut consumer, &cluster, "the group gets its assignment").await;
     consumer.close().await.unwrap();
     eprintln!("{:?}: the first member was assigned and left", began.elapsed());
-    let offsets = "__consumer_offsets";
-    let partition = offsets_partition(group) as usize;
-    let deadline = Instant::now() + WAIT;
-    let coordinator = loop {
-        let topics = admin.describe_topics(&[offsets]).await.unwrap();
-        let state = &topics[0].partitions[partition];
-        if state.leader >= 0 && state.isr.len() == 3 {
-            break state.leader;
-        }
-        assert!(Instant::now() < deadline, "{offsets}-{partition} never had three in-sync replicas: {state:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let coordinator = coordinator_of(&admin, group).await;
 
     // Its followers pause: what the coordinator appends cannot reach the ISR, which cannot
     // shrink either (no controller quorum without them).
@@ -345,4 +366,68 @@ async fn a_group_assignment_is_handed_out_only_once_it_is_on_the_isr() {
         Err(_) => cluster.fail("the assignment arrives once the followers are back"),
     }
     eprintln!("{:?}: assigned once they resumed", began.elapsed());
+}
+
+/// Polls `consumer` into `seen` until it holds every value of `v0..v{n}`; errors on the
+/// way (a coordinator moving) are retriable and ignored.
+async fn read_until_seen(consumer: &mut Consumer, cluster: &Cluster, seen: &mut Vec<String>, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    let text = |record: &freshet::client::ConsumerRecord| String::from_utf8(record.value.clone().unwrap().to_vec());
+    loop {
+        let distinct: std::collections::HashSet<&String> = seen.iter().collect();
+        if distinct.len() >= n {
+            return;
+        }
+        if Instant::now() > deadline {
+            cluster.fail(&format!("the member read {} of {n} records", distinct.len()));
+        }
+        if let Ok(records) = consumer.poll(Duration::from_millis(200)).await {
+            seen.extend(records.iter().map(|r| text(r).unwrap()));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_keeps_its_offsets_and_goes_on_consuming_when_its_coordinator_is_killed() {
+    let _one = ONE_CLUSTER.lock().await;
+    let mut cluster = Cluster::start();
+    let bootstrap = cluster.bootstrap();
+    let admin = create_orders(&bootstrap).await;
+    let group = "killed-coordinator";
+    support::orders::produce(&bootstrap, 0, 300).await;
+    let mut consumer = group_consumer(&bootstrap, group).await;
+    let mut seen = Vec::new();
+    read_until_seen(&mut consumer, &cluster, &mut seen, 300).await;
+    consumer.commit_sync().await.unwrap();
+    let coordinator = coordinator_of(&admin, group).await;
+    eprintln!("killing the coordinator's node {coordinator} after {} records", seen.len());
+    cluster.nodes[coordinator as usize - 1].kill();
+
+    // Writes go on; the member reads them once the partition's new leader has loaded the
+    // group, and commits there.
+    support::orders::produce(&bootstrap, 300, 600).await;
+    read_until_seen(&mut consumer, &cluster, &mut seen, 600).await;
+    let deadline = Instant::now() + WAIT;
+    while let Err(e) = consumer.commit_sync().await {
+        assert!(Instant::now() < deadline, "no commit after the coordinator's loss: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut first_reads = Vec::new();
+    for (i, value) in seen.iter().enumerate() {
+        if seen[..i].contains(value) {
+            // Only what followed the commit before the kill may be read twice (a rejoin
+            // resumes at the committed offset).
+            let n: usize = value[1..].parse().unwrap();
+            assert!(n >= 300, "{value}, committed before the kill, was read again");
+        } else {
+            first_reads.push(value.clone());
+        }
+    }
+    assert_eq!(first_reads, (0..600).map(|i| format!("v{i}")).collect::<Vec<_>>());
+    consumer.close().await.unwrap();
+
+    cluster.restart(coordinator);
+    let committed = admin.list_group_offsets(group, None).await.unwrap();
+    let offsets: Vec<i64> = committed.iter().filter_map(|(_, c)| c.as_ref().map(|c| c.offset)).collect();
+    assert_eq!(offsets, vec![600], "the group's committed offset: {committed:?}");
 }
